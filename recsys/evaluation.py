@@ -1,0 +1,285 @@
+"""Offline evaluation with the protocols of EVALUATION.md: split, queries, metrics.
+
+Anything that can answer ``next_best(customer_idx, histories, k)`` and
+``item_query(kind, query_lists, k)`` with a (queries x k) array of item
+indexes (-1 padded) can be scored: the product's :class:`Recommender` and
+every baseline alike.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import scipy.sparse as sp
+
+from .data import Interactions
+
+log = logging.getLogger(__name__)
+
+TEST_FRACTION = 0.15
+RANDOM_TEST_FRACTION = 0.20
+_BATCH = 1024
+
+
+class Scorer(Protocol):
+    def next_best(self, customer_idx: np.ndarray, histories: sp.csr_matrix, k: int) -> np.ndarray: ...
+
+    def item_query(self, kind: str, query_lists: list[np.ndarray], k: int) -> np.ndarray: ...
+
+
+@dataclass
+class Split:
+    """Which lines train and which test; ``cutoff`` is epoch seconds for a temporal split."""
+
+    train: np.ndarray
+    test: np.ndarray
+    method: str
+    cutoff: int | None = None
+
+
+def split(inter: Interactions, test_fraction: float = TEST_FRACTION,
+          random_fraction: float = RANDOM_TEST_FRACTION, seed: int = 0) -> Split:
+    """Temporal split (last ``test_fraction`` of orders) or, without timestamps, random orders."""
+    times = inter.order_times()
+    if times is None:
+        rng = np.random.default_rng(seed)
+        test_orders = rng.random(len(inter.orders)) < random_fraction
+        test = test_orders[inter.order_idx]
+        return Split(train=~test, test=test, method="random")
+    ordered = np.sort(times)
+    first_test = min(len(ordered) - 1, int(math.floor(len(ordered) * (1 - test_fraction))))
+    cutoff = int(ordered[first_test]) if len(ordered) else 0
+    test = inter.timestamp >= cutoff
+    return Split(train=~test, test=test, method="temporal", cutoff=cutoff)
+
+
+def split_interactions(inter: Interactions, s: Split) -> tuple[Interactions, Interactions]:
+    return inter.subset(s.train), inter.subset(s.test)
+
+
+@dataclass
+class EvalData:
+    """Queries and truths of all protocols for one split (internal indexes)."""
+
+    train_customer_items: sp.csr_matrix
+    known_items: np.ndarray
+    nb_customers: np.ndarray
+    nb_truth: sp.csr_matrix
+    basket_queries: list[np.ndarray]
+    basket_targets: np.ndarray
+    also_queries: np.ndarray
+    unknown_targets: int
+
+
+def build_eval_data(train: Interactions, test: Interactions, seed: int = 0,
+                    max_queries: int | None = None) -> EvalData:
+    """Queries of the three protocols; ``max_queries`` caps each by a seeded sample."""
+    hist = train.customer_items()
+    known = np.diff(hist.tocsc().indptr) > 0
+    rng = np.random.default_rng(seed)
+
+    nb_customers = np.zeros(0, dtype=np.int64)
+    nb_truth = sp.csr_matrix((0, hist.shape[1]), dtype=np.float32)
+    if not train.customer_is_order:
+        after = test.customer_items(binary=True)
+        before = hist.copy()
+        before.data[:] = 1
+        new = after - after.multiply(before)
+        new.eliminate_zeros()
+        active = (np.diff(before.indptr) > 0) & (np.diff(new.indptr) > 0)
+        nb_customers = np.flatnonzero(active)
+        if max_queries and len(nb_customers) > max_queries:
+            nb_customers = np.sort(rng.choice(nb_customers, max_queries, replace=False))
+        nb_truth = new[nb_customers].tocsr()
+
+    orders = test.order_items()
+    sizes = np.diff(orders.indptr)
+    rows = np.flatnonzero(sizes >= 2)
+    if max_queries and len(rows) > max_queries:
+        rows = np.sort(rng.choice(rows, max_queries, replace=False))
+    item_rng = np.random.default_rng(seed)
+    target_pos = item_rng.integers(0, sizes[rows]) if len(rows) else np.zeros(0, dtype=np.int64)
+    other_pos = (target_pos + 1 + item_rng.integers(0, sizes[rows] - 1)) % sizes[rows] \
+        if len(rows) else np.zeros(0, dtype=np.int64)
+    basket_queries, targets, also = [], np.zeros(len(rows), dtype=np.int64), \
+        np.zeros(len(rows), dtype=np.int64)
+    for n, (r, t, o) in enumerate(zip(rows, target_pos, other_pos)):
+        items = orders.indices[orders.indptr[r]:orders.indptr[r + 1]]
+        targets[n] = items[t]
+        also[n] = items[o]
+        basket_queries.append(np.delete(items, t).astype(np.int64))
+    return EvalData(
+        train_customer_items=hist, known_items=known, nb_customers=nb_customers,
+        nb_truth=nb_truth, basket_queries=basket_queries, basket_targets=targets,
+        also_queries=also, unknown_targets=int((~known[targets]).sum()) if len(targets) else 0,
+    )
+
+
+# ------------------------------------------------------------------ metrics
+
+
+def ranking_metrics(recs: np.ndarray, truth: sp.csr_matrix, k: int) -> dict[str, np.ndarray]:
+    """Per-query Recall, nDCG, HR and MAP at ``k`` for multi-item truths (binary gains)."""
+    recs = recs[:, :k]
+    n = recs.shape[0]
+    truth = truth.tocsr()
+    n_items = truth.shape[1]
+    truth_keys = np.repeat(np.arange(n, dtype=np.int64), np.diff(truth.indptr)) * n_items + truth.indices
+    rec_keys = np.arange(n, dtype=np.int64)[:, None] * n_items + np.where(recs >= 0, recs, 0)
+    hits = np.isin(rec_keys, truth_keys) & (recs >= 0)
+    # An item listed twice in one row counts once.
+    sizes = np.diff(truth.indptr)
+    denom = np.minimum(k, sizes).astype(np.float64)
+    safe = np.where(denom > 0, denom, 1)
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    dcg = (hits * discounts[: recs.shape[1]]).sum(axis=1)
+    ideal = np.cumsum(discounts)[np.maximum(denom.astype(int) - 1, 0)]
+    cum_hits = np.cumsum(hits, axis=1)
+    precision_at_hit = np.where(hits, cum_hits / np.arange(1, recs.shape[1] + 1), 0.0)
+    valid = denom > 0
+    return {
+        "recall": np.where(valid, hits.sum(axis=1) / safe, 0.0),
+        "ndcg": np.where(valid, dcg / np.where(valid, ideal, 1), 0.0),
+        "hr": (hits.sum(axis=1) > 0).astype(np.float64),
+        "map": np.where(valid, precision_at_hit.sum(axis=1) / safe, 0.0),
+    }
+
+
+def target_metrics(recs: np.ndarray, targets: np.ndarray, k: int) -> dict[str, np.ndarray]:
+    """Per-query HR and MRR at ``k`` for one hidden target per query."""
+    recs = recs[:, :k]
+    hit = recs == targets[:, None]
+    found = hit.any(axis=1)
+    rank = np.argmax(hit, axis=1) + 1
+    return {"hr": found.astype(np.float64), "mrr": np.where(found, 1.0 / rank, 0.0)}
+
+
+def bootstrap_interval(values: np.ndarray, n_boot: int = 1000, seed: int = 0,
+                       level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of a mean over queries."""
+    if len(values) == 0:
+        return (0.0, 0.0)
+    rng = np.random.default_rng(seed)
+    means = np.empty(n_boot)
+    for b in range(n_boot):
+        means[b] = values[rng.integers(0, len(values), len(values))].mean()
+    lo, hi = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return float(lo), float(hi)
+
+
+# ---------------------------------------------------------------- protocols
+
+
+def _batched(n: int):
+    for start in range(0, n, _BATCH):
+        yield start, min(n, start + _BATCH)
+
+
+def evaluate(scorer: Scorer, data: EvalData, k: int = 10, per_query: bool = False) -> dict:
+    """Score one scorer on every protocol the data supports."""
+    return evaluate_variants(_Single(scorer), data, k, per_query)[None]
+
+
+class _Single:
+    def __init__(self, scorer):
+        self.scorer = scorer
+
+    def next_best(self, customer_idx, histories, k):
+        return {None: self.scorer.next_best(customer_idx, histories, k)}
+
+    def item_query(self, kind, query_lists, k):
+        return {None: self.scorer.item_query(kind, query_lists, k)}
+
+
+def _stack(batches: list[dict]) -> dict:
+    return {name: np.vstack([b[name] for b in batches]) for name in batches[0]}
+
+
+def evaluate_variants(scorer, data: EvalData, k: int = 10, per_query: bool = False) -> dict:
+    """Like :func:`evaluate` for a scorer whose methods return ``{variant: recs}``.
+
+    Lets one pass over the queries score several variants (e.g. blend weights)
+    that share expensive intermediate scores. Returns ``{variant: results}``.
+    """
+    out: dict = {}
+    if len(data.nb_customers):
+        recs_by = _stack([
+            scorer.next_best(data.nb_customers[a:b], data.train_customer_items[data.nb_customers[a:b]], k)
+            for a, b in _batched(len(data.nb_customers))
+        ])
+        n_known = int(data.known_items.sum()) or 1
+        for name, recs in recs_by.items():
+            per = ranking_metrics(recs, data.nb_truth, k)
+            valid = recs[recs >= 0]
+            entry = {f"{m}@{k}": float(v.mean()) for m, v in per.items()}
+            entry |= {f"coverage@{k}": len(np.unique(valid)) / n_known, "queries": len(recs)}
+            if per_query:
+                entry["_per_query"] = per
+            out.setdefault(name, {})["next_best"] = entry
+    also = [np.asarray([q]) for q in data.also_queries]
+    for kind, queries in (("basket", data.basket_queries), ("also_bought", also)):
+        if not len(queries):
+            continue
+        recs_by = _stack([scorer.item_query(kind, queries[a:b], k) for a, b in _batched(len(queries))])
+        for name, recs in recs_by.items():
+            per = target_metrics(recs, data.basket_targets, k)
+            entry = {f"{m}@{k}": float(v.mean()) for m, v in per.items()}
+            entry |= {"queries": len(queries), "unknown_targets": data.unknown_targets}
+            if per_query:
+                entry["_per_query"] = per
+            out.setdefault(name, {})[kind] = entry
+    return out or {None: {}}
+
+
+PRIMARY = {"next_best": "ndcg", "basket": "hr", "also_bought": "hr"}
+
+
+def primary_metric(results: dict, kind: str, k: int = 10) -> float | None:
+    entry = results.get(kind)
+    return None if entry is None else entry.get(f"{PRIMARY[kind]}@{k}")
+
+
+class RecommenderScorer:
+    """Adapts a :class:`~recsys.recommender.Recommender` to the :class:`Scorer` protocol."""
+
+    def __init__(self, recommender, allowed: np.ndarray | None = None):
+        self.rec = recommender
+        self.allowed = allowed
+
+    def next_best(self, customer_idx, histories, k):
+        scores = self.rec.score_customers(customer_idx)
+        return self.rec.top_k(scores, k, exclude=histories, allowed=self.allowed)
+
+    def item_query(self, kind, query_lists, k):
+        from .recommender import _rows_matrix
+
+        scores = self.rec.score_items(kind, query_lists)
+        return self.rec.top_k(scores, k, exclude=_rows_matrix(query_lists, scores.shape[1]),
+                              allowed=self.allowed)
+
+
+class PopularityScorer:
+    """The popularity baseline: best-sellers of the training period."""
+
+    def __init__(self, counts: np.ndarray, allowed: np.ndarray):
+        self.scores = np.where(allowed, counts.astype(np.float64), -np.inf)
+
+    def _top(self, n: int, exclude: sp.csr_matrix, k: int) -> np.ndarray:
+        from .models.base import top_indices_rows
+
+        scores = np.tile(self.scores, (n, 1))
+        coo = exclude.tocoo()
+        scores[coo.row, coo.col] = -np.inf
+        return top_indices_rows(scores, k)
+
+    def next_best(self, customer_idx, histories, k):
+        return self._top(len(customer_idx), histories, k)
+
+    def item_query(self, kind, query_lists, k):
+        from .recommender import _rows_matrix
+
+        return self._top(len(query_lists), _rows_matrix(query_lists, len(self.scores)), k)

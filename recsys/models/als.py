@@ -1,0 +1,140 @@
+"""ALS matrix factorisation for implicit feedback (Hu, Koren & Volinsky 2008) via ``implicit``.
+
+The customer x item matrix holds how many orders of a customer contain an
+item; the confidence given to ALS is ``log1p(count)`` (``confidence="log"``)
+or BM25-weighted counts (``"bm25"``), times ``alpha`` inside implicit. Log
+scaling keeps one wholesale customer who re-buys an item weekly from
+dominating the factors. Runs on the GPU when implicit finds CUDA and
+``use_gpu`` is not False.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..exceptions import ConfigError
+from .base import check_fitted
+
+log = logging.getLogger(__name__)
+
+
+class ALSModel:
+    """Latent factors for customers and items, learned with implicit's ALS."""
+
+    name = "als"
+
+    def __init__(self, factors: int = 64, regularization: float = 0.05, alpha: float = 10.0,
+                 iterations: int = 15, confidence: str = "log", use_gpu: bool | None = None,
+                 random_state: int = 0, num_threads: int = 0):
+        self.factors = factors
+        self.regularization = regularization
+        self.alpha = alpha
+        self.iterations = iterations
+        self.confidence = confidence
+        self.use_gpu = use_gpu
+        self.random_state = random_state
+        self.num_threads = num_threads
+        self.user_factors_ = None
+        self.item_factors_ = None
+        self._solver = None
+
+    # ------------------------------------------------------------ fitting
+    def weight(self, counts: sp.csr_matrix) -> sp.csr_matrix:
+        """Confidence matrix handed to ALS for a customers x items count matrix."""
+        if self.confidence == "log":
+            out = counts.tocsr(copy=True).astype(np.float32)
+            out.data = np.log1p(out.data)
+            return out
+        if self.confidence == "bm25":
+            from implicit.nearest_neighbours import bm25_weight
+
+            return bm25_weight(counts.tocsr().astype(np.float32), K1=100, B=0.8).tocsr()
+        if self.confidence == "raw":
+            return counts.tocsr(copy=True).astype(np.float32)
+        raise ConfigError(f"als.confidence {self.confidence!r} is unknown; use log, bm25 or raw")
+
+    def fit(self, customer_items: sp.csr_matrix, warm_start: "ALSModel | None" = None,
+            iterations: int | None = None, progress=None):
+        """Fit on a customers x items count matrix; ``warm_start`` reuses earlier factors."""
+        import implicit
+
+        use_gpu = implicit.gpu.HAS_CUDA if self.use_gpu is None else bool(self.use_gpu)
+        solver = implicit.als.AlternatingLeastSquares(
+            factors=self.factors, regularization=self.regularization, alpha=self.alpha,
+            iterations=iterations or self.iterations, random_state=self.random_state,
+            use_gpu=use_gpu, **({} if use_gpu else {"num_threads": self.num_threads}),
+        )
+        if warm_start is not None and not use_gpu and warm_start.user_factors_ is not None:
+            if warm_start.user_factors_.shape == (customer_items.shape[0], self.factors) and \
+                    warm_start.item_factors_.shape == (customer_items.shape[1], self.factors):
+                solver.user_factors = np.array(warm_start.user_factors_, dtype=np.float32)
+                solver.item_factors = np.array(warm_start.item_factors_, dtype=np.float32)
+        callback = (lambda *_: progress(1)) if progress is not None else None
+        solver.fit(self.weight(customer_items), show_progress=False, callback=callback)
+        if use_gpu:
+            solver = solver.to_cpu()
+        self.user_factors_ = np.ascontiguousarray(solver.user_factors, dtype=np.float32)
+        self.item_factors_ = np.ascontiguousarray(solver.item_factors, dtype=np.float32)
+        self._solver = None
+        log.info("ALS fitted on %s (gpu=%s)", customer_items.shape, use_gpu)
+        return self
+
+    def set_factors(self, user_factors: np.ndarray, item_factors: np.ndarray):
+        """Use factors loaded from a model version."""
+        self.user_factors_ = user_factors
+        self.item_factors_ = item_factors
+        self._solver = None
+        return self
+
+    # ------------------------------------------------------------ scoring
+    def score_customers(self, customer_idx: np.ndarray) -> np.ndarray:
+        """Dense scores (customers x items) for known customers."""
+        check_fitted(self, "item_factors_")
+        return np.asarray(self.user_factors_[np.asarray(customer_idx)]) @ self.item_factors_.T
+
+    def user_vectors(self, histories: sp.csr_matrix) -> np.ndarray:
+        """Factors for unseen customers from their histories (implicit's recalculate_user)."""
+        check_fitted(self, "item_factors_")
+        solver = self._cpu_solver()
+        weighted = self.weight(histories)
+        return np.asarray(solver.recalculate_user(np.arange(weighted.shape[0]), weighted))
+
+    def score_histories(self, histories: sp.csr_matrix) -> np.ndarray:
+        """Dense scores (queries x items) for histories given as a count matrix."""
+        return self.user_vectors(histories) @ self.item_factors_.T
+
+    def score_buyers(self, item_idx: int) -> np.ndarray:
+        """Affinity of every known customer for one item."""
+        check_fitted(self, "user_factors_")
+        return np.asarray(self.user_factors_) @ np.asarray(self.item_factors_[item_idx])
+
+    def score_similar(self, item_idx: np.ndarray) -> np.ndarray:
+        """Cosine similarity in factor space between query items and every item (summed)."""
+        check_fitted(self, "item_factors_")
+        norms = np.linalg.norm(self.item_factors_, axis=1)
+        norms[norms == 0] = 1.0
+        query = self.item_factors_[np.asarray(item_idx)] / norms[np.asarray(item_idx), None]
+        return (query @ self.item_factors_.T / norms).sum(axis=0)
+
+    def explain(self, history: sp.csr_matrix, item_idx: int, top: int = 3) -> list[tuple[int, float]]:
+        """The history items that contributed most to one recommendation (implicit's explain)."""
+        check_fitted(self, "item_factors_")
+        solver = self._cpu_solver()
+        _, contributions, _ = solver.explain(0, self.weight(history), item_idx, N=top)
+        return [(int(i), float(c)) for i, c in contributions]
+
+    def _cpu_solver(self):
+        if self._solver is None:
+            from implicit.cpu.als import AlternatingLeastSquares
+
+            solver = AlternatingLeastSquares(
+                factors=self.item_factors_.shape[1], regularization=self.regularization,
+                alpha=self.alpha, num_threads=1,
+            )
+            solver.item_factors = np.asarray(self.item_factors_, dtype=np.float32)
+            solver.user_factors = np.zeros((0, solver.factors), dtype=np.float32)
+            self._solver = solver
+        return self._solver

@@ -1,0 +1,79 @@
+"""Shared helpers for models: the fitted check and sparse top-k selection."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..exceptions import NotFittedError
+
+
+def check_fitted(model, attribute: str) -> None:
+    if getattr(model, attribute, None) is None:
+        raise NotFittedError(
+            f"{type(model).__name__} is not fitted yet: call fit() or load a model version first"
+        )
+
+
+def topk_positions(m: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positions (into ``m.data``) of the ``k`` largest entries of every row, and the new indptr.
+
+    ``m`` must have sorted indices; ties keep the lower column.
+    """
+    counts = np.diff(m.indptr)
+    if len(counts) == 0 or counts.max() <= k:
+        return np.arange(m.nnz), m.indptr.copy()
+    rows = np.repeat(np.arange(m.shape[0]), counts)
+    order = np.lexsort((-m.data, rows))
+    rank = np.arange(len(order)) - np.repeat(m.indptr[:-1], counts)
+    kept = np.sort(order[rank < k])
+    return kept, np.r_[0, np.cumsum(np.minimum(counts, k))]
+
+
+def topk_per_row(m: sp.csr_matrix, k: int) -> sp.csr_matrix:
+    """Keep the ``k`` largest entries of every row of a CSR matrix."""
+    m.sort_indices()
+    kept, indptr = topk_positions(m, k)
+    return sp.csr_matrix((m.data[kept], m.indices[kept], indptr), shape=m.shape)
+
+
+def row_blocks(work: np.ndarray, budget: float) -> list[tuple[int, int]]:
+    """Split rows into consecutive blocks whose summed ``work`` stays near ``budget``."""
+    n = len(work)
+    if n == 0:
+        return []
+    cum = np.cumsum(work, dtype=np.float64)
+    blocks, start = [], 0
+    while start < n:
+        base = cum[start - 1] if start else 0.0
+        end = int(np.searchsorted(cum, base + budget, side="right"))
+        end = max(end, start + 1)
+        blocks.append((start, min(end, n)))
+        start = end
+    return blocks
+
+
+def top_indices(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indexes of the ``k`` best scores of a 1-D array, best first (-inf entries never returned)."""
+    k = min(k, int(np.isfinite(scores).sum()))
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    part = np.argpartition(-scores, k - 1)[:k]
+    return part[np.argsort(-scores[part], kind="stable")]
+
+
+def top_indices_rows(scores: np.ndarray, k: int) -> np.ndarray:
+    """Row-wise top-k of a 2-D array, best first; -1 where a row has fewer finite scores."""
+    n_rows, n_cols = scores.shape
+    k_eff = min(k, n_cols)
+    if k_eff == 0:
+        return np.full((n_rows, k), -1, dtype=np.int64)
+    part = np.argpartition(-scores, k_eff - 1, axis=1)[:, :k_eff]
+    vals = np.take_along_axis(scores, part, axis=1)
+    order = np.argsort(-vals, axis=1, kind="stable")
+    idx = np.take_along_axis(part, order, axis=1)
+    vals = np.take_along_axis(vals, order, axis=1)
+    idx = np.where(np.isfinite(vals), idx, -1)
+    if k_eff < k:
+        idx = np.hstack([idx, np.full((n_rows, k - k_eff), -1, dtype=idx.dtype)])
+    return idx

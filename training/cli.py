@@ -1,0 +1,203 @@
+"""The ``xsell`` command line.
+
+Human-readable output (data report, progress, tables) goes to stderr; the
+machine-readable result (``train``'s one-line JSON summary) is the last line
+of stdout. Exit codes: 0 success, 1 unexpected failure, 2 bad input or
+options (including ``--strict`` rejections).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+
+import click
+
+from recsys.exceptions import ConfigError, DataError, ModelLoadError, XsellError
+
+EXIT_FAILURE = 1
+EXIT_BAD_INPUT = 2
+
+
+def handle_errors(func):
+    """Turn library errors into one clear line on stderr and a fitting exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except (DataError, ConfigError) as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_BAD_INPUT)
+        except ModelLoadError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_FAILURE)
+        except XsellError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_FAILURE)
+
+    return wrapper
+
+
+def progress_factory(desc: str, total: int | None = None):
+    """A tqdm bar on a terminal, nothing otherwise (cron logs stay clean)."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=desc, disable=not sys.stderr.isatty(), leave=False,
+               file=sys.stderr)
+
+    class _Bar:
+        def __call__(self, n=1):
+            bar.update(n)
+
+        def close(self):
+            bar.close()
+
+    return _Bar()
+
+
+def echo_report(report, catalog_report=None) -> None:
+    click.echo(report.format(), err=True)
+    if catalog_report is not None:
+        click.echo(catalog_report.format(), err=True)
+
+
+def parse_columns(text: str | None) -> dict[str, str]:
+    from recsys.data import parse_column_map
+
+    return parse_column_map(text)
+
+
+@click.group()
+@click.version_option(package_name="xsell")
+@click.option("-v", "--verbose", is_flag=True, help="Log progress details to stderr.")
+def main(verbose: bool) -> None:
+    """xsell: cross-sell and upsell recommendations from purchase histories."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+orders_option = click.option("--orders", required=True,
+                             help="Orders: .csv, .csv.gz, .parquet, or a database URL.")
+catalog_option = click.option("--catalog", default=None, help="Optional item catalog (same formats).")
+columns_option = click.option("--columns", default=None,
+                              help="Column names that differ, e.g. customer_id=CustomerID,item_id=StockCode")
+models_option = click.option("--models", "models_dir", required=True, type=click.Path(),
+                             help="Folder of model versions.")
+
+
+@main.command()
+@orders_option
+@catalog_option
+@columns_option
+@models_option
+@click.option("--config", "config_path", default=None, help="TOML or JSON settings file.")
+@click.option("--engine", type=click.Choice(["local", "spark"]), default="local", show_default=True)
+@click.option("--exclude-items", default=None,
+              help="Non-product ids: a file with one id per line, or a regular expression.")
+@click.option("--strict", is_flag=True, help="Fail (exit 2) if any row is rejected.")
+@click.option("--orders-query", default=None, help="SQL query or table name with a database URL.")
+@click.option("--catalog-query", default=None, help="SQL query or table name for the catalog.")
+@handle_errors
+def train(orders, catalog, columns, models_dir, config_path, engine, exclude_items, strict,
+          orders_query, catalog_query):
+    """Train all models, evaluate on a temporal holdout, publish if the gate passes."""
+    from training.config import load_config
+    from training.train import train as run_train
+
+    if engine == "spark":
+        raise ConfigError("--engine spark is not available in this release; use --engine local")
+    overrides = {"data": {"exclude_items": exclude_items}} if exclude_items else None
+    config = load_config(config_path, overrides)
+    summary = run_train(
+        orders, models_dir, config, catalog=catalog, columns=parse_columns(columns) or None,
+        strict=strict, orders_query=orders_query, catalog_query=catalog_query,
+        progress_factory=progress_factory, on_report=echo_report,
+    )
+    gate = summary["gate"]
+    click.echo(f"{'published' if summary['published'] else 'NOT published'} "
+               f"version {summary['version']}: {gate['reason']}", err=True)
+    sys.stderr.flush()
+    click.echo(json.dumps(summary, separators=(",", ":"), default=str))
+
+
+@main.command()
+@models_option
+@click.option("--kind", required=True,
+              type=click.Choice(["next-best", "also-bought", "basket", "likely-buyers"]))
+@click.option("--input", "input_path", default=None, type=click.Path(),
+              help="Query file (see the contract); all customers/items when omitted.")
+@click.option("--limit", default=10, show_default=True, type=int)
+@click.option("--out", "out_path", required=True, type=click.Path(), help="Output .jsonl or .csv")
+@handle_errors
+def export(models_dir, kind, input_path, limit, out_path):
+    """Batch recommendations as JSON Lines or CSV, one record per query."""
+    from recsys.artifacts import load_version
+    from recsys.recommender import Recommender
+    from training.export import export as run_export
+
+    rec = Recommender.load(load_version(models_dir))
+    n = run_export(rec, kind, out_path, input_path, limit)
+    click.echo(f"wrote {n} records to {out_path} (model {rec.version})", err=True)
+
+
+@main.group()
+def models():
+    """Model lifecycle: list, promote (roll back or forward), prune."""
+
+
+@models.command("list")
+@models_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@handle_errors
+def models_list(models_dir, as_json):
+    """List versions, oldest first; * marks the current one."""
+    from recsys.artifacts import list_versions
+
+    versions = list_versions(models_dir)
+    if as_json:
+        click.echo(json.dumps(versions, default=str))
+        return
+    if not versions:
+        click.echo(f"no model versions in {models_dir}")
+        return
+    for v in versions:
+        mark = "*" if v["current"] else " "
+        metrics = v.get("metrics") or {}
+        headline = ", ".join(
+            f"{kind} {name}={value:.4f}" for kind, m in metrics.items()
+            for name, value in m.items() if name in ("ndcg@10", "hr@10")
+        )
+        state = v["status"] if v["status"] != "ok" else (
+            "published" if v.get("published") else "not published")
+        click.echo(f"{mark} {v['version']}  {v.get('created_at') or '-':<25} {state:<14} {headline}")
+
+
+@models.command("promote")
+@click.argument("version")
+@models_option
+@handle_errors
+def models_promote(version, models_dir):
+    """Make VERSION current (after checking its checksums)."""
+    from recsys.artifacts import set_current
+
+    set_current(models_dir, version)
+    click.echo(f"current version is now {version}")
+
+
+@models.command("prune")
+@models_option
+@click.option("--keep", required=True, type=click.IntRange(min=1), help="How many versions to keep.")
+@handle_errors
+def models_prune(models_dir, keep):
+    """Delete old versions, keeping the newest N and always the current one."""
+    from recsys.artifacts import prune_versions
+
+    removed = prune_versions(models_dir, keep)
+    click.echo(f"removed {len(removed)} version(s)" + (f": {', '.join(removed)}" if removed else ""))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""Training configuration: defaults, overridden by a TOML or JSON file (``--config``)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import tomllib
+
+from recsys.exceptions import ConfigError
+
+DEFAULTS: dict = {
+    "data": {
+        "exclude_items": None,  # regex over item ids, or a file of ids
+        "columns": {},
+    },
+    "copurchase": {"k": 100, "alpha": 0.5, "shrink": 10.0, "min_support": 2, "basket_weight": 1.0},
+    "als": {"factors": 64, "regularization": 0.05, "alpha": 10.0, "iterations": 15,
+            "confidence": "log", "use_gpu": None, "random_state": 0},
+    "train": {
+        "test_fraction": 0.15,
+        # Refit on all data after evaluation, warm-starting ALS for this many iterations.
+        "refit": True,
+        "refit_iterations": 4,
+        # Queries per protocol on the internal holdout (seeded sample above this).
+        "max_eval_queries": 3000,
+        "k": 10,
+        # Weights of ALS (co-purchase gets 1 - w) tried per query kind on the holdout.
+        "blend_grid": [0.0, 0.25, 0.5, 0.75, 1.0],
+    },
+    "gate": {
+        # Publish only if the primary metric beats popularity by this relative margin.
+        "min_lift_over_popularity": 0.05,
+    },
+}
+
+
+def _merge(base: dict, override: dict, path: str = "") -> dict:
+    for key, value in override.items():
+        where = f"{path}{key}"
+        if key not in base:
+            raise ConfigError(f"config: unknown setting {where!r}; known: {', '.join(sorted(base))}")
+        if isinstance(base[key], dict) and key != "columns":
+            if not isinstance(value, dict):
+                raise ConfigError(f"config: {where!r} must be a table of settings")
+            _merge(base[key], value, f"{where}.")
+        else:
+            base[key] = value
+    return base
+
+
+def load_config(path: str | None = None, overrides: dict | None = None) -> dict:
+    """Defaults, then the file at ``path`` (TOML or JSON), then ``overrides``."""
+    config = copy.deepcopy(DEFAULTS)
+    if path:
+        if not os.path.isfile(path):
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            if path.endswith(".json"):
+                with open(path, encoding="utf-8") as fh:
+                    loaded = json.load(fh)
+            else:
+                with open(path, "rb") as fh:
+                    loaded = tomllib.load(fh)
+        except (ValueError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"config file {path} cannot be parsed ({exc})") from None
+        _merge(config, loaded)
+    if overrides:
+        _merge(config, overrides)
+    return config

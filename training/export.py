@@ -1,0 +1,166 @@
+"""Batch recommendations for CRM import: ``xsell export`` as JSON Lines or CSV.
+
+Scoring is batched (a block of queries at a time through sparse products and
+one dense top-k), never a Python loop over the catalog per query.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+
+import numpy as np
+
+from recsys.data import read_text_lines
+from recsys.exceptions import ConfigError, DataError
+from recsys.recommender import Recommender
+
+log = logging.getLogger(__name__)
+
+KINDS = ("next-best", "also-bought", "basket", "likely-buyers")
+_BATCH = 512
+
+
+def _records_next_best(rec: Recommender, ids: list[str], limit: int):
+    idx = rec.customers.indices(ids)
+    for start in range(0, len(ids), _BATCH):
+        chunk = idx[start:start + _BATCH]
+        known = chunk >= 0
+        top = scores = None
+        if known.any():
+            top, scores = rec.next_best_batch(chunk[known], limit)
+        row = 0
+        for offset, cidx in enumerate(chunk):
+            record = {"customer_id": ids[start + offset]}
+            if cidx < 0:
+                yield record | {"recommendations": [], "error": "unknown_customer"}
+                continue
+            yield record | {"recommendations": _items(rec, top[row], scores[row])}
+            row += 1
+
+
+def _records_item_queries(rec: Recommender, kind: str, queries: list, limit: int):
+    """also-bought (one id per query) and basket (a list per query)."""
+    resolved = []
+    for q in queries:
+        if isinstance(q, str):
+            i = rec.items.index(q)
+            resolved.append(np.asarray([i]) if i >= 0 else None)
+        elif q is None:
+            resolved.append(None)
+        else:
+            ix = rec.items.indices(q) if q else np.zeros(0, dtype=np.int64)
+            ix = ix[ix >= 0]
+            resolved.append(ix if len(ix) else None)
+    score_kind = "also_bought" if kind == "also-bought" else "basket"
+    for start in range(0, len(queries), _BATCH):
+        chunk = resolved[start:start + _BATCH]
+        ok = [q for q in chunk if q is not None]
+        top = scores = None
+        if ok:
+            top, scores = rec.item_query_batch(score_kind, ok, limit)
+        row = 0
+        for offset, q in enumerate(chunk):
+            raw = queries[start + offset]
+            record = {"item_id": raw} if kind == "also-bought" else {"items": raw}
+            if q is None:
+                error = "invalid_basket" if kind == "basket" and not isinstance(raw, list) else "unknown_item"
+                yield record | {"recommendations": [], "error": error}
+                continue
+            yield record | {"recommendations": _items(rec, top[row], scores[row])}
+            row += 1
+
+
+def _records_likely_buyers(rec: Recommender, ids: list[str], limit: int):
+    for item_id in ids:
+        idx = rec.items.index(item_id)
+        if idx < 0:
+            yield {"item_id": item_id, "customers": [], "error": "unknown_item"}
+            continue
+        _, buyers = rec.likely_buyers(idx, limit)
+        yield {"item_id": item_id, "customers": [
+            {"customer_id": rec.customers.id_of(c), "score": round(s, 6)} for c, s in buyers]}
+
+
+def _items(rec: Recommender, top: np.ndarray, scores: np.ndarray) -> list[dict]:
+    return [{"item_id": rec.items.id_of(int(i)), "score": round(float(s), 6)}
+            for i, s in zip(top, scores) if i >= 0]
+
+
+def _read_baskets(path: str) -> list:
+    baskets = []
+    for line in read_text_lines(path):
+        try:
+            value = json.loads(line)
+        except ValueError:
+            value = None
+        if not (isinstance(value, list) and all(isinstance(v, (str, int)) for v in value)):
+            baskets.append(None)
+        else:
+            baskets.append([str(v) for v in value])
+    return baskets
+
+
+def export(rec: Recommender, kind: str, out_path: str, input_path: str | None = None,
+           limit: int = 10) -> int:
+    """Write one record per query, in input order; returns the number of records."""
+    if kind not in KINDS:
+        raise ConfigError(f"--kind {kind!r} is unknown; use one of {', '.join(KINDS)}")
+    if limit < 1:
+        raise ConfigError("--limit must be at least 1")
+    if kind == "next-best":
+        ids = read_text_lines(input_path) if input_path else [str(c) for c in rec.customers.ids]
+        records = _records_next_best(rec, ids, limit)
+    elif kind == "basket":
+        if not input_path:
+            raise ConfigError("--kind basket needs --input: one JSON array of item ids per line")
+        records = _records_item_queries(rec, kind, _read_baskets(input_path), limit)
+    elif kind == "also-bought":
+        ids = read_text_lines(input_path) if input_path else [str(i) for i in rec.items.ids]
+        records = _records_item_queries(rec, kind, ids, limit)
+    else:
+        ids = read_text_lines(input_path) if input_path else [str(i) for i in rec.items.ids]
+        records = _records_likely_buyers(rec, ids, limit)
+    lower = out_path.lower()
+    if lower.endswith(".jsonl") or lower.endswith(".json"):
+        return _write_jsonl(records, out_path)
+    if lower.endswith(".csv"):
+        return _write_csv(records, out_path)
+    raise ConfigError(f"--out {out_path}: use a .jsonl or .csv file name")
+
+
+def _write_jsonl(records, path: str) -> int:
+    n = 0
+    try:
+        with open(path, "w", encoding="utf-8") as fh:
+            for record in records:
+                fh.write(json.dumps(record, separators=(",", ":")))
+                fh.write("\n")
+                n += 1
+    except OSError as exc:
+        raise DataError(f"{path}: cannot write ({exc.strerror})") from None
+    return n
+
+
+def _write_csv(records, path: str) -> int:
+    """One row per recommendation: query, rank, id, score, error (an error row has no id)."""
+    n = 0
+    try:
+        with open(path, "w", encoding="utf-8", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["query", "rank", "id", "score", "error"])
+            for record in records:
+                n += 1
+                query = record.get("customer_id") or record.get("item_id")
+                if query is None:
+                    query = json.dumps(record.get("items"))
+                entries = record.get("recommendations", record.get("customers", []))
+                if not entries:
+                    writer.writerow([query, "", "", "", record.get("error", "no_recommendations")])
+                for rank, entry in enumerate(entries, 1):
+                    ident = entry.get("item_id", entry.get("customer_id"))
+                    writer.writerow([query, rank, ident, entry["score"], ""])
+    except OSError as exc:
+        raise DataError(f"{path}: cannot write ({exc.strerror})") from None
+    return n
