@@ -1,0 +1,76 @@
+"""Synthetic purchase data with a planted, known right answer.
+
+Ten complementary pairs (``A0``/``B0`` ... ``A9``/``B9``): a customer who buys
+``Ai`` buys ``Bi`` too, in the same basket or a later one, far more often than
+chance. Twenty noise items ``P0``..``P19`` have power-law popularity; ``P0`` is
+the best-seller, bought by most customers. So:
+
+- also-bought(``Ai``) must rank ``Bi`` first (and vice versa);
+- a customer holding ``Ai`` but not ``Bi`` (the ``Q*`` customers) must get
+  ``Bi`` as next-best, and not the best-seller ``P0`` first.
+"""
+
+from __future__ import annotations
+
+import csv
+from datetime import datetime, timedelta
+
+import numpy as np
+
+N_PAIRS = 10
+N_NOISE = 20
+START = datetime(2025, 1, 1)
+
+
+def planted_orders(path: str, n_customers: int = 600, seed: int = 0) -> dict:
+    """Write a planted orders CSV to ``path``; return the truth about it."""
+    rng = np.random.default_rng(seed)
+    noise_p = 1.0 / np.arange(1, N_NOISE + 1) ** 1.2
+    noise_p /= noise_p.sum()
+    rows = []
+    order_no = 0
+
+    def add_order(customer: str, items: list[str], day: float) -> None:
+        nonlocal order_no
+        order_no += 1
+        ts = (START + timedelta(days=day)).isoformat(timespec="seconds")
+        for item in dict.fromkeys(items):
+            price = 10.0 if item.startswith("A") else 5.0 if item.startswith("B") else 2.0
+            rows.append([customer, f"O{order_no}", item, int(rng.integers(1, 4)), price, ts])
+
+    for c in range(n_customers):
+        customer = f"C{c}"
+        pair = int(rng.integers(N_PAIRS))
+        n_orders = int(rng.integers(3, 6))
+        days = np.sort(rng.uniform(0, 360, n_orders))
+        bought_b = False
+        for o, day in enumerate(days):
+            items = list(rng.choice([f"P{j}" for j in range(N_NOISE)], size=2, p=noise_p))
+            if rng.random() < 0.6:
+                items.append("P0")
+            if o == 0 or rng.random() < 0.3:
+                items.append(f"A{pair}")
+            if (o > 0 or rng.random() < 0.5) and not bought_b and rng.random() < 0.8:
+                items.append(f"B{pair}")
+                bought_b = True
+            add_order(customer, items, float(day))
+
+    # Query customers: hold Ai (and noise) but never Bi, all before the last day.
+    query_customers = {}
+    for i in range(N_PAIRS):
+        for r in range(3):
+            customer = f"Q{i}_{r}"
+            add_order(customer, [f"A{i}", "P9"], 10.0 + r)
+            add_order(customer, [f"A{i}", "P12"], 40.0 + r)
+            query_customers[customer] = f"B{i}"
+
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        out = csv.writer(fh)
+        out.writerow(["customer_id", "order_id", "item_id", "quantity", "unit_price", "timestamp"])
+        out.writerows(rows)
+    return {
+        "pairs": {f"A{i}": f"B{i}" for i in range(N_PAIRS)},
+        "best_seller": "P0",
+        "query_customers": query_customers,
+        "n_rows": len(rows),
+    }
