@@ -43,18 +43,39 @@ class Split:
 
 def split(inter: Interactions, test_fraction: float = TEST_FRACTION,
           random_fraction: float = RANDOM_TEST_FRACTION, seed: int = 0) -> Split:
-    """Temporal split (last ``test_fraction`` of orders) or, without timestamps, random orders."""
+    """Temporal split (last ``test_fraction`` of orders) or, without timestamps, random orders.
+
+    Only orders that have lines in ``inter`` take part, so the same function
+    carves a validation split out of a training period (``inter.subset``).
+    """
+    present = np.zeros(len(inter.orders), dtype=bool)
+    present[inter.order_idx] = True
     times = inter.order_times()
     if times is None:
         rng = np.random.default_rng(seed)
-        test_orders = rng.random(len(inter.orders)) < random_fraction
+        draws = rng.random(int(present.sum()))
+        test_orders = np.zeros(len(inter.orders), dtype=bool)
+        test_orders[np.flatnonzero(present)] = draws < random_fraction
         test = test_orders[inter.order_idx]
         return Split(train=~test, test=test, method="random")
-    ordered = np.sort(times)
+    ordered = np.sort(times[present])
     first_test = min(len(ordered) - 1, int(math.floor(len(ordered) * (1 - test_fraction))))
     cutoff = int(ordered[first_test]) if len(ordered) else 0
-    test = inter.timestamp >= cutoff
+    # An order belongs wholly to one side: its earliest line decides.
+    test = times[inter.order_idx] >= cutoff
     return Split(train=~test, test=test, method="temporal", cutoff=cutoff)
+
+
+def validation_split(train: Interactions, test_fraction: float = TEST_FRACTION,
+                     random_fraction: float = RANDOM_TEST_FRACTION, seed: int = 0) -> Split:
+    """The split rule applied inside a training period.
+
+    Only the training period's orders take part, so no test-period line can
+    reach validation; without timestamps the draw is over those orders only.
+    ``xsell train``'s own holdout selection uses the same rule, so under
+    ``xsell evaluate`` the product and the baselines tune on one split.
+    """
+    return split(train, test_fraction, random_fraction, seed=seed)
 
 
 def split_interactions(inter: Interactions, s: Split) -> tuple[Interactions, Interactions]:
@@ -169,6 +190,39 @@ def bootstrap_interval(values: np.ndarray, n_boot: int = 1000, seed: int = 0,
         means[b] = values[rng.integers(0, len(values), len(values))].mean()
     lo, hi = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
     return float(lo), float(hi)
+
+
+def paired_bootstrap(ours: np.ndarray, theirs: np.ndarray, n_boot: int = 1000, seed: int = 0,
+                     level: float = 0.95) -> dict:
+    """Paired percentile bootstrap of ``mean(ours) - mean(theirs)`` over the same queries.
+
+    Both arrays hold one value per query, in the same query order; each
+    resample draws queries (not values), so the pairing is kept. Returns the
+    observed absolute and relative difference with their intervals.
+    """
+    ours = np.asarray(ours, dtype=np.float64)
+    theirs = np.asarray(theirs, dtype=np.float64)
+    if ours.shape != theirs.shape:
+        raise ValueError("paired_bootstrap needs per-query values of the same queries")
+    n = len(ours)
+    if n == 0:
+        return {"diff": 0.0, "diff_ci": (0.0, 0.0), "rel": 0.0, "rel_ci": (0.0, 0.0), "queries": 0}
+    rng = np.random.default_rng(seed)
+    a_means = np.empty(n_boot)
+    b_means = np.empty(n_boot)
+    for b in range(n_boot):
+        idx = rng.integers(0, n, n)
+        a_means[b] = ours[idx].mean()
+        b_means[b] = theirs[idx].mean()
+    q = [(1 - level) / 2, 1 - (1 - level) / 2]
+    diff = a_means - b_means
+    rel = np.where(b_means > 0, a_means / np.where(b_means > 0, b_means, 1) - 1, 0.0)
+    base = theirs.mean()
+    lo, hi = np.quantile(diff, q)
+    rlo, rhi = np.quantile(rel, q)
+    return {"diff": float(ours.mean() - base), "diff_ci": (float(lo), float(hi)),
+            "rel": float(ours.mean() / base - 1) if base > 0 else 0.0,
+            "rel_ci": (float(rlo), float(rhi)), "queries": n}
 
 
 # ---------------------------------------------------------------- protocols

@@ -199,5 +199,37 @@ def models_prune(models_dir, keep):
     click.echo(f"removed {len(removed)} version(s)" + (f": {', '.join(removed)}" if removed else ""))
 
 
+@main.command("evaluate")
+@orders_option
+@catalog_option
+@columns_option
+@click.option("--config", "config_path", default=None, help="TOML or JSON settings file.")
+@click.option("--exclude-items", default=None,
+              help="Non-product ids: a file with one id per line, or a regular expression.")
+@click.option("--k", default=10, show_default=True, type=click.IntRange(min=1))
+@click.option("--max-queries", default=10000, show_default=True, type=click.IntRange(min=0),
+              help="Seeded sample of test queries per protocol (0: all).")
+@click.option("--skip", default="", help="Comma-separated baseline families to leave out.")
+@click.option("--json", "json_out", default=None, type=click.Path(), help="Write results as JSON.")
+@click.option("--report", "report_out", default=None, type=click.Path(),
+              help="Write an HTML report with charts.")
+@click.option("--tune", "tune_out", default=None, type=click.Path(),
+              help="Also search the product's settings on the validation split; write a config.")
+@handle_errors
+def evaluate_cmd(orders, catalog, columns, config_path, exclude_items, k, max_queries, skip,
+                 json_out, report_out, tune_out):
+    """Compare the product with tuned baselines on a temporal holdout (EVALUATION.md)."""
+    from training.config import load_config
+    from training.evaluate import cli_evaluate
+
+    overrides = {"data": {"exclude_items": exclude_items}} if exclude_items else None
+    config = load_config(config_path, overrides)
+    cli_evaluate(orders, config, catalog=catalog, columns=parse_columns(columns) or None, k=k,
+                 max_queries=max_queries or None, skip=tuple(filter(None, skip.split(","))),
+                 json_out=json_out, report_out=report_out, tune_out=tune_out,
+                 on_report=echo_report, echo=lambda text: click.echo(text, err=True),
+                 out=click.echo)
+
+
 if __name__ == "__main__":
     main()

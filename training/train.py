@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from recsys import __version__
@@ -114,6 +115,62 @@ def choose_blend(results: dict[float, dict], k: int) -> tuple[dict, dict]:
     return blend, chosen_metrics
 
 
+@dataclass
+class FittedProduct:
+    """The product's models refitted on all given data, with the blend chosen on its holdout."""
+
+    models: tuple
+    blend: dict
+    metrics: dict
+    pop_metrics: dict
+    results: dict
+    split: object
+    holdout_models: tuple = field(repr=False, default=())
+
+    def recommender(self, inter, meta) -> Recommender:
+        """The shippable recommender over ``inter``'s vocabularies with ``meta``."""
+        hist, pop, cp, als = self.models
+        return Recommender(inter.items, inter.customers, hist, pop, cp, als, meta,
+                           blend=self.blend)
+
+
+def fit_product(inter, config: dict, progress_factory=None, timer: "Timer | None" = None
+                ) -> FittedProduct:
+    """Split ``inter``, fit on its past, choose the blend on its holdout, refit on all of it.
+
+    ``xsell train`` calls this on all data; ``xsell evaluate`` calls it on the
+    training period only, so the product's own choices never see the test period.
+    """
+    progress_factory = progress_factory or _null_progress_factory
+    timer = timer or Timer()
+    train_cfg = config["train"]
+    k = int(train_cfg["k"])
+    with timer.stage("split"):
+        s = split(inter, test_fraction=train_cfg["test_fraction"])
+        train_part, test_part = split_interactions(inter, s)
+        data = build_eval_data(train_part, test_part, max_queries=train_cfg["max_eval_queries"])
+
+    with timer.stage("fit_holdout"):
+        hist_tr, pop_tr, cp_tr, als_tr = fit_models(train_part, config, progress_factory)
+
+    with timer.stage("evaluate"):
+        meta_tr = build_item_meta(inter.items, None, None)
+        rec_tr = Recommender(inter.items, inter.customers, hist_tr, pop_tr, cp_tr, als_tr, meta_tr)
+        grid = [float(w) for w in train_cfg["blend_grid"]]
+        results = evaluate_blends(rec_tr, data, grid, k)
+        blend, metrics = choose_blend(results, k)
+        pop_metrics = evaluate(PopularityScorer(pop_tr.counts_, rec_tr.known_items), data, k)
+
+    with timer.stage("fit_full"):
+        if train_cfg.get("refit", True):
+            models = fit_models(inter, config, progress_factory, warm_start=als_tr,
+                                als_iterations=int(train_cfg["refit_iterations"]))
+        else:
+            models = (hist_tr, pop_tr, cp_tr, als_tr)
+    return FittedProduct(models=models, blend=blend, metrics=metrics, pop_metrics=pop_metrics,
+                         results=results, split=s, holdout_models=(hist_tr, pop_tr, cp_tr, als_tr))
+
+
 def train(orders: str, models_dir: str, config: dict, catalog: str | None = None,
           columns: dict | None = None, catalog_columns: dict | None = None,
           strict: bool = False, orders_query: str | None = None,
@@ -141,34 +198,15 @@ def train(orders: str, models_dir: str, config: dict, catalog: str | None = None
 
         raise DataError(f"{orders}: no usable order lines (see the data report)")
 
-    with timer.stage("split"):
-        s = split(inter, test_fraction=train_cfg["test_fraction"])
-        train_part, test_part = split_interactions(inter, s)
-        data = build_eval_data(train_part, test_part, max_queries=train_cfg["max_eval_queries"])
-
-    with timer.stage("fit_holdout"):
-        hist_tr, pop_tr, cp_tr, als_tr = fit_models(train_part, config, progress_factory)
-
-    with timer.stage("evaluate"):
-        meta_tr = build_item_meta(inter.items, None, None)
-        rec_tr = Recommender(inter.items, inter.customers, hist_tr, pop_tr, cp_tr, als_tr, meta_tr)
-        grid = [float(w) for w in train_cfg["blend_grid"]]
-        results = evaluate_blends(rec_tr, data, grid, k)
-        blend, metrics = choose_blend(results, k)
-        pop_metrics = evaluate(PopularityScorer(pop_tr.counts_, rec_tr.known_items), data, k)
-
+    product = fit_product(inter, config, progress_factory, timer=timer)
+    s, blend, metrics, pop_metrics, results = (product.split, product.blend, product.metrics,
+                                                product.pop_metrics, product.results)
+    hist, pop, cp, als = product.models
     gate = _gate(metrics, pop_metrics, config["gate"], k)
-
-    with timer.stage("fit_full"):
-        if train_cfg.get("refit", True):
-            hist, pop, cp, als = fit_models(inter, config, progress_factory, warm_start=als_tr,
-                                            als_iterations=int(train_cfg["refit_iterations"]))
-        else:
-            hist, pop, cp, als = hist_tr, pop_tr, cp_tr, als_tr
 
     with timer.stage("write"):
         meta = build_item_meta(inter.items, cat, inter.item_prices())
-        rec = Recommender(inter.items, inter.customers, hist, pop, cp, als, meta, blend=blend)
+        rec = product.recommender(inter, meta)
         previous = current_version(models_dir)
         manifest = {
             "xsell_version": __version__,

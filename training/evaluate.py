@@ -1,0 +1,220 @@
+"""``xsell evaluate``: the shipped product against tuned baselines, per EVALUATION.md.
+
+1. Read orders; split: the last 15% of orders in time are the test period
+   (a seeded random 20% of orders without timestamps).
+2. Carve a validation split out of the training period with the same rule.
+3. Each baseline family scores its grid on validation, keeps the best setting
+   per protocol, and is refitted on the whole training period.
+4. The product is fitted exactly as ``xsell train`` fits it
+   (:func:`training.train.fit_product`) but on the training period only, so
+   its own blend selection happens on the same validation split.
+5. Everything is scored on the test period; the product is compared with the
+   best baseline of each protocol by a paired bootstrap over the queries.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+
+from recsys.baselines import default_families, fit_data, tune_baseline
+from recsys.data import ItemExclusion, read_catalog, read_orders
+from recsys.evaluation import (PRIMARY, RecommenderScorer, build_eval_data, evaluate,
+                               paired_bootstrap, split, split_interactions, validation_split)
+from recsys.exceptions import DataError
+from recsys.rules import build_item_meta
+
+log = logging.getLogger(__name__)
+
+PRODUCT = "xsell (product)"
+KIND_LABELS = {"next_best": "next-best", "basket": "basket", "also_bought": "also-bought"}
+SECONDARY = {"next_best": ("recall", "hr", "map", "coverage"), "basket": ("mrr",),
+             "also_bought": ("mrr",)}
+
+
+def _say(progress, text: str) -> None:
+    log.info("%s", text)
+    if progress is not None:
+        progress(text)
+
+
+def run_evaluation(orders: str, config: dict, catalog: str | None = None,
+                   columns: dict | None = None, k: int = 10, max_queries: int | None = 10000,
+                   val_max_queries: int | None = 3000, skip: tuple[str, ...] = (),
+                   ease_max_items: int = 20000, n_boot: int = 1000, progress=None,
+                   on_report=None) -> dict:
+    """Run the whole comparison; returns a JSON-able dict (see :func:`format_table`)."""
+    from training.train import fit_product
+
+    started = time.perf_counter()
+    exclude = ItemExclusion(config["data"].get("exclude_items"))
+    inter, report = read_orders(orders, columns or config["data"].get("columns"), exclude=exclude)
+    cat = cat_report = None
+    if catalog:
+        cat, cat_report = read_catalog(catalog, columns)
+    if on_report:
+        on_report(report, cat_report)
+    if inter.n_lines == 0:
+        raise DataError(f"{orders}: no usable order lines (see the data report)")
+    meta = build_item_meta(inter.items, cat, inter.item_prices())
+
+    test_fraction = float(config["train"]["test_fraction"])
+    s = split(inter, test_fraction=test_fraction)
+    train_part, test_part = split_interactions(inter, s)
+    test_data = build_eval_data(train_part, test_part, max_queries=max_queries)
+    sv = validation_split(train_part, test_fraction=test_fraction)
+    val_train, val_test = split_interactions(train_part, sv)
+    val_data = build_eval_data(val_train, val_test, max_queries=val_max_queries)
+    if not len(test_data.basket_targets) and not len(test_data.nb_customers):
+        raise DataError(f"{orders}: the test period has no evaluation queries (too little data)")
+
+    train_fit = fit_data(train_part, meta.recommendable)
+    val_fit = fit_data(val_train, meta.recommendable)
+
+    models = []
+    per_query: dict[str, dict] = {}
+    for family in default_families(inter.customer_is_order, ease_max_items=ease_max_items,
+                                   skip=skip):
+        _say(progress, f"baseline {family.name}: tuning {len(family.grid)} setting(s)")
+        tuned = tune_baseline(family, val_fit, val_data, train_fit, test_data, k)
+        models.append({"name": tuned.name, "kind": "baseline", "results": tuned.results,
+                       "settings": tuned.settings, "fit_seconds": tuned.fit_seconds,
+                       "tune_seconds": tuned.tune_seconds, "skipped": tuned.skipped})
+        per_query[tuned.name] = tuned.per_query
+
+    _say(progress, "product: fitting as `xsell train` does, on the training period")
+    t0 = time.perf_counter()
+    product = fit_product(train_part, config)
+    fit_seconds = round(time.perf_counter() - t0, 2)
+    rec = product.recommender(inter, meta)
+    res = evaluate(RecommenderScorer(rec), test_data, k, per_query=True)
+    per_query[PRODUCT] = {kind: r.pop("_per_query") for kind, r in res.items()}
+    models.append({"name": PRODUCT, "kind": "product", "results": res,
+                   "settings": {"blend": product.blend}, "fit_seconds":
+                   {kind: fit_seconds for kind in res}, "tune_seconds": 0.0, "skipped": None})
+
+    comparison = compare(models, per_query, k, n_boot)
+    return {
+        "orders": orders,
+        "k": k,
+        "data": {
+            "report": report.to_dict(),
+            "catalog": cat_report.to_dict() if cat_report else None,
+            "customers": len(inter.customers), "orders": len(inter.orders),
+            "items": len(inter.items), "lines": inter.n_lines,
+            "customer_is_order": inter.customer_is_order,
+        },
+        "split": {"method": s.method, "cutoff": s.cutoff,
+                  "train_lines": int(s.train.sum()), "test_lines": int(s.test.sum()),
+                  "validation_method": sv.method, "validation_cutoff": sv.cutoff,
+                  "max_queries": max_queries, "validation_max_queries": val_max_queries},
+        "protocols": {kind: {"queries": r.get("queries"),
+                             "unknown_targets": r.get("unknown_targets")}
+                      for kind, r in res.items()},
+        "models": models,
+        "comparison": comparison,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def compare(models: list[dict], per_query: dict, k: int, n_boot: int = 1000) -> dict:
+    """Per protocol: the product against the best baseline, with a paired bootstrap."""
+    out = {}
+    for kind, metric in PRIMARY.items():
+        key = f"{metric}@{k}"
+        base = [(m["results"][kind][key], m["name"]) for m in models
+                if m["kind"] == "baseline" and kind in m["results"]]
+        if not base or kind not in per_query.get(PRODUCT, {}):
+            continue
+        best_value, best = max(base)
+        ours = per_query[PRODUCT][kind][metric]
+        theirs = per_query[best][kind][metric]
+        boot = paired_bootstrap(ours, theirs, n_boot=n_boot)
+        out[kind] = {"metric": key, "product": float(ours.mean()), "best_baseline": best,
+                     "baseline": best_value, "queries": len(ours),
+                     "rel": boot["rel"], "rel_ci": boot["rel_ci"],
+                     "diff": boot["diff"], "diff_ci": boot["diff_ci"]}
+    return out
+
+
+def format_table(result: dict) -> str:
+    """The comparison as a plain-text table (one row per model)."""
+    k = result["k"]
+    kinds = [kind for kind in PRIMARY if kind in result["protocols"]]
+    cols = []
+    for kind in kinds:
+        cols.append((kind, f"{PRIMARY[kind]}@{k}"))
+        cols.extend((kind, f"{m}@{k}") for m in SECONDARY[kind])
+    head1 = f"{'model':<18}" + "".join(f"{KIND_LABELS[kind][:11]:>12}" for kind, _ in cols) \
+        + f"{'fit s':>9}"
+    head2 = f"{'':<18}" + "".join(f"{m:>12}" for _, m in cols) + f"{'':>9}"
+    lines = [head1, head2]
+    for m in result["models"]:
+        if m.get("skipped"):
+            lines.append(f"{m['name']:<18}  skipped: {m['skipped']}")
+            continue
+        cells = "".join(
+            f"{m['results'][kind][metric]:>12.4f}" if kind in m["results"] else f"{'-':>12}"
+            for kind, metric in cols)
+        fit = max(m["fit_seconds"].values(), default=0.0)
+        lines.append(f"{m['name'][:18]:<18}{cells}{fit:>9.1f}")
+    lines.append(f"{'queries':<18}" + "".join(
+        f"{result['protocols'][kind]['queries']:>12}" for kind, _ in cols))
+    lines.append("")
+    for kind, c in result["comparison"].items():
+        lo, hi = c["rel_ci"]
+        lines.append(
+            f"{KIND_LABELS[kind]:<12} {c['metric']}: product {c['product']:.4f} vs best baseline "
+            f"{c['best_baseline']} {c['baseline']:.4f}: {c['rel']:+.1%} "
+            f"(95% CI {lo:+.1%} .. {hi:+.1%}, {c['queries']} queries)")
+    unknown = {kind: p.get("unknown_targets") for kind, p in result["protocols"].items()
+               if p.get("unknown_targets") is not None}
+    if unknown:
+        lines.append("hidden targets unknown to train (cannot be hit): " +
+                     ", ".join(f"{KIND_LABELS[kind]} {n}" for kind, n in unknown.items()))
+    return "\n".join(lines)
+
+
+def jsonable(result: dict) -> dict:
+    """Tuples and numpy scalars made JSON-friendly (the result is mostly plain already)."""
+    import json
+
+    return json.loads(json.dumps(result, default=_default))
+
+
+def _default(value):
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+def cli_evaluate(orders: str, config: dict, catalog=None, columns=None, k: int = 10,
+                 max_queries: int | None = 10000, skip: tuple[str, ...] = (),
+                 json_out: str | None = None, report_out: str | None = None,
+                 tune_out: str | None = None, on_report=None, echo=None, out=None) -> dict:
+    """What ``xsell evaluate`` does: run, print the table, write JSON / HTML / tuned config."""
+    import json
+
+    result = jsonable(run_evaluation(orders, config, catalog=catalog, columns=columns, k=k,
+                                     max_queries=max_queries, skip=skip, progress=echo,
+                                     on_report=on_report))
+    (out or print)(format_table(result))
+    if json_out:
+        with open(json_out, "w", encoding="utf-8") as fh:
+            json.dump(result, fh, indent=2)
+    if report_out:
+        from training.report import write_report
+
+        write_report(result, report_out)
+    if tune_out:
+        from training.tune import tune_to_file
+
+        tune_to_file(orders, config, tune_out, catalog=catalog, columns=columns, k=k,
+                     progress=echo)
+    return result
