@@ -19,6 +19,7 @@ from .artifacts import LoadedVersion, VersionWriter
 from .models.als import ALSModel
 from .models.base import top_indices, top_indices_rows
 from .models.copurchase import CoPurchaseModel
+from .models.ease import EASEModel
 from .models.popularity import PopularityModel
 from .rules import Filters, ItemMeta, diversify, item_mask
 from .vocab import UNKNOWN, Vocab
@@ -26,8 +27,9 @@ from .vocab import UNKNOWN, Vocab
 log = logging.getLogger(__name__)
 
 KINDS = ("also_bought", "basket", "next_best", "likely_buyers")
-COMPONENTS = ("copurchase", "als")
-STRATEGY_NAMES = {"copurchase": "co-purchase", "als": "als"}
+COMPONENTS = ("copurchase", "als", "ease")
+STRATEGY_NAMES = {"copurchase": "co-purchase", "als": "als", "ease": "ease",
+                  "popularity": "popular"}
 DEFAULT_BLEND = {
     "also_bought": {"copurchase": 1.0, "als": 0.0},
     "basket": {"copurchase": 1.0, "als": 0.0},
@@ -60,13 +62,16 @@ class Recommender:
     def __init__(self, items: Vocab, customers: Vocab, history: sp.csr_matrix,
                  popularity: PopularityModel, copurchase: CoPurchaseModel | None,
                  als: ALSModel | None, meta: ItemMeta, blend: dict | None = None,
-                 version: str | None = None, manifest: dict | None = None):
+                 version: str | None = None, manifest: dict | None = None,
+                 ease: EASEModel | None = None):
         self.items = items
         self.customers = customers
         self.history = history
         self.popularity = popularity
         self.copurchase = copurchase
         self.als = als
+        # Optional third component (EASE item-item weights); None when not fitted.
+        self.ease = ease if ease is not None and ease.similarity_ is not None else None
         self.meta = meta
         self.blend = {k: dict(v) for k, v in (blend or DEFAULT_BLEND).items()}
         self.version = version
@@ -105,6 +110,10 @@ class Recommender:
             if name == "copurchase":
                 rows = _rows_matrix(query_lists, len(self.items))
                 part = (rows @ self.copurchase.similarity_).toarray()
+            elif name == "ease":
+                part = self.ease.score_histories(_rows_matrix(query_lists, len(self.items)))
+            elif name == "popularity":
+                part = self._popularity_part(len(query_lists))
             elif kind == "basket":
                 part = self.als.score_histories(_rows_matrix(query_lists, len(self.items)))
             else:
@@ -119,6 +128,10 @@ class Recommender:
         for name in names or tuple(self._weights("next_best")):
             if name == "copurchase":
                 part = self.copurchase.score_histories(_log_weights(self.history[customer_idx]))
+            elif name == "ease":
+                part = self.ease.score_histories(_binary(self.history[customer_idx]))
+            elif name == "popularity":
+                part = self._popularity_part(len(customer_idx))
             else:
                 part = self.als.score_customers(customer_idx)
             parts[name] = self._normalise(part)
@@ -129,10 +142,19 @@ class Recommender:
         for name in self._weights("next_best"):
             if name == "copurchase":
                 part = self.copurchase.score_histories(_log_weights(histories))
+            elif name == "ease":
+                part = self.ease.score_histories(_binary(histories))
+            elif name == "popularity":
+                part = self._popularity_part(histories.shape[0])
             else:
                 part = self.als.score_histories(histories)
             parts[name] = self._normalise(part)
         return parts
+
+    def _popularity_part(self, n: int) -> np.ndarray:
+        """A popularity prior (buyers, scaled to [0, 1]) as a blend component."""
+        return np.broadcast_to(self.popularity.scores_.astype(np.float32),
+                               (n, len(self.popularity.scores_)))
 
     def combine(self, parts: dict[str, np.ndarray], weights: dict[str, float], n: int) -> np.ndarray:
         """Blend normalised component scores; popularity breaks the remaining ties."""
@@ -164,6 +186,11 @@ class Recommender:
             if name == "copurchase":
                 column = self.copurchase.similarity_[:, [item_idx]]
                 part = np.asarray((_log_weights(self.history) @ column).todense()).ravel()
+            elif name == "ease":
+                column = self.ease.similarity_[:, [item_idx]]
+                part = np.asarray((_binary(self.history) @ column).todense()).ravel()
+            elif name == "popularity":
+                continue  # the same for every customer: no say in who buys
             else:
                 part = self.als.score_buyers(item_idx)
             out += w * self._normalise(part)
@@ -282,6 +309,8 @@ class Recommender:
         if self.copurchase is not None:
             writer.add_sparse("copurchase_similarity", self.copurchase.similarity_)
             writer.add_sparse("copurchase_support", self.copurchase.support_)
+        if self.ease is not None:
+            writer.add_sparse("ease_similarity", self.ease.similarity_)
         if self.als is not None:
             writer.add_array("als_user_factors", self.als.user_factors_)
             writer.add_array("als_item_factors", self.als.item_factors_)
@@ -307,6 +336,10 @@ class Recommender:
             copurchase = CoPurchaseModel(**params.get("copurchase", {}))
             copurchase.similarity_ = loaded.sparse("copurchase_similarity")
             copurchase.support_ = loaded.sparse("copurchase_support")
+        ease = None
+        if loaded.has("ease_similarity"):
+            ease = EASEModel(**params.get("ease", {}))
+            ease.similarity_ = loaded.sparse("ease_similarity")
         als = None
         if loaded.has("als_item_factors"):
             als = ALSModel(**params.get("als", {}))
@@ -325,7 +358,7 @@ class Recommender:
             items=Vocab(loaded.array("items")), customers=Vocab(loaded.array("customers")),
             history=loaded.sparse("history"), popularity=popularity, copurchase=copurchase,
             als=als, meta=meta, blend=manifest.get("blend"), version=loaded.version,
-            manifest=manifest,
+            manifest=manifest, ease=ease,
         )
 
 
@@ -340,6 +373,12 @@ def _rows_matrix(query_lists: list[np.ndarray], n_items: int) -> sp.csr_matrix:
     m.sum_duplicates()
     m.data[:] = 1.0
     return m
+
+
+def _binary(counts: sp.csr_matrix) -> sp.csr_matrix:
+    out = counts.tocsr(copy=True).astype(np.float32)
+    out.data[:] = 1.0
+    return out
 
 
 def _log_weights(counts: sp.csr_matrix) -> sp.csr_matrix:

@@ -17,6 +17,11 @@ DEFAULTS: dict = {
     "copurchase": {"k": 100, "alpha": 0.5, "shrink": 10.0, "min_support": 2, "basket_weight": 1.0},
     "als": {"factors": 64, "regularization": 0.05, "alpha": 10.0, "iterations": 15,
             "confidence": "log", "use_gpu": None, "random_state": 0},
+    # EASE (Steck 2019) as a third blend component, fitted only when the items with
+    # two or more buyers number at most max_items (dense O(n^3) inverse); lambda is
+    # chosen on the holdout from `lambdas`.
+    "ease": {"enabled": True, "lambdas": [50.0, 200.0, 800.0], "k": 200, "min_buyers": 2,
+             "max_items": 6000, "customer_weight": 0.0},
     "train": {
         "test_fraction": 0.15,
         # Refit on all data after evaluation, warm-starting ALS for this many iterations.
@@ -27,6 +32,8 @@ DEFAULTS: dict = {
         "k": 10,
         # Weights of ALS (co-purchase gets 1 - w) tried per query kind on the holdout.
         "blend_grid": [0.0, 0.25, 0.5, 0.75, 1.0],
+        # Weight of a popularity prior tried with every blend (others scaled by 1 - p).
+        "popularity_grid": [0.0, 0.1, 0.3],
     },
     "gate": {
         # Publish only if the primary metric beats popularity by this relative margin.

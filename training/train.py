@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from contextlib import contextmanager
@@ -23,7 +24,8 @@ from recsys.data import ItemExclusion, read_catalog, read_orders
 from recsys.evaluation import (PRIMARY, PopularityScorer, build_eval_data, evaluate,
                                evaluate_variants, split, split_interactions)
 from recsys.models import ALSModel, CoPurchaseModel, PopularityModel
-from recsys.recommender import DEFAULT_BLEND, Recommender, _rows_matrix
+from recsys.models.ease import EASEModel
+from recsys.recommender import COMPONENTS, DEFAULT_BLEND, Recommender, _rows_matrix
 from recsys.rules import build_item_meta
 
 log = logging.getLogger(__name__)
@@ -74,45 +76,130 @@ def fit_models(inter, config: dict, progress_factory, warm_start: ALSModel | Non
     return customer_items, popularity, copurchase, als
 
 
-class BlendScorer:
-    """Scores every ALS weight of ``grid`` from one computation of the component scores."""
+def blend_candidates(components: tuple[str, ...], levels: list[float]) -> list[tuple]:
+    """Every weight vector over ``components`` with weights from ``levels`` summing to 1."""
+    out = []
+    for ws in itertools.product(sorted(set(float(x) for x in levels)), repeat=len(components)):
+        if abs(sum(ws) - 1.0) < 1e-9:
+            out.append(tuple(round(w, 4) for w in ws))
+    return out
 
-    def __init__(self, rec: Recommender, grid: list[float]):
+
+class BlendScorer:
+    """Scores every weight vector of ``grid`` from one computation of the component scores."""
+
+    def __init__(self, rec: Recommender, grid: list[tuple], components: tuple[str, ...]):
         self.rec = rec
         self.grid = grid
+        self.components = components
 
     def _topk_all(self, parts, n, exclude, k):
-        return {w: self.rec.top_k(self.rec.combine(parts, {"copurchase": 1.0 - w, "als": w}, n),
-                                  k, exclude=exclude)
-                for w in self.grid}
+        return {ws: self.rec.top_k(self.rec.combine(parts, dict(zip(self.components, ws)), n),
+                                   k, exclude=exclude)
+                for ws in self.grid}
 
     def next_best(self, customer_idx, histories, k):
-        return self._topk_all(self.rec.customer_parts(customer_idx, ("copurchase", "als")),
+        return self._topk_all(self.rec.customer_parts(customer_idx, self.components),
                               len(customer_idx), histories, k)
 
     def item_query(self, kind, query_lists, k):
-        parts = self.rec.item_parts(kind, query_lists, ("copurchase", "als"))
+        parts = self.rec.item_parts(kind, query_lists, self.components)
         return self._topk_all(parts, len(query_lists),
                               _rows_matrix(query_lists, len(self.rec.items)), k)
 
 
-def evaluate_blends(rec: Recommender, data, grid: list[float], k: int) -> dict[float, dict]:
-    """Holdout metrics for every ALS weight of ``grid``."""
-    return evaluate_variants(BlendScorer(rec, grid), data, k)
+def available_components(rec: Recommender) -> tuple[str, ...]:
+    return tuple(name for name in COMPONENTS if getattr(rec, name, None) is not None)
 
 
-def choose_blend(results: dict[float, dict], k: int) -> tuple[dict, dict]:
-    """Per query kind, the weight with the best primary metric (ties: fewer ALS)."""
+def evaluate_blends(rec: Recommender, data, levels: list[float], k: int,
+                    popularity_levels: list[float] = (0.0,)) -> dict[tuple, dict]:
+    """Holdout metrics for every blend of the fitted components (weights from ``levels``).
+
+    Each blend is also tried with a popularity prior of weight ``p`` from
+    ``popularity_levels`` (the others scaled by ``1 - p``): how much a shop's
+    best-sellers should pull is a property of its data (groceries: much;
+    gifts: little), so it is measured, not assumed.
+    """
+    components = available_components(rec)
+    grid = []
+    for p in sorted(set(float(x) for x in popularity_levels)):
+        for ws in blend_candidates(components, levels):
+            grid.append(tuple(round(w * (1 - p), 4) for w in ws) + ((round(p, 4),) if p else (0.0,)))
+    components = components + ("popularity",)
+    results = evaluate_variants(BlendScorer(rec, grid, components), data, k)
+    return {tuple(zip(components, ws)): r for ws, r in results.items()}
+
+
+def choose_blend(results: dict[tuple, dict], k: int) -> tuple[dict, dict]:
+    """Per query kind, the blend with the best primary metric (ties: the earlier candidate)."""
     blend = {kind: dict(weights) for kind, weights in DEFAULT_BLEND.items()}
     chosen_metrics: dict = {}
+    keys = list(results)
     for kind, metric in PRIMARY.items():
-        scored = [(res[kind][f"{metric}@{k}"], -w, w) for w, res in results.items() if kind in res]
+        scored = [(res[kind][f"{metric}@{k}"], -i) for i, res in enumerate(results.values())
+                  if kind in res]
         if not scored:
             continue
-        _, _, best = max(scored)
-        blend[kind] = {"copurchase": round(1.0 - best, 4), "als": round(best, 4)}
+        _, neg_i = max(scored)
+        best = keys[-neg_i]
+        blend[kind] = {name: w for name, w in best if w > 0 or name != "popularity"}
         chosen_metrics[kind] = results[best][kind]
     return blend, chosen_metrics
+
+
+def fit_ease(inter, config: dict, holdout_data=None, rec_factory=None, k: int = 10):
+    """EASE on ``inter``; with ``holdout_data``, lambda is chosen there from ``ease.lambdas``.
+
+    Returns (model, chosen lambda, {lambda: results}); the model is unfitted
+    (``similarity_`` None) when there are too many items for a dense inverse.
+    """
+    cfg = dict(config["ease"])
+    lambdas = [float(x) for x in cfg.pop("lambdas")]
+    if not cfg.pop("enabled", True):
+        return EASEModel(**cfg), None, {}
+    customer_items = inter.customer_items()
+    order_items = None if inter.customer_is_order else inter.order_items()
+    model = EASEModel(lam=lambdas[0], **cfg)
+    gram = model.gram(customer_items, order_items)
+    if gram is None:
+        return model, None, {}
+    if holdout_data is None or len(lambdas) == 1:
+        return model.fit(customer_items, order_items, gram=gram), lambdas[0], {}
+    scores = {}
+    best = None
+    for lam in lambdas:
+        cand = EASEModel(lam=lam, **cfg).fit(customer_items, order_items, gram=gram)
+        res = evaluate(_EaseOnly(rec_factory(cand)), holdout_data, k)
+        scores[lam] = res
+        # One lambda for all kinds: the best mean of primary metrics relative to the best.
+        if best is None:
+            best = []
+        best.append((lam, cand, res))
+    kinds = [kind for kind in PRIMARY if kind in best[0][2]]
+    tops = {kind: max(r[kind][f"{PRIMARY[kind]}@{k}"] for _, _, r in best) or 1.0 for kind in kinds}
+    rank = [(sum(r[kind][f"{PRIMARY[kind]}@{k}"] / tops[kind] for kind in kinds), -i)
+            for i, (_, _, r) in enumerate(best)]
+    _, neg_i = max(rank)
+    lam, chosen, _ = best[-neg_i]
+    return chosen, lam, scores
+
+
+class _EaseOnly:
+    """Scores a recommender's EASE component alone (lambda selection)."""
+
+    def __init__(self, rec: Recommender):
+        self.rec = rec
+
+    def next_best(self, customer_idx, histories, k):
+        parts = self.rec.customer_parts(customer_idx, ("ease",))
+        return self.rec.top_k(self.rec.combine(parts, {"ease": 1.0}, len(customer_idx)), k,
+                              exclude=histories)
+
+    def item_query(self, kind, query_lists, k):
+        parts = self.rec.item_parts(kind, query_lists, ("ease",))
+        return self.rec.top_k(self.rec.combine(parts, {"ease": 1.0}, len(query_lists)), k,
+                              exclude=_rows_matrix(query_lists, len(self.rec.items)))
 
 
 @dataclass
@@ -126,12 +213,14 @@ class FittedProduct:
     results: dict
     split: object
     holdout_models: tuple = field(repr=False, default=())
+    ease: EASEModel | None = None
+    ease_lambda: float | None = None
 
     def recommender(self, inter, meta) -> Recommender:
         """The shippable recommender over ``inter``'s vocabularies with ``meta``."""
         hist, pop, cp, als = self.models
         return Recommender(inter.items, inter.customers, hist, pop, cp, als, meta,
-                           blend=self.blend)
+                           blend=self.blend, ease=self.ease)
 
 
 def fit_product(inter, config: dict, progress_factory=None, timer: "Timer | None" = None
@@ -153,22 +242,37 @@ def fit_product(inter, config: dict, progress_factory=None, timer: "Timer | None
     with timer.stage("fit_holdout"):
         hist_tr, pop_tr, cp_tr, als_tr = fit_models(train_part, config, progress_factory)
 
-    with timer.stage("evaluate"):
+    with timer.stage("fit_holdout"):
         meta_tr = build_item_meta(inter.items, None, None)
-        rec_tr = Recommender(inter.items, inter.customers, hist_tr, pop_tr, cp_tr, als_tr, meta_tr)
-        grid = [float(w) for w in train_cfg["blend_grid"]]
-        results = evaluate_blends(rec_tr, data, grid, k)
+
+        def make_rec(ease_model):
+            return Recommender(inter.items, inter.customers, hist_tr, pop_tr, cp_tr, als_tr,
+                               meta_tr, ease=ease_model)
+
+        ease_tr, lam, _ = fit_ease(train_part, config, data, make_rec, k)
+
+    with timer.stage("evaluate"):
+        rec_tr = make_rec(ease_tr)
+        results = evaluate_blends(rec_tr, data, [float(w) for w in train_cfg["blend_grid"]], k,
+                                  train_cfg.get("popularity_grid", [0.0]))
         blend, metrics = choose_blend(results, k)
         pop_metrics = evaluate(PopularityScorer(pop_tr.counts_, rec_tr.known_items), data, k)
 
+    uses_ease = any(w.get("ease", 0) > 0 for w in blend.values())
     with timer.stage("fit_full"):
         if train_cfg.get("refit", True):
             models = fit_models(inter, config, progress_factory, warm_start=als_tr,
                                 als_iterations=int(train_cfg["refit_iterations"]))
+            ease = None
+            if uses_ease:
+                ease_cfg = dict(config, ease=dict(config["ease"], lambdas=[lam]))
+                ease = fit_ease(inter, ease_cfg)[0]
         else:
             models = (hist_tr, pop_tr, cp_tr, als_tr)
+            ease = ease_tr if uses_ease else None
     return FittedProduct(models=models, blend=blend, metrics=metrics, pop_metrics=pop_metrics,
-                         results=results, split=s, holdout_models=(hist_tr, pop_tr, cp_tr, als_tr))
+                         results=results, split=s, holdout_models=(hist_tr, pop_tr, cp_tr, als_tr),
+                         ease=ease, ease_lambda=lam if uses_ease else None)
 
 
 def train(orders: str, models_dir: str, config: dict, catalog: str | None = None,
@@ -220,11 +324,12 @@ def train(orders: str, models_dir: str, config: dict, catalog: str | None = None
                           "train_lines": int(s.train.sum()), "test_lines": int(s.test.sum())},
             },
             "parameters": {"copurchase": config["copurchase"], "als": config["als"],
+                           "ease": _ease_params(config, product.ease_lambda),
                            "train": train_cfg},
             "blend": blend,
             "metrics": metrics,
             "baselines": {"popularity": pop_metrics},
-            "blend_search": {str(w): r for w, r in results.items()},
+            "blend_search": {_blend_key(w): r for w, r in results.items()},
             "gate": gate,
             "published": gate["passed"],
             "previous_version": previous,
@@ -247,6 +352,17 @@ def train(orders: str, models_dir: str, config: dict, catalog: str | None = None
                  "rows_rejected": report.rows_rejected},
         "timings_s": timer.stages,
     }
+
+
+def _blend_key(weights: tuple) -> str:
+    return ",".join(f"{name}={w:g}" for name, w in weights)
+
+
+def _ease_params(config: dict, lam: float | None) -> dict:
+    """EASEModel's constructor arguments for the manifest (lambda as chosen)."""
+    params = {key: v for key, v in config["ease"].items() if key not in ("lambdas", "enabled")}
+    params["lam"] = lam if lam is not None else float(config["ease"]["lambdas"][0])
+    return params
 
 
 def _gate(metrics: dict, pop_metrics: dict, gate_cfg: dict, k: int) -> dict:
