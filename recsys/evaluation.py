@@ -152,7 +152,9 @@ def ranking_metrics(recs: np.ndarray, truth: sp.csr_matrix, k: int) -> dict[str,
     truth_keys = np.repeat(np.arange(n, dtype=np.int64), np.diff(truth.indptr)) * n_items + truth.indices
     rec_keys = np.arange(n, dtype=np.int64)[:, None] * n_items + np.where(recs >= 0, recs, 0)
     hits = np.isin(rec_keys, truth_keys) & (recs >= 0)
-    # An item listed twice in one row counts once.
+    # An item listed twice in one row counts once (at its first position).
+    for j in range(1, recs.shape[1]):
+        hits[:, j] &= ~(recs[:, :j] == recs[:, j:j + 1]).any(axis=1)
     sizes = np.diff(truth.indptr)
     denom = np.minimum(k, sizes).astype(np.float64)
     safe = np.where(denom > 0, denom, 1)

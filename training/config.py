@@ -38,6 +38,10 @@ DEFAULTS: dict = {
     "gate": {
         # Publish only if the primary metric beats popularity by this relative margin.
         "min_lift_over_popularity": 0.05,
+        # ... and only if it is not worse than the current version's stored holdout
+        # metric by more than this relative drop (see training.train._gate for why
+        # stored metrics and not a re-score of the current version).
+        "max_drop_vs_current": 0.10,
     },
 }
 

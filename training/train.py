@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from recsys import __version__
-from recsys.artifacts import VersionWriter, clean_temporary, current_version
+from recsys.artifacts import VersionWriter, clean_temporary, current_version, read_manifest
+from recsys.exceptions import XsellError
 from recsys.data import ItemExclusion, read_catalog, read_orders
 from recsys.evaluation import (PRIMARY, PopularityScorer, build_eval_data, evaluate,
                                evaluate_variants, split, split_interactions)
@@ -306,7 +307,7 @@ def train(orders: str, models_dir: str, config: dict, catalog: str | None = None
     s, blend, metrics, pop_metrics, results = (product.split, product.blend, product.metrics,
                                                 product.pop_metrics, product.results)
     hist, pop, cp, als = product.models
-    gate = _gate(metrics, pop_metrics, config["gate"], k)
+    gate = _gate(metrics, pop_metrics, config["gate"], k, _current_manifest(models_dir))
 
     with timer.stage("write"):
         meta = build_item_meta(inter.items, cat, inter.item_prices())
@@ -354,6 +355,19 @@ def train(orders: str, models_dir: str, config: dict, catalog: str | None = None
     }
 
 
+def _current_manifest(models_dir: str) -> dict | None:
+    """The current version's manifest, or None (none yet, or unreadable: no comparison)."""
+    try:
+        version = current_version(models_dir)
+        if version is None:
+            return None
+        manifest = read_manifest(models_dir, version)
+        return {"version": version, "metrics": manifest.get("metrics")}
+    except (OSError, ValueError, XsellError) as exc:
+        log.warning("current version unreadable, gate skips the comparison: %s", exc)
+        return None
+
+
 def _blend_key(weights: tuple) -> str:
     return ",".join(f"{name}={w:g}" for name, w in weights)
 
@@ -365,9 +379,21 @@ def _ease_params(config: dict, lam: float | None) -> dict:
     return params
 
 
-def _gate(metrics: dict, pop_metrics: dict, gate_cfg: dict, k: int) -> dict:
-    """Publish only if the primary protocol beats popularity by the configured margin."""
+def _gate(metrics: dict, pop_metrics: dict, gate_cfg: dict, k: int,
+          current: dict | None = None) -> dict:
+    """Publish only if the primary protocol beats popularity by the configured margin and,
+    when a current version exists, is not worse than its stored metrics beyond a tolerance.
+
+    The current version is compared through the metrics stored in its manifest
+    (measured on its own holdout, by models that had not seen it), not by
+    scoring it on today's holdout: yesterday's model was trained on data up to
+    yesterday, which includes most of today's holdout period, so it would be
+    scored on orders it has seen and look better than it is. Stored metrics
+    compare two honest out-of-time measures; ``max_drop_vs_current`` absorbs
+    the noise of their different query sets.
+    """
     margin = float(gate_cfg.get("min_lift_over_popularity", 0.0))
+    tolerance = float(gate_cfg.get("max_drop_vs_current", 0.1))
     kind = "next_best" if "next_best" in metrics else ("basket" if "basket" in metrics else None)
     if kind is None:
         return {"passed": False, "reason": "no evaluation queries in the holdout: too little data"}
@@ -376,6 +402,15 @@ def _gate(metrics: dict, pop_metrics: dict, gate_cfg: dict, k: int) -> dict:
     passed = ours >= base * (1 + margin) and ours > 0
     reason = (f"{kind} {metric} {ours:.4f} vs popularity {base:.4f} "
               f"(needs at least +{margin:.0%})")
-    return {"passed": bool(passed), "protocol": kind, "metric": metric, "value": ours,
-            "popularity": base, "min_lift": margin, "reason": reason}
-
+    out = {"protocol": kind, "metric": metric, "value": ours, "popularity": base,
+           "min_lift": margin}
+    previous = ((current or {}).get("metrics") or {}).get(kind, {}).get(metric)
+    if previous is not None:
+        floor = float(previous) * (1 - tolerance)
+        out |= {"current_version": current.get("version"), "current_value": float(previous),
+                "max_drop_vs_current": tolerance}
+        if ours < floor:
+            passed = False
+        reason += (f"; current version {float(previous):.4f} on its own holdout "
+                   f"(may drop at most {tolerance:.0%})")
+    return {"passed": bool(passed), **out, "reason": reason}

@@ -1,0 +1,62 @@
+"""Baselines: hand-computed similarities, EASE's closed form, exclusion rules."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from recsys.baselines import (ItemSimilarityScorer, PopularityBaseline, cooccurrence_similarity,
+                              ease_similarity)
+
+# three orders: {0, 1}, {0, 1, 2}, {0, 2}; item 3 never bought
+ORDERS = sp.csr_matrix(np.array([[1, 1, 0, 0], [1, 1, 1, 0], [1, 0, 1, 0]], dtype=np.float32))
+
+
+@pytest.mark.parametrize("measure, s01, s12", [
+    ("cosine", 2 / np.sqrt(6), 1 / 2),
+    ("jaccard", 2 / 3, 1 / 3),
+    ("lift", 2 * 3 / (3 * 2), 1 * 3 / (2 * 2)),
+])
+def test_cooccurrence_hand_computed(measure, s01, s12):
+    sim = cooccurrence_similarity(ORDERS, measure).toarray()
+    assert sim[0, 1] == pytest.approx(s01)
+    assert sim[1, 0] == pytest.approx(s01)
+    assert sim[1, 2] == pytest.approx(s12)
+    assert np.all(np.diag(sim) == 0)
+    assert np.all(sim[3] == 0)
+
+
+def test_cooccurrence_min_count_drops_rare_pairs():
+    sim = cooccurrence_similarity(ORDERS, "lift", min_count=2).toarray()
+    assert sim[1, 2] == 0 and sim[0, 1] > 0
+
+
+def test_ease_matches_closed_form():
+    rng = np.random.default_rng(0)
+    x = sp.csr_matrix((rng.random((40, 6)) < 0.4).astype(np.float32))
+    lam = 5.0
+    g = (x.T @ x).toarray().astype(np.float64) + lam * np.eye(6)
+    p = np.linalg.inv(g)
+    b = -p / np.diag(p)
+    np.fill_diagonal(b, 0)
+    model = ease_similarity(x, lam)
+    scores = sp.csr_matrix(np.eye(6, dtype=np.float32)) @ model
+    assert scores == pytest.approx(b.astype(np.float32), abs=1e-5)
+
+
+def test_ease_skipped_above_item_limit():
+    assert ease_similarity(ORDERS, 1.0, max_items=1) is None
+
+
+def test_scorers_never_return_query_or_unknown_items():
+    pop = np.array([3.0, 2.0, 2.0, 0.0])
+    allowed = pop > 0
+    sim = cooccurrence_similarity(ORDERS, "cosine")
+    scorer = ItemSimilarityScorer(sim, pop, allowed)
+    recs = scorer.item_query("basket", [np.array([0])], 3)
+    assert recs[0, 0] in (1, 2) and 0 not in recs[0] and 3 not in recs[0]
+    assert recs[0, 2] == -1  # only two candidates exist
+    hist = sp.csr_matrix(np.array([[0, 1, 0, 0]], dtype=np.float32))
+    nb = scorer.next_best(np.array([0]), hist, 2)
+    assert list(nb[0]) == [0, 2]  # 1 is already bought; 0 is its nearest neighbour
+    popular = PopularityBaseline(pop, allowed).next_best(np.array([0]), hist, 3)
+    assert list(popular[0]) == [0, 2, -1]
