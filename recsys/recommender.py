@@ -63,15 +63,19 @@ class Recommender:
                  popularity: PopularityModel, copurchase: CoPurchaseModel | None,
                  als: ALSModel | None, meta: ItemMeta, blend: dict | None = None,
                  version: str | None = None, manifest: dict | None = None,
-                 ease: EASEModel | None = None):
+                 ease: "EASEModel | dict[str, EASEModel] | None" = None):
         self.items = items
         self.customers = customers
         self.history = history
         self.popularity = popularity
         self.copurchase = copurchase
         self.als = als
-        # Optional third component (EASE item-item weights); None when not fitted.
-        self.ease = ease if ease is not None and ease.similarity_ is not None else None
+        # Optional third component (EASE item-item weights), one model or one per query
+        # kind (each kind may have its own regularisation); None when not fitted.
+        by_kind = ease if isinstance(ease, dict) else {"next_best": ease}
+        self.ease_by_kind = {kind: m for kind, m in by_kind.items()
+                             if m is not None and m.similarity_ is not None}
+        self.ease = next(iter(self.ease_by_kind.values()), None)
         self.meta = meta
         self.blend = {k: dict(v) for k, v in (blend or DEFAULT_BLEND).items()}
         self.version = version
@@ -111,7 +115,7 @@ class Recommender:
                 rows = _rows_matrix(query_lists, len(self.items))
                 part = (rows @ self.copurchase.similarity_).toarray()
             elif name == "ease":
-                part = self.ease.score_histories(_rows_matrix(query_lists, len(self.items)))
+                part = self._ease(kind).score_histories(_rows_matrix(query_lists, len(self.items)))
             elif name == "popularity":
                 part = self._popularity_part(len(query_lists))
             elif kind == "basket":
@@ -129,7 +133,7 @@ class Recommender:
             if name == "copurchase":
                 part = self.copurchase.score_histories(_log_weights(self.history[customer_idx]))
             elif name == "ease":
-                part = self.ease.score_histories(_binary(self.history[customer_idx]))
+                part = self._ease("next_best").score_histories(_binary(self.history[customer_idx]))
             elif name == "popularity":
                 part = self._popularity_part(len(customer_idx))
             else:
@@ -143,13 +147,16 @@ class Recommender:
             if name == "copurchase":
                 part = self.copurchase.score_histories(_log_weights(histories))
             elif name == "ease":
-                part = self.ease.score_histories(_binary(histories))
+                part = self._ease("next_best").score_histories(_binary(histories))
             elif name == "popularity":
                 part = self._popularity_part(histories.shape[0])
             else:
                 part = self.als.score_histories(histories)
             parts[name] = self._normalise(part)
         return parts
+
+    def _ease(self, kind: str) -> EASEModel:
+        return self.ease_by_kind.get(kind) or self.ease_by_kind.get("next_best") or self.ease
 
     def _popularity_part(self, n: int) -> np.ndarray:
         """A popularity prior (buyers, scaled to [0, 1]) as a blend component."""
@@ -187,7 +194,7 @@ class Recommender:
                 column = self.copurchase.similarity_[:, [item_idx]]
                 part = np.asarray((_log_weights(self.history) @ column).todense()).ravel()
             elif name == "ease":
-                column = self.ease.similarity_[:, [item_idx]]
+                column = self._ease("likely_buyers").similarity_[:, [item_idx]]
                 part = np.asarray((_binary(self.history) @ column).todense()).ravel()
             elif name == "popularity":
                 continue  # the same for every customer: no say in who buys
@@ -309,8 +316,13 @@ class Recommender:
         if self.copurchase is not None:
             writer.add_sparse("copurchase_similarity", self.copurchase.similarity_)
             writer.add_sparse("copurchase_support", self.copurchase.support_)
-        if self.ease is not None:
-            writer.add_sparse("ease_similarity", self.ease.similarity_)
+        saved: dict[int, str] = {}
+        for kind, model in self.ease_by_kind.items():
+            if id(model) in saved:
+                writer.add_json(f"ease_alias_{kind}", {"same_as": saved[id(model)]})
+                continue
+            writer.add_sparse(f"ease_similarity_{kind}", model.similarity_)
+            saved[id(model)] = kind
         if self.als is not None:
             writer.add_array("als_user_factors", self.als.user_factors_)
             writer.add_array("als_item_factors", self.als.item_factors_)
@@ -336,10 +348,15 @@ class Recommender:
             copurchase = CoPurchaseModel(**params.get("copurchase", {}))
             copurchase.similarity_ = loaded.sparse("copurchase_similarity")
             copurchase.support_ = loaded.sparse("copurchase_support")
-        ease = None
-        if loaded.has("ease_similarity"):
-            ease = EASEModel(**params.get("ease", {}))
-            ease.similarity_ = loaded.sparse("ease_similarity")
+        ease: dict[str, EASEModel] = {}
+        for kind in KINDS:
+            if loaded.has(f"ease_similarity_{kind}"):
+                model = EASEModel()
+                model.similarity_ = loaded.sparse(f"ease_similarity_{kind}")
+                ease[kind] = model
+        for kind in KINDS:
+            if f"ease_alias_{kind}.json" in manifest.get("files", {}):
+                ease[kind] = ease.get(loaded.json(f"ease_alias_{kind}")["same_as"])
         als = None
         if loaded.has("als_item_factors"):
             als = ALSModel(**params.get("als", {}))

@@ -149,41 +149,43 @@ def choose_blend(results: dict[tuple, dict], k: int) -> tuple[dict, dict]:
     return blend, chosen_metrics
 
 
-def fit_ease(inter, config: dict, holdout_data=None, rec_factory=None, k: int = 10):
-    """EASE on ``inter``; with ``holdout_data``, lambda is chosen there from ``ease.lambdas``.
+def fit_ease(inter, config: dict, holdout_data=None, rec_factory=None, k: int = 10,
+             lambdas_by_kind: dict | None = None) -> tuple[dict, dict]:
+    """EASE models per query kind on ``inter`` and the lambda of each.
 
-    Returns (model, chosen lambda, {lambda: results}); the model is unfitted
-    (``similarity_`` None) when there are too many items for a dense inverse.
+    With ``holdout_data``, every lambda of ``ease.lambdas`` is scored there
+    alone and each kind keeps its best (baskets like a weaker prior than
+    customer histories); with ``lambdas_by_kind`` those are refitted. The
+    Gram matrix is computed once for all lambdas. Returns ({}, {}) when EASE
+    is disabled or there are too many items for a dense inverse.
     """
     cfg = dict(config["ease"])
     lambdas = [float(x) for x in cfg.pop("lambdas")]
     if not cfg.pop("enabled", True):
-        return EASEModel(**cfg), None, {}
+        return {}, {}
     customer_items = inter.customer_items()
     order_items = None if inter.customer_is_order else inter.order_items()
-    model = EASEModel(lam=lambdas[0], **cfg)
-    gram = model.gram(customer_items, order_items)
+    gram = EASEModel(**cfg).gram(customer_items, order_items)
     if gram is None:
-        return model, None, {}
-    if holdout_data is None or len(lambdas) == 1:
-        return model.fit(customer_items, order_items, gram=gram), lambdas[0], {}
-    scores = {}
-    best = None
+        return {}, {}
+    if lambdas_by_kind is None and (holdout_data is None or len(lambdas) == 1):
+        lambdas_by_kind = {kind: lambdas[0] for kind in PRIMARY}
+    if lambdas_by_kind is not None:
+        fitted = {lam: EASEModel(lam=lam, **cfg).fit(customer_items, order_items, gram=gram)
+                  for lam in sorted(set(lambdas_by_kind.values()))}
+        return {kind: fitted[lam] for kind, lam in lambdas_by_kind.items()}, dict(lambdas_by_kind)
+    scored = []
     for lam in lambdas:
         cand = EASEModel(lam=lam, **cfg).fit(customer_items, order_items, gram=gram)
-        res = evaluate(_EaseOnly(rec_factory(cand)), holdout_data, k)
-        scores[lam] = res
-        # One lambda for all kinds: the best mean of primary metrics relative to the best.
-        if best is None:
-            best = []
-        best.append((lam, cand, res))
-    kinds = [kind for kind in PRIMARY if kind in best[0][2]]
-    tops = {kind: max(r[kind][f"{PRIMARY[kind]}@{k}"] for _, _, r in best) or 1.0 for kind in kinds}
-    rank = [(sum(r[kind][f"{PRIMARY[kind]}@{k}"] / tops[kind] for kind in kinds), -i)
-            for i, (_, _, r) in enumerate(best)]
-    _, neg_i = max(rank)
-    lam, chosen, _ = best[-neg_i]
-    return chosen, lam, scores
+        scored.append((lam, cand, evaluate(_EaseOnly(rec_factory(cand)), holdout_data, k)))
+    models, chosen = {}, {}
+    for kind, metric in PRIMARY.items():
+        cands = [(res[kind][f"{metric}@{k}"], -i) for i, (_, _, res) in enumerate(scored)
+                 if kind in res]
+        if cands:
+            _, neg_i = max(cands)
+            chosen[kind], models[kind] = scored[-neg_i][0], scored[-neg_i][1]
+    return models, chosen
 
 
 class _EaseOnly:
@@ -214,8 +216,8 @@ class FittedProduct:
     results: dict
     split: object
     holdout_models: tuple = field(repr=False, default=())
-    ease: EASEModel | None = None
-    ease_lambda: float | None = None
+    ease: dict = field(default_factory=dict)
+    ease_lambda: dict = field(default_factory=dict)
 
     def recommender(self, inter, meta) -> Recommender:
         """The shippable recommender over ``inter``'s vocabularies with ``meta``."""
@@ -250,7 +252,7 @@ def fit_product(inter, config: dict, progress_factory=None, timer: "Timer | None
             return Recommender(inter.items, inter.customers, hist_tr, pop_tr, cp_tr, als_tr,
                                meta_tr, ease=ease_model)
 
-        ease_tr, lam, _ = fit_ease(train_part, config, data, make_rec, k)
+        ease_tr, lams = fit_ease(train_part, config, data, make_rec, k)
 
     with timer.stage("evaluate"):
         rec_tr = make_rec(ease_tr)
@@ -259,21 +261,19 @@ def fit_product(inter, config: dict, progress_factory=None, timer: "Timer | None
         blend, metrics = choose_blend(results, k)
         pop_metrics = evaluate(PopularityScorer(pop_tr.counts_, rec_tr.known_items), data, k)
 
-    uses_ease = any(w.get("ease", 0) > 0 for w in blend.values())
+    ease_lams = {kind: lams[kind] for kind, w in blend.items()
+                 if w.get("ease", 0) > 0 and kind in lams}
     with timer.stage("fit_full"):
         if train_cfg.get("refit", True):
             models = fit_models(inter, config, progress_factory, warm_start=als_tr,
                                 als_iterations=int(train_cfg["refit_iterations"]))
-            ease = None
-            if uses_ease:
-                ease_cfg = dict(config, ease=dict(config["ease"], lambdas=[lam]))
-                ease = fit_ease(inter, ease_cfg)[0]
+            ease = fit_ease(inter, config, lambdas_by_kind=ease_lams)[0] if ease_lams else {}
         else:
             models = (hist_tr, pop_tr, cp_tr, als_tr)
-            ease = ease_tr if uses_ease else None
+            ease = {kind: ease_tr[kind] for kind in ease_lams}
     return FittedProduct(models=models, blend=blend, metrics=metrics, pop_metrics=pop_metrics,
                          results=results, split=s, holdout_models=(hist_tr, pop_tr, cp_tr, als_tr),
-                         ease=ease, ease_lambda=lam if uses_ease else None)
+                         ease=ease, ease_lambda=ease_lams)
 
 
 def train(orders: str, models_dir: str, config: dict, catalog: str | None = None,
@@ -372,11 +372,9 @@ def _blend_key(weights: tuple) -> str:
     return ",".join(f"{name}={w:g}" for name, w in weights)
 
 
-def _ease_params(config: dict, lam: float | None) -> dict:
-    """EASEModel's constructor arguments for the manifest (lambda as chosen)."""
-    params = {key: v for key, v in config["ease"].items() if key not in ("lambdas", "enabled")}
-    params["lam"] = lam if lam is not None else float(config["ease"]["lambdas"][0])
-    return params
+def _ease_params(config: dict, lambdas_by_kind: dict) -> dict:
+    """EASE settings for the manifest, with the lambda chosen per query kind."""
+    return dict(config["ease"], lambdas_by_kind=dict(lambdas_by_kind))
 
 
 def _gate(metrics: dict, pop_metrics: dict, gate_cfg: dict, k: int,

@@ -43,7 +43,7 @@ def score_settings(inter_train, data, config: dict, k: int = 10) -> dict:
         return Recommender(inter_train.items, inter_train.customers, hist, pop, cp, als, meta,
                            ease=ease_model)
 
-    ease, _, _ = fit_ease(inter_train, config, data, make_rec, k)
+    ease, _ = fit_ease(inter_train, config, data, make_rec, k)
     results = evaluate_blends(make_rec(ease), data, [float(w) for w in config["train"]["blend_grid"]],
                               k, config["train"].get("popularity_grid", [0.0]))
     _, metrics = choose_blend(results, k)

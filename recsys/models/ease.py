@@ -6,9 +6,10 @@ X is the binary order x item matrix (baskets: what is bought together),
 plus ``customer_weight`` times the customer x item matrix, restricted to items with at least ``min_buyers``
 buyers. The dense inverse costs O(n^3), so the model is only fitted when
 those items number at most ``max_items``; above that it stays unfitted and
-the trainer leaves it out of the blend. Only the ``k`` largest positive
-weights of each item are kept (a sparse matrix like co-purchase's), which
-bounds the model file and the scoring cost.
+the trainer leaves it out of the blend. Only the ``k`` largest weights (by
+absolute value: the negative ones carry information too) of each item are
+kept, a sparse matrix like co-purchase's, which bounds the model file and the
+scoring cost.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 
 
 class EASEModel:
-    """Item x item EASE weights, top ``k`` positive per item."""
+    """Item x item EASE weights, top ``k`` by absolute value per item."""
 
     name = "ease"
 
@@ -72,11 +73,11 @@ class EASEModel:
         p = np.linalg.inv(g)
         b = -p / np.diag(p)
         b[np.diag_indices_from(b)] = 0.0
-        b[b < 0] = 0.0
-        sub = topk_per_row(sp.csr_matrix(b.astype(np.float32)), self.k)
-        coo = sub.tocoo()
+        strongest = topk_per_row(sp.csr_matrix(np.abs(b).astype(np.float32)), self.k).tocoo()
+        values = b[strongest.row, strongest.col].astype(np.float32)
         self.similarity_ = sp.csr_matrix(
-            (coo.data, (keep[coo.row], keep[coo.col])), shape=(n_items, n_items), dtype=np.float32)
+            (values, (keep[strongest.row], keep[strongest.col])), shape=(n_items, n_items),
+            dtype=np.float32)
         return self
 
     @property

@@ -122,3 +122,19 @@ def test_gate_popularity_margin_and_current_version():
     current = {"version": "v1", "metrics": _metrics(0.12)}
     out = _gate(_metrics(0.10), _metrics(0.05), cfg, 10, current)
     assert not out["passed"] and out["current_value"] == 0.12
+
+
+def test_trained_version_with_ease_loads_and_answers(tmp_path):
+    from recsys.artifacts import load_version
+    from recsys.recommender import Recommender
+    from training.train import train
+
+    path = str(tmp_path / "orders.csv")
+    complement_orders(path, n_customers=500)
+    summary = train(path, str(tmp_path / "models"), load_config(None))
+    rec = Recommender.load(load_version(str(tmp_path / "models"), summary["version"]))
+    assert rec.ease is not None  # 180 items: EASE is fitted
+    a3 = rec.items.index("A3")
+    answer = rec.basket(np.asarray([a3]), limit=5)
+    assert answer.items[0].item_idx == rec.items.index("B3")
+    assert a3 not in [r.item_idx for r in answer.items]
