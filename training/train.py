@@ -2,11 +2,18 @@
 
 1. Read orders (and catalog) with the data report.
 2. Split: the last 15% of orders in time (random orders without timestamps).
-3. Fit popularity, co-purchase and ALS on the training period.
-4. Evaluate on the holdout; pick per query kind the blend weight of ALS vs
-   co-purchase that scores best (automatic selection, no hand tuning).
-5. Gate: publish only if the chosen models beat popularity by a margin.
+3. Fit popularity, co-purchase and ALS on the training period, and EASE when
+   the items with two or more buyers are few enough for a dense inverse
+   (its lambda chosen per query kind on the holdout).
+4. Evaluate on the holdout; pick per query kind the blend of the fitted
+   components, each blend also with a popularity prior of a few weights
+   (automatic selection, no hand tuning).
+5. Gate: publish only if the chosen models beat popularity by a margin and do
+   not fall too far below the current version's stored metrics.
 6. Refit on all data (ALS warm-started from step 3) and write a version.
+
+:func:`fit_product` holds steps 2-4 and 6 so that ``xsell evaluate`` measures
+exactly what ``xsell train`` ships, fitted on its own training period.
 """
 
 from __future__ import annotations
