@@ -138,3 +138,18 @@ def test_trained_version_with_ease_loads_and_answers(tmp_path):
     answer = rec.basket(np.asarray([a3]), limit=5)
     assert answer.items[0].item_idx == rec.items.index("B3")
     assert a3 not in [r.item_idx for r in answer.items]
+
+
+def test_tune_scores_candidates_on_validation_and_writes_config(tmp_path):
+    from recsys.data import read_orders
+    from training.tune import tune_to_file
+
+    path = str(tmp_path / "orders.csv")
+    complement_orders(path, n_customers=400)
+    inter, _ = read_orders(path)
+    out = tmp_path / "tuned.toml"
+    seen = []
+    best = tune_to_file(path, load_config(None), str(out), progress=seen.append)
+    assert any("copurchase.alpha=0.3" in line for line in seen)
+    assert any("als.factors=128" in line for line in seen)
+    assert load_config(str(out))["copurchase"] == best["copurchase"]
