@@ -20,6 +20,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -143,7 +144,10 @@ def bm25_similarity(customer_items: sp.csr_matrix, neighbours: int, k1: float, b
     from implicit.nearest_neighbours import BM25Recommender
 
     model = BM25Recommender(K=neighbours, K1=k1, B=b, num_threads=1)
-    model.fit(customer_items.tocsr().astype(np.float32), show_progress=False)
+    with warnings.catch_warnings():
+        # implicit weights a transposed copy internally and warns about its own COO matrix
+        warnings.simplefilter("ignore")
+        model.fit(customer_items.tocsr().astype(np.float32), show_progress=False)
     return model.similarity.tocsr().astype(np.float32)
 
 
