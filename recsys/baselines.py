@@ -246,7 +246,9 @@ def _bm25_family(with_customers: bool) -> Family:
 
 def _ease_family(with_customers: bool, max_items: int) -> Family:
     units = ["order", "customer"] if with_customers else ["order"]
-    grid = [{"unit": u, "lambda": lam} for u in units for lam in (50.0, 200.0, 800.0)]
+    # Each setting is one dense inverse: leave the grid to lambda when items are many.
+    grid = [{"unit": u, "lambda": lam, "max_items": max_items}
+            for u in units for lam in (50.0, 200.0, 800.0)]
 
     def build(d: FitData, s: dict):
         m = d.order_items if s["unit"] == "order" else d.customer_items
@@ -312,7 +314,8 @@ def tune_baseline(family: Family, val_fit: FitData, val_data, train_fit: FitData
         scorer = family.build(val_fit, setting)
         if scorer is None:
             out.skipped = (f"{family.name}: too many items for a dense model on this machine "
-                           f"(more than {EASE_MAX_ITEMS} items with two or more buyers); skipped")
+                           f"(more than {setting.get('max_items', EASE_MAX_ITEMS)} items with "
+                           f"two or more buyers); skipped")
             log.warning("%s", out.skipped)
             return out
         res = evaluate(scorer, val_data, k)

@@ -210,6 +210,8 @@ def models_prune(models_dir, keep):
 @click.option("--max-queries", default=10000, show_default=True, type=click.IntRange(min=0),
               help="Seeded sample of test queries per protocol (0: all).")
 @click.option("--skip", default="", help="Comma-separated baseline families to leave out.")
+@click.option("--ease-max-items", default=20000, show_default=True, type=click.IntRange(min=2),
+              help="Skip the EASE baseline above this many items (dense O(n^3) inverse).")
 @click.option("--json", "json_out", default=None, type=click.Path(), help="Write results as JSON.")
 @click.option("--report", "report_out", default=None, type=click.Path(),
               help="Write an HTML report with charts.")
@@ -217,7 +219,7 @@ def models_prune(models_dir, keep):
               help="Also search the product's settings on the validation split; write a config.")
 @handle_errors
 def evaluate_cmd(orders, catalog, columns, config_path, exclude_items, k, max_queries, skip,
-                 json_out, report_out, tune_out):
+                 ease_max_items, json_out, report_out, tune_out):
     """Compare the product with tuned baselines on a temporal holdout (EVALUATION.md)."""
     from training.config import load_config
     from training.evaluate import cli_evaluate
@@ -226,7 +228,8 @@ def evaluate_cmd(orders, catalog, columns, config_path, exclude_items, k, max_qu
     config = load_config(config_path, overrides)
     cli_evaluate(orders, config, catalog=catalog, columns=parse_columns(columns) or None, k=k,
                  max_queries=max_queries or None, skip=tuple(filter(None, skip.split(","))),
-                 json_out=json_out, report_out=report_out, tune_out=tune_out,
+                 ease_max_items=ease_max_items, json_out=json_out, report_out=report_out,
+                 tune_out=tune_out,
                  on_report=echo_report, echo=lambda text: click.echo(text, err=True),
                  out=click.echo)
 

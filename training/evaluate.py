@@ -196,13 +196,14 @@ def _default(value):
 
 def cli_evaluate(orders: str, config: dict, catalog=None, columns=None, k: int = 10,
                  max_queries: int | None = 10000, skip: tuple[str, ...] = (),
-                 json_out: str | None = None, report_out: str | None = None,
+                 ease_max_items: int = 20000, json_out: str | None = None, report_out: str | None = None,
                  tune_out: str | None = None, on_report=None, echo=None, out=None) -> dict:
     """What ``xsell evaluate`` does: run, print the table, write JSON / HTML / tuned config."""
     import json
 
     result = jsonable(run_evaluation(orders, config, catalog=catalog, columns=columns, k=k,
                                      max_queries=max_queries, skip=skip, progress=echo,
+                                     ease_max_items=ease_max_items,
                                      on_report=on_report))
     (out or print)(format_table(result))
     if json_out:
