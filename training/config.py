@@ -33,7 +33,8 @@ DEFAULTS: dict = {
         # Weights of ALS (co-purchase gets 1 - w) tried per query kind on the holdout.
         "blend_grid": [0.0, 0.25, 0.5, 0.75, 1.0],
         # Weight of a popularity prior tried with every blend (others scaled by 1 - p).
-        "popularity_grid": [0.0, 0.1, 0.3],
+        # 1.0 = popularity alone, chosen only where nothing beats it on the holdout.
+        "popularity_grid": [0.0, 0.1, 0.3, 1.0],
     },
     "gate": {
         # Publish only if the primary metric beats popularity by this relative margin.

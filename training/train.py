@@ -127,13 +127,17 @@ def evaluate_blends(rec: Recommender, data, levels: list[float], k: int,
     Each blend is also tried with a popularity prior of weight ``p`` from
     ``popularity_levels`` (the others scaled by ``1 - p``): how much a shop's
     best-sellers should pull is a property of its data (groceries: much;
-    gifts: little), so it is measured, not assumed.
+    gifts: little), so it is measured, not assumed. ``p = 1`` is popularity
+    alone: where the holdout says no model beats the best-sellers (sparse or
+    sampled data), the product answers with them instead of with noise.
     """
     components = available_components(rec)
     grid = []
     for p in sorted(set(float(x) for x in popularity_levels)):
         for ws in blend_candidates(components, levels):
-            grid.append(tuple(round(w * (1 - p), 4) for w in ws) + ((round(p, 4),) if p else (0.0,)))
+            cand = tuple(round(w * (1 - p), 4) for w in ws) + (round(p, 4),)
+            if cand not in grid:  # p = 1 (popularity alone) arises once per blend
+                grid.append(cand)
     components = components + ("popularity",)
     results = evaluate_variants(BlendScorer(rec, grid, components), data, k)
     return {tuple(zip(components, ws)): r for ws, r in results.items()}
