@@ -121,7 +121,7 @@ class Recommender:
             elif kind == "basket":
                 part = self.als.score_histories(_rows_matrix(query_lists, len(self.items)))
             else:
-                part = np.vstack([self.als.score_similar(q) for q in query_lists])
+                part = self.als.score_similar_rows(_rows_matrix(query_lists, len(self.items)))
             parts[name] = self._normalise(part)
         return parts
 

@@ -25,6 +25,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+import numpy as np
+
 from recsys import __version__
 from recsys.artifacts import VersionWriter, clean_temporary, current_version, read_manifest
 from recsys.exceptions import XsellError
@@ -34,6 +36,7 @@ from recsys.evaluation import (PRIMARY, PopularityScorer, build_eval_data, evalu
 from recsys.models import ALSModel, CoPurchaseModel, PopularityModel
 from recsys.models.ease import EASEModel
 from recsys.recommender import COMPONENTS, DEFAULT_BLEND, Recommender, _rows_matrix
+from recsys.models.base import top_indices_rows
 from recsys.rules import build_item_meta
 
 log = logging.getLogger(__name__)
@@ -102,9 +105,17 @@ class BlendScorer:
         self.components = components
 
     def _topk_all(self, parts, n, exclude, k):
-        return {ws: self.rec.top_k(self.rec.combine(parts, dict(zip(self.components, ws)), n),
-                                   k, exclude=exclude)
-                for ws in self.grid}
+        # The mask (unknown and excluded items) is built once and shared by all candidates.
+        mask = np.zeros((n, len(self.rec.items)), dtype=np.float32)
+        mask[:, ~self.rec.known_items] = -np.inf
+        coo = exclude.tocoo()
+        mask[coo.row, coo.col] = -np.inf
+        out = {}
+        for ws in self.grid:
+            scores = self.rec.combine(parts, dict(zip(self.components, ws)), n)
+            scores += mask
+            out[ws] = top_indices_rows(scores, k)
+        return out
 
     def next_best(self, customer_idx, histories, k):
         return self._topk_all(self.rec.customer_parts(customer_idx, self.components),

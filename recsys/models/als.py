@@ -119,6 +119,21 @@ class ALSModel:
         query = self.item_factors_[np.asarray(item_idx)] / norms[np.asarray(item_idx), None]
         return (query @ self.item_factors_.T / norms).sum(axis=0)
 
+    def score_similar_rows(self, query_rows: sp.csr_matrix) -> np.ndarray:
+        """:meth:`score_similar` for a batch: (queries x items) binary rows, one matmul."""
+        check_fitted(self, "item_factors_")
+        normed = self._normed_items()
+        return np.asarray(query_rows @ normed) @ normed.T
+
+    def _normed_items(self) -> np.ndarray:
+        cached = getattr(self, "_normed", None)
+        if cached is None or cached[0] is not self.item_factors_:
+            norms = np.linalg.norm(self.item_factors_, axis=1)
+            norms[norms == 0] = 1.0
+            cached = (self.item_factors_, (self.item_factors_ / norms[:, None]).astype(np.float32))
+            self._normed = cached
+        return cached[1]
+
     def explain(self, history: sp.csr_matrix, item_idx: int, top: int = 3) -> list[tuple[int, float]]:
         """The history items that contributed most to one recommendation (implicit's explain)."""
         check_fitted(self, "item_factors_")
