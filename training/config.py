@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+
 import tomllib
 
 from recsys.exceptions import ConfigError

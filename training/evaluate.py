@@ -21,8 +21,16 @@ import numpy as np
 
 from recsys.baselines import default_families, fit_data, tune_baseline
 from recsys.data import ItemExclusion, read_catalog, read_orders
-from recsys.evaluation import (PRIMARY, RecommenderScorer, build_eval_data, evaluate,
-                               paired_bootstrap, split, split_interactions, validation_split)
+from recsys.evaluation import (
+    PRIMARY,
+    RecommenderScorer,
+    build_eval_data,
+    evaluate,
+    paired_bootstrap,
+    split,
+    split_interactions,
+    validation_split,
+)
 from recsys.exceptions import DataError
 from recsys.rules import build_item_meta
 
@@ -196,7 +204,8 @@ def _default(value):
 
 def cli_evaluate(orders: str, config: dict, catalog=None, columns=None, k: int = 10,
                  max_queries: int | None = 10000, skip: tuple[str, ...] = (),
-                 ease_max_items: int = 20000, json_out: str | None = None, report_out: str | None = None,
+                 ease_max_items: int = 20000, json_out: str | None = None,
+                 report_out: str | None = None,
                  tune_out: str | None = None, on_report=None, echo=None, out=None) -> dict:
     """What ``xsell evaluate`` does: run, print the table, write JSON / HTML / tuned config."""
     import json

@@ -57,7 +57,8 @@ def render(result: dict) -> str:
     out = ["<!doctype html><html lang=en><head><meta charset=utf-8>",
            "<title>xsell evaluation</title>", f"<style>{_CSS}</style></head><body>",
            "<h1>xsell evaluation: the product against tuned baselines</h1>",
-           f'<p class=note>Orders: {_esc(result["orders"])}. Split: {_esc(result["split"]["method"])}'
+           f'<p class=note>Orders: {_esc(result["orders"])}. '
+           f'Split: {_esc(result["split"]["method"])}'
            f' (train {result["split"]["train_lines"]:,} lines, test '
            f'{result["split"]["test_lines"]:,} lines). Baselines tuned on a validation split '
            f'inside the training period, then refitted on all of it. k = {k}.</p>']

@@ -29,14 +29,21 @@ import numpy as np
 
 from recsys import __version__
 from recsys.artifacts import VersionWriter, clean_temporary, current_version, read_manifest
-from recsys.exceptions import XsellError
 from recsys.data import ItemExclusion, read_catalog, read_orders
-from recsys.evaluation import (PRIMARY, PopularityScorer, build_eval_data, evaluate,
-                               evaluate_variants, split, split_interactions)
+from recsys.evaluation import (
+    PRIMARY,
+    PopularityScorer,
+    build_eval_data,
+    evaluate,
+    evaluate_variants,
+    split,
+    split_interactions,
+)
+from recsys.exceptions import XsellError
 from recsys.models import ALSModel, CoPurchaseModel, PopularityModel
+from recsys.models.base import top_indices_rows
 from recsys.models.ease import EASEModel
 from recsys.recommender import COMPONENTS, DEFAULT_BLEND, Recommender, _rows_matrix
-from recsys.models.base import top_indices_rows
 from recsys.rules import build_item_meta
 
 log = logging.getLogger(__name__)
@@ -112,7 +119,7 @@ class BlendScorer:
         mask[coo.row, coo.col] = -np.inf
         out = {}
         for ws in self.grid:
-            scores = self.rec.combine(parts, dict(zip(self.components, ws)), n)
+            scores = self.rec.combine(parts, dict(zip(self.components, ws, strict=True)), n)
             scores += mask
             out[ws] = top_indices_rows(scores, k)
         return out
@@ -151,7 +158,7 @@ def evaluate_blends(rec: Recommender, data, levels: list[float], k: int,
                 grid.append(cand)
     components = components + ("popularity",)
     results = evaluate_variants(BlendScorer(rec, grid, components), data, k)
-    return {tuple(zip(components, ws)): r for ws, r in results.items()}
+    return {tuple(zip(components, ws, strict=True)): r for ws, r in results.items()}
 
 
 def choose_blend(results: dict[tuple, dict], k: int) -> tuple[dict, dict]:
@@ -248,7 +255,7 @@ class FittedProduct:
                            blend=self.blend, ease=self.ease)
 
 
-def fit_product(inter, config: dict, progress_factory=None, timer: "Timer | None" = None
+def fit_product(inter, config: dict, progress_factory=None, timer: Timer | None = None
                 ) -> FittedProduct:
     """Split ``inter``, fit on its past, choose the blend on its holdout, refit on all of it.
 

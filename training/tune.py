@@ -44,8 +44,9 @@ def score_settings(inter_train, data, config: dict, k: int = 10) -> dict:
                            ease=ease_model)
 
     ease, _ = fit_ease(inter_train, config, data, make_rec, k)
-    results = evaluate_blends(make_rec(ease), data, [float(w) for w in config["train"]["blend_grid"]],
-                              k, config["train"].get("popularity_grid", [0.0]))
+    levels = [float(w) for w in config["train"]["blend_grid"]]
+    results = evaluate_blends(make_rec(ease), data, levels, k,
+                              config["train"].get("popularity_grid", [0.0]))
     _, metrics = choose_blend(results, k)
     return {kind: metrics[kind][f"{PRIMARY[kind]}@{k}"] for kind in metrics}
 

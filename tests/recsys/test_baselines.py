@@ -4,8 +4,12 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from recsys.baselines import (ItemSimilarityScorer, PopularityBaseline, cooccurrence_similarity,
-                              ease_similarity)
+from recsys.baselines import (
+    ItemSimilarityScorer,
+    PopularityBaseline,
+    cooccurrence_similarity,
+    ease_similarity,
+)
 
 # three orders: {0, 1}, {0, 1, 2}, {0, 2}; item 3 never bought
 ORDERS = sp.csr_matrix(np.array([[1, 1, 0, 0], [1, 1, 1, 0], [1, 0, 1, 0]], dtype=np.float32))

@@ -8,8 +8,15 @@ import pytest
 import scipy.sparse as sp
 
 from recsys.data import read_orders
-from recsys.evaluation import (build_eval_data, paired_bootstrap, ranking_metrics, split,
-                               split_interactions, target_metrics, validation_split)
+from recsys.evaluation import (
+    build_eval_data,
+    paired_bootstrap,
+    ranking_metrics,
+    split,
+    split_interactions,
+    target_metrics,
+    validation_split,
+)
 
 
 def truth_matrix(rows, n_items=10):
@@ -149,5 +156,6 @@ def test_eval_data_follows_the_protocol(planted_inter):
         truth = set(data.nb_truth[row].indices)
         assert truth and not truth & set(hist[cust].indices)
     # basket/also-bought: target hidden from the query, also-bought query from the same order
-    for q, t, a in zip(data.basket_queries, data.basket_targets, data.also_queries):
+    for q, t, a in zip(data.basket_queries, data.basket_targets, data.also_queries,
+                       strict=True):
         assert t not in q and a in q

@@ -2,18 +2,17 @@
 
 import csv
 import json
-import tomllib
 from datetime import datetime, timedelta
 
 import numpy as np
 import pytest
+import tomllib
 from click.testing import CliRunner
 
 from training.cli import main
 from training.config import load_config
 from training.train import _gate
 from training.tune import to_toml
-
 
 N_PAIRS, N_NOISE = 30, 150
 
