@@ -1,6 +1,5 @@
-"""The xsell REST service (Flask). Reads model versions; never trains."""
+"""The xsell REST service: ``create_app`` builds the Flask app, ``xsell serve`` runs it."""
 
-import os
+from .app import create_app
 
-# Must precede the first numpy import in every gunicorn worker.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+__all__ = ["create_app"]
