@@ -199,5 +199,40 @@ def models_prune(models_dir, keep):
     click.echo(f"removed {len(removed)} version(s)" + (f": {', '.join(removed)}" if removed else ""))
 
 
+@main.command()
+@models_option
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (0.0.0.0 for all; set API keys then).")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--workers", default=None, type=click.IntRange(min=1),
+              help="Worker processes [default: one per core].")
+@click.option("--threads", default=None, type=click.IntRange(min=1),
+              help="Threads per worker [default: 4].")
+@click.option("--reload-interval", default=None, type=click.FloatRange(min=0),
+              help="Seconds between checks for a new model version [default: 5].")
+@handle_errors
+def serve(models_dir, host, port, workers, threads, reload_interval):
+    """Run the HTTP API under gunicorn (see service/gunicorn_conf.py)."""
+    import os
+
+    if not os.path.isdir(models_dir):
+        raise ConfigError(f"--models {models_dir} is not a folder; train a model into it first")
+    env = os.environ
+    env["XSELL_MODELS_DIR"] = os.path.abspath(models_dir)
+    env["XSELL_BIND"] = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if workers:
+        env["XSELL_WORKERS"] = str(workers)
+    if threads:
+        env["XSELL_THREADS"] = str(threads)
+    if reload_interval is not None:
+        env["XSELL_RELOAD_INTERVAL"] = str(reload_interval)
+    env.setdefault("OPENBLAS_NUM_THREADS", "1")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # exec: gunicorn's master becomes this process and gets the signals (TERM, HUP, ...).
+    os.execv(sys.executable, [sys.executable, "-m", "gunicorn", "-c",
+                              "python:service.gunicorn_conf", "service.wsgi:app"])
+
+
 if __name__ == "__main__":
     main()
