@@ -141,6 +141,10 @@ class ModelStore:
             if pointer is None:
                 return False
             current = self._model.version if self._model is not None else None
+            if pointer == current and self.failed_version is not None:
+                # The pointer was moved back (e.g. 'xsell models promote'): not an error now.
+                self.failed_version = None
+                self.last_error = None
             if pointer == current or (pointer == self.failed_version and not force):
                 return False
             try:
