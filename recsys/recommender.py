@@ -102,7 +102,11 @@ class Recommender:
         """Each component's normalised scores (queries x items) for item-based queries."""
         parts = {}
         for name in names or tuple(self._weights(kind)):
-            if name == "copurchase":
+            if name == "copurchase" and len(query_lists) == 1:
+                # One query (the service's case): sum CSR rows directly, no scipy products.
+                query = np.unique(np.asarray(query_lists[0], dtype=np.int64))
+                part = _dense_rows(self.copurchase.similarity_, query)[None, :]
+            elif name == "copurchase":
                 rows = _rows_matrix(query_lists, len(self.items))
                 part = (rows @ self.copurchase.similarity_).toarray()
             elif kind == "basket":
@@ -117,7 +121,13 @@ class Recommender:
         """Each component's normalised next-best scores for known customers."""
         parts = {}
         for name in names or tuple(self._weights("next_best")):
-            if name == "copurchase":
+            if name == "copurchase" and len(customer_idx) == 1:
+                h = self.history
+                start, end = h.indptr[customer_idx[0]], h.indptr[customer_idx[0] + 1]
+                part = _dense_rows(self.copurchase.similarity_, np.asarray(h.indices[start:end]),
+                                   np.log1p(np.asarray(h.data[start:end], dtype=np.float64))
+                                   )[None, :]
+            elif name == "copurchase":
                 part = self.copurchase.score_histories(_log_weights(self.history[customer_idx]))
             else:
                 part = self.als.score_customers(customer_idx)
@@ -127,7 +137,11 @@ class Recommender:
     def history_parts(self, histories: sp.csr_matrix) -> dict[str, np.ndarray]:
         parts = {}
         for name in self._weights("next_best"):
-            if name == "copurchase":
+            if name == "copurchase" and histories.shape[0] == 1:
+                part = _dense_rows(self.copurchase.similarity_, histories.indices,
+                                   np.log1p(np.asarray(histories.data, dtype=np.float64))
+                                   )[None, :]
+            elif name == "copurchase":
                 part = self.copurchase.score_histories(_log_weights(histories))
             else:
                 part = self.als.score_histories(histories)
@@ -217,22 +231,34 @@ class Recommender:
         else:
             best = top_indices(masked, limit)
         evidence = query_idx if history_idx is None else history_idx
-        return Answer(self.strategy(kind), [self._explain(int(j), float(scores[j]), evidence)
-                                            for j in best])
+        return Answer(self.strategy(kind), self._explain_all(best, scores, evidence))
 
-    def _explain(self, item_idx: int, score: float, evidence: np.ndarray) -> Recommendation:
-        rec = Recommendation(item_idx, score)
-        if self.copurchase is None or not len(evidence):
-            return rec
-        sim = self.copurchase.similarity_[np.asarray(evidence, dtype=np.int64)][:, [item_idx]]
-        sims = sim.toarray().ravel()
-        if sims.max(initial=0) <= 0:
-            return rec
-        order = np.argsort(-sims)[:3]
-        order = order[sims[order] > 0]
-        rec.because_of = [int(evidence[o]) for o in order]
-        rec.support = int(self.copurchase.support_for(np.asarray([rec.because_of[0]]), item_idx)[0])
-        return rec
+    def _explain_all(self, best: np.ndarray, scores: np.ndarray, evidence: np.ndarray
+                     ) -> list[Recommendation]:
+        """Recommendations for ``best`` with up to 3 ``because_of`` items and their support.
+
+        Reads the co-purchase CSR arrays directly (no scipy indexing): this runs on
+        every request.
+        """
+        recs = [Recommendation(int(j), float(scores[j])) for j in best]
+        if self.copurchase is None or not len(evidence) or not len(best):
+            return recs
+        evidence = np.asarray(evidence, dtype=np.int64)
+        sims = _csr_block(self.copurchase.similarity_, evidence, np.asarray(best))
+        top = np.argsort(-sims, axis=0, kind="stable")[:3]
+        firsts = {}
+        for col, rec in enumerate(recs):
+            rows = top[:, col]
+            rows = rows[sims[rows, col] > 0]
+            if len(rows):
+                rec.because_of = [int(evidence[r]) for r in rows]
+                firsts.setdefault(rec.because_of[0], []).append(col)
+        for source, cols in firsts.items():
+            support = _csr_block(self.copurchase.support_, np.asarray([source]),
+                                 np.asarray([recs[c].item_idx for c in cols]))[0]
+            for c, value in zip(cols, support):
+                recs[c].support = int(value)
+        return recs
 
     def popular(self, limit: int, filters: Filters | None, query_idx: np.ndarray) -> Answer:
         answer = self.answer("popular", self.popularity.scores_.astype(np.float32), limit,
@@ -340,6 +366,43 @@ def _rows_matrix(query_lists: list[np.ndarray], n_items: int) -> sp.csr_matrix:
     m.sum_duplicates()
     m.data[:] = 1.0
     return m
+
+
+def _segments(m: sp.csr_matrix, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions in ``m.data`` of the entries of ``rows``, and the row (0..len-1) of each."""
+    starts = m.indptr[rows]
+    lengths = (m.indptr[rows + 1] - starts).astype(np.int64)
+    total = int(lengths.sum())
+    offsets = np.cumsum(lengths) - lengths
+    owner = np.repeat(np.arange(len(rows)), lengths)
+    pos = np.arange(total, dtype=np.int64) - offsets[owner] + starts[owner]
+    return pos, owner
+
+
+def _dense_rows(m: sp.csr_matrix, rows: np.ndarray, weights: np.ndarray | None = None
+                ) -> np.ndarray:
+    """Sum of (weighted) CSR rows as one dense float32 vector."""
+    pos, owner = _segments(m, rows)
+    values = np.asarray(m.data[pos], dtype=np.float64)
+    if weights is not None:
+        values = values * np.asarray(weights, dtype=np.float64)[owner]
+    return np.bincount(np.asarray(m.indices[pos]), weights=values,
+                       minlength=m.shape[1]).astype(np.float32)
+
+
+def _csr_block(m: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Dense ``m[rows][:, cols]`` for a few rows and distinct columns, from the CSR arrays."""
+    out = np.zeros((len(rows), len(cols)), dtype=np.float64)
+    if not len(rows) or not len(cols):
+        return out
+    pos, owner = _segments(m, rows)
+    order = np.argsort(cols, kind="stable")
+    sorted_cols = cols[order]
+    entry_cols = np.asarray(m.indices[pos])
+    at = np.minimum(np.searchsorted(sorted_cols, entry_cols), len(cols) - 1)
+    hit = sorted_cols[at] == entry_cols
+    out[owner[hit], order[at[hit]]] = m.data[pos[hit]]
+    return out
 
 
 def _log_weights(counts: sp.csr_matrix) -> sp.csr_matrix:

@@ -40,6 +40,7 @@ class ALSModel:
         self.user_factors_ = None
         self.item_factors_ = None
         self._solver = None
+        self._norms = None
 
     # ------------------------------------------------------------ fitting
     def weight(self, counts: sp.csr_matrix) -> sp.csr_matrix:
@@ -79,6 +80,7 @@ class ALSModel:
         self.user_factors_ = np.ascontiguousarray(solver.user_factors, dtype=np.float32)
         self.item_factors_ = np.ascontiguousarray(solver.item_factors, dtype=np.float32)
         self._solver = None
+        self._norms = None
         log.info("ALS fitted on %s (gpu=%s)", customer_items.shape, use_gpu)
         return self
 
@@ -87,6 +89,7 @@ class ALSModel:
         self.user_factors_ = user_factors
         self.item_factors_ = item_factors
         self._solver = None
+        self._norms = None
         return self
 
     # ------------------------------------------------------------ scoring
@@ -114,10 +117,17 @@ class ALSModel:
     def score_similar(self, item_idx: np.ndarray) -> np.ndarray:
         """Cosine similarity in factor space between query items and every item (summed)."""
         check_fitted(self, "item_factors_")
-        norms = np.linalg.norm(self.item_factors_, axis=1)
-        norms[norms == 0] = 1.0
+        norms = self._item_norms()
         query = self.item_factors_[np.asarray(item_idx)] / norms[np.asarray(item_idx), None]
         return (query @ self.item_factors_.T / norms).sum(axis=0)
+
+    def _item_norms(self) -> np.ndarray:
+        # Cached: recomputing the norms of every item on each query dominated its cost.
+        if self._norms is None or len(self._norms) != len(self.item_factors_):
+            norms = np.linalg.norm(self.item_factors_, axis=1)
+            norms[norms == 0] = 1.0
+            self._norms = norms
+        return self._norms
 
     def explain(self, history: sp.csr_matrix, item_idx: int, top: int = 3) -> list[tuple[int, float]]:
         """The history items that contributed most to one recommendation (implicit's explain)."""
