@@ -253,11 +253,12 @@ class Recommender:
             if len(rows):
                 rec.because_of = [int(evidence[r]) for r in rows]
                 firsts.setdefault(rec.because_of[0], []).append(col)
-        for source, cols in firsts.items():
-            support = _csr_block(self.copurchase.support_, np.asarray([source]),
-                                 np.asarray([recs[c].item_idx for c in cols]))[0]
-            for c, value in zip(cols, support):
-                recs[c].support = int(value)
+        if firsts:
+            sources = np.asarray(list(firsts), dtype=np.int64)
+            support = _csr_block(self.copurchase.support_, sources, np.asarray(best))
+            for row, cols in enumerate(firsts.values()):
+                for c in cols:
+                    recs[c].support = int(support[row, c])
         return recs
 
     def popular(self, limit: int, filters: Filters | None, query_idx: np.ndarray) -> Answer:
@@ -323,36 +324,46 @@ class Recommender:
     @classmethod
     def load(cls, loaded: LoadedVersion) -> "Recommender":
         manifest = loaded.manifest
+        # Plain ndarray views of the memory maps: same shared pages, but without the
+        # np.memmap subclass, whose per-operation bookkeeping showed in request profiles.
+        array = lambda name, **kw: np.asarray(loaded.array(name, **kw))  # noqa: E731
+        sparse = lambda name: _plain_csr(loaded.sparse(name))  # noqa: E731
         params = manifest.get("parameters", {})
         popularity = PopularityModel()
-        counts = loaded.array("popularity_counts", mmap=False)
+        counts = array("popularity_counts", mmap=False)
         popularity.counts_ = counts
         popularity.scores_ = (counts / max(int(counts.max(initial=0)), 1)).astype(np.float32)
         copurchase = None
         if loaded.has("copurchase_similarity"):
             copurchase = CoPurchaseModel(**params.get("copurchase", {}))
-            copurchase.similarity_ = loaded.sparse("copurchase_similarity")
-            copurchase.support_ = loaded.sparse("copurchase_support")
+            copurchase.similarity_ = sparse("copurchase_similarity")
+            copurchase.support_ = sparse("copurchase_support")
         als = None
         if loaded.has("als_item_factors"):
             als = ALSModel(**params.get("als", {}))
-            als.set_factors(loaded.array("als_user_factors"), loaded.array("als_item_factors"))
+            als.set_factors(array("als_user_factors"), array("als_item_factors"))
         meta = ItemMeta(
-            name=loaded.array("item_name"),
-            category=loaded.array("item_category"),
-            categories=Vocab(loaded.array("categories")),
-            price=loaded.array("item_price"),
-            in_stock=loaded.array("item_in_stock"),
-            recommendable=loaded.array("item_recommendable"),
+            name=array("item_name"),
+            category=array("item_category"),
+            categories=Vocab(array("categories")),
+            price=array("item_price"),
+            in_stock=array("item_in_stock"),
+            recommendable=array("item_recommendable"),
             extra=loaded.json("item_extra") if loaded.has("item_extra") or
             "item_extra.json" in manifest.get("files", {}) else {},
         )
         return cls(
-            items=Vocab(loaded.array("items")), customers=Vocab(loaded.array("customers")),
-            history=loaded.sparse("history"), popularity=popularity, copurchase=copurchase,
+            items=Vocab(array("items")), customers=Vocab(array("customers")),
+            history=sparse("history"), popularity=popularity, copurchase=copurchase,
             als=als, meta=meta, blend=manifest.get("blend"), version=loaded.version,
             manifest=manifest,
         )
+
+
+def _plain_csr(m: sp.csr_matrix) -> sp.csr_matrix:
+    """The same CSR matrix over plain ndarray views of its (memory-mapped) arrays."""
+    m.data, m.indices, m.indptr = np.asarray(m.data), np.asarray(m.indices), np.asarray(m.indptr)
+    return m
 
 
 def _rows_matrix(query_lists: list[np.ndarray], n_items: int) -> sp.csr_matrix:

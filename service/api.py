@@ -9,6 +9,7 @@ known ones the model has no evidence for) get popular items, marked
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 
@@ -50,16 +51,48 @@ def _finite(value):
     return value
 
 
-def json_response(payload: dict, status: int = 200) -> Response:
+def dumps(payload: dict) -> str:
     try:
-        text = json.dumps(payload, separators=(",", ":"), allow_nan=False)
+        return json.dumps(payload, separators=(",", ":"), allow_nan=False)
     except ValueError:  # NaN/inf (e.g. in a manifest's metrics) is not JSON: null instead
-        text = json.dumps(_finite(payload), separators=(",", ":"), allow_nan=False)
-    return Response(text, status=status, mimetype="application/json")
+        return json.dumps(_finite(payload), separators=(",", ":"), allow_nan=False)
+
+
+def json_response(payload: dict, status: int = 200) -> Response:
+    return Response(dumps(payload), status=status, mimetype="application/json")
+
+
+def cached_get(view):
+    """Serve a GET answer from the model's answer cache, or compute and remember it.
+
+    The key is the endpoint, the path and the raw query string; only 200 answers
+    are kept, and the cache belongs to the model, so a swap empties it.
+    """
+
+    @functools.wraps(view)
+    def wrapper(**kwargs):
+        model = served_model()
+        key = (request.endpoint, request.path, request.query_string)
+        hit = model.cached(key)
+        if hit is not None:
+            g.xsell_strategy = hit[1]
+            return Response(hit[0], mimetype="application/json")
+        response = view(**kwargs)
+        if response.status_code == 200 and g.get("xsell_model") is model:
+            model.remember(key, (response.get_data(), g.get("xsell_strategy")))
+        return response
+
+    return wrapper
 
 
 def served_model():
+    """The model answering this request: fixed at its first use, so a swap halfway through
+    a request cannot mix two versions."""
+    model = g.get("xsell_model")
+    if model is not None:
+        return model
     model = current_app.extensions["xsell"].store.model
+    g.xsell_model = model
     if model is None:
         store = current_app.extensions["xsell"].store
         detail = ""
@@ -151,6 +184,7 @@ def _item_answer(item_id: str, ask) -> Response:
 
 @items_bp.get("/<path:item_id>/also-bought")
 @requires("storefront")
+@cached_get
 def also_bought(item_id: str):
     return _item_answer(item_id, lambda model, idx, q: model.recommender.also_bought(
         idx, q.limit, q.filters))
@@ -165,6 +199,7 @@ def _optional_method(model, name: str):
 
 @items_bp.get("/<path:item_id>/upsell")
 @requires("storefront")
+@cached_get
 def item_upsell(item_id: str):
     return _item_answer(item_id, lambda model, idx, q: _optional_method(model, "upsell")(
         idx, q.limit, q.filters))
@@ -172,6 +207,7 @@ def item_upsell(item_id: str):
 
 @items_bp.get("/<path:item_id>/downsell")
 @requires("storefront")
+@cached_get
 def item_downsell(item_id: str):
     return _item_answer(item_id, lambda model, idx, q: _optional_method(model, "downsell")(
         idx, q.limit, q.filters))
@@ -179,6 +215,7 @@ def item_downsell(item_id: str):
 
 @items_bp.get("/<path:item_id>/likely-buyers")
 @requires("crm")
+@cached_get
 def likely_buyers(item_id: str):
     query = query_from_args(request.args, settings())
     model = served_model()
@@ -201,6 +238,7 @@ def likely_buyers(item_id: str):
 
 @customers_bp.get("/<path:customer_id>/next-best-products")
 @requires("crm")
+@cached_get
 def next_best(customer_id: str):
     query = query_from_args(request.args, settings())
     model = served_model()
@@ -221,6 +259,7 @@ def next_best(customer_id: str):
 
 @customers_bp.get("/<path:customer_id>/upsell")
 @requires("crm")
+@cached_get
 def customer_upsell(customer_id: str):
     query = query_from_args(request.args, settings())
     model = served_model()

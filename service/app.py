@@ -47,7 +47,8 @@ def create_app(config: dict | None = None) -> Flask:
         log.warning("no API keys configured (XSELL_API_KEYS / XSELL_API_KEYS_FILE): the API "
                     "answers loopback clients only")
     store = ModelStore(settings["MODELS_DIR"], settings["RELOAD_INTERVAL"],
-                       on_event=metrics.on_store_event if settings["METRICS"] else None)
+                       on_event=metrics.on_store_event if settings["METRICS"] else None,
+                       cache_size=max(0, settings["ANSWER_CACHE"]))
     if settings["MODELS_DIR"]:
         store.check()
         if store.model is None:

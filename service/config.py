@@ -25,6 +25,8 @@ DEFAULTS: dict = {
     # Access log lines (JSON) per request.
     "ACCESS_LOG": True,
     "LOG_LEVEL": "INFO",
+    # Finished GET answers kept per worker and model version (0: no cache).
+    "ANSWER_CACHE": 10000,
     # Prometheus /metrics and request accounting.
     "METRICS": True,
 }
@@ -36,6 +38,7 @@ _CASTS = {
     "MAX_HISTORY_ITEMS": int,
     "MAX_LIMIT": int,
     "DEFAULT_LIMIT": int,
+    "ANSWER_CACHE": int,
 }
 _BOOLS = {"ACCESS_LOG", "METRICS", "ALLOW_OPEN"}
 

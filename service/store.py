@@ -42,8 +42,12 @@ def _utc(ts: float | None) -> str | None:
 class ServedModel:
     """A loaded version plus the per-process caches the request path uses."""
 
-    def __init__(self, recommender: Recommender, load_seconds: float):
+    def __init__(self, recommender: Recommender, load_seconds: float, cache_size: int = 0):
         self.recommender = recommender
+        # Finished answers (JSON bytes) of GET queries: an answer depends only on the model
+        # and the request, so it stays right until this model is swapped out with its cache.
+        self.cache_size = cache_size
+        self.answers: dict = {}
         self.version = recommender.version
         self.manifest = recommender.manifest
         self.loaded_at = time.time()
@@ -73,6 +77,20 @@ class ServedModel:
             self._items[item_idx] = info
         return info
 
+    def cached(self, key):
+        return self.answers.get(key) if self.cache_size else None
+
+    def remember(self, key, value) -> None:
+        if not self.cache_size:
+            return
+        answers = self.answers
+        if len(answers) >= self.cache_size:
+            try:  # oldest first (dicts keep insertion order); another thread may race us
+                del answers[next(iter(answers))]
+            except (KeyError, StopIteration, RuntimeError):
+                pass
+        answers[key] = value
+
     def customer_activity(self) -> np.ndarray:
         """Purchases per known customer (for the likely-buyers fallback)."""
         if self._customer_activity is None:
@@ -81,7 +99,7 @@ class ServedModel:
         return self._customer_activity
 
 
-def load_model(models_dir: str, version: str) -> ServedModel:
+def load_model(models_dir: str, version: str, cache_size: int = 0) -> ServedModel:
     """Load and verify one version; raises ``XsellError`` (or OSError) if it is not usable."""
     start = time.perf_counter()
     loaded = load_version(models_dir, version, verify=True)
@@ -94,14 +112,16 @@ def load_model(models_dir: str, version: str) -> ServedModel:
     rec.also_bought(probe, 1)
     if len(rec.customers):
         rec.next_best(0, 1)
-    return ServedModel(rec, time.perf_counter() - start)
+    return ServedModel(rec, time.perf_counter() - start, cache_size)
 
 
 class ModelStore:
     """Holds the current :class:`ServedModel` of a models folder and keeps it current."""
 
-    def __init__(self, models_dir: str | None, interval: float = 5.0, on_event=None):
+    def __init__(self, models_dir: str | None, interval: float = 5.0, on_event=None,
+                 cache_size: int = 0):
         self.models_dir = models_dir
+        self.cache_size = cache_size
         self.interval = float(interval)
         self.on_event = on_event  # callback(kind: "reload" | "failure", seconds)
         self._model: ServedModel | None = None
@@ -148,7 +168,7 @@ class ModelStore:
             if pointer == current or (pointer == self.failed_version and not force):
                 return False
             try:
-                model = load_model(self.models_dir, pointer)
+                model = load_model(self.models_dir, pointer, self.cache_size)
             except NoModelError as exc:
                 self._fail(pointer, exc)
                 return False

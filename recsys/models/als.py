@@ -118,13 +118,16 @@ class ALSModel:
         """Cosine similarity in factor space between query items and every item (summed)."""
         check_fitted(self, "item_factors_")
         norms = self._item_norms()
-        query = self.item_factors_[np.asarray(item_idx)] / norms[np.asarray(item_idx), None]
+        item_idx = np.atleast_1d(np.asarray(item_idx))
+        query = self.item_factors_[item_idx] / norms[item_idx, None]
+        if len(item_idx) == 1:  # matrix-vector product on the contiguous factors: faster
+            return np.asarray(self.item_factors_) @ query[0] / norms
         return (query @ self.item_factors_.T / norms).sum(axis=0)
 
     def _item_norms(self) -> np.ndarray:
         # Cached: recomputing the norms of every item on each query dominated its cost.
         if self._norms is None or len(self._norms) != len(self.item_factors_):
-            norms = np.linalg.norm(self.item_factors_, axis=1)
+            norms = np.linalg.norm(np.asarray(self.item_factors_), axis=1)
             norms[norms == 0] = 1.0
             self._norms = norms
         return self._norms
