@@ -13,12 +13,11 @@ from .api import customers_bp, items_bp, recommendations_bp
 from .auth import ApiKeys, authorize
 from .config import load_settings
 from .errors import register_error_handlers
-from .logs import configure_logging, request_id
+from .logs import configure_logging, request_id, utc_now, write_access_line
 from .ops import ops_bp
 from .store import ModelStore
 
 log = logging.getLogger(__name__)
-access_log = logging.getLogger("xsell.access")
 
 
 @dataclass
@@ -96,8 +95,10 @@ def _install_hooks(app: Flask, state: XsellState) -> None:
             metrics.observe(endpoint, request.method, response.status_code, seconds,
                             g.get("xsell_strategy"))
         if use_access_log:
-            access_log.info("request", extra={"fields": {
-                "method": request.method, "path": request.path, "endpoint": endpoint,
-                "status": response.status_code, "duration_ms": round(seconds * 1000, 3),
-                "strategy": g.get("xsell_strategy"), "remote": request.remote_addr}})
+            write_access_line({
+                "ts": utc_now(), "level": "INFO", "logger": "xsell.access",
+                "message": "request", "method": request.method, "path": request.path,
+                "endpoint": endpoint, "status": response.status_code,
+                "duration_ms": round(seconds * 1000, 3), "strategy": g.get("xsell_strategy"),
+                "remote": request.remote_addr, "request_id": rid})
         return response

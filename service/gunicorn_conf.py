@@ -21,6 +21,21 @@ import tempfile
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
+
+def _limit_malloc_arenas(n: int = 2) -> None:
+    """glibc gives every thread its own malloc arena; with gthread workers that is private
+    memory per worker that the model does not need (same as MALLOC_ARENA_MAX=2)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-8, n)  # M_ARENA_MAX
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+_limit_malloc_arenas()
+
 # prometheus_client's multiprocess mode: every worker writes its values here.
 _OWN_METRICS_DIR = None
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -17,6 +18,24 @@ def request_id(incoming: str | None) -> str:
     if incoming and _REQUEST_ID.match(incoming):
         return incoming
     return uuid.uuid4().hex
+
+
+def utc_now() -> str:
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+
+
+def write_access_line(fields: dict) -> None:
+    """One access-log line: one ``write`` on stderr, without the logging machinery.
+
+    Per request, the logging module's record, lock and flush cost more than the
+    recommendation itself; a single write of a short line is atomic on a pipe.
+    """
+    line = (json.dumps(fields, separators=(",", ":"), default=str) + "\n").encode()
+    try:
+        os.write(2, line)
+    except OSError:
+        pass
 
 
 class JsonFormatter(logging.Formatter):

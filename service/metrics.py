@@ -44,12 +44,24 @@ def on_store_event(kind: str, seconds: float) -> None:
         RELOAD_FAILURES.inc()
 
 
+_children: dict = {}
+
+
+def _child(metric, *labels):
+    # labels() takes a lock and validates on every call; the set of label values is small.
+    key = (metric, labels)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*labels)
+    return child
+
+
 def observe(endpoint: str, method: str, status: int, seconds: float, strategy: str | None):
     code = str(status)
-    REQUESTS.labels(endpoint, method, code).inc()
-    LATENCY.labels(endpoint, code).observe(seconds)
+    _child(REQUESTS, endpoint, method, code).inc()
+    _child(LATENCY, endpoint, code).observe(seconds)
     if strategy is not None:
-        ANSWERS.labels(endpoint, strategy).inc()
+        _child(ANSWERS, endpoint, strategy).inc()
 
 
 def _parse_time(text) -> float | None:

@@ -106,10 +106,13 @@ def load_model(models_dir: str, version: str, cache_size: int = 0) -> ServedMode
     rec = Recommender.load(loaded)
     if len(rec.items) == 0:
         raise XsellError(f"version {version}: the model has no items")
-    # Smoke queries: touch every array a request will touch, so a broken file fails here.
+    # Smoke queries: touch every array a request will touch, so a broken file fails here
+    # (and, in a preloading gunicorn master, lazily built parts are built before the fork).
     rec.popular(1, None, np.zeros(0, dtype=np.int64))
     probe = int(np.argmax(rec.popularity.counts_))
     rec.also_bought(probe, 1)
+    rec.basket(np.asarray([probe]), 1)
+    rec.next_best_for_history(np.asarray([probe]), 1)
     if len(rec.customers):
         rec.next_best(0, 1)
     return ServedModel(rec, time.perf_counter() - start, cache_size)
