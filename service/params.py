@@ -103,8 +103,19 @@ def _finish(filters: Filters) -> Filters:
         raise bad_request(str(exc)) from None
 
 
+SINGLE_VALUED = ("limit", "min_price", "max_price", "in_stock", "customer_id", "fallback",
+                 "max_per_category")
+
+
+def _check_single(args) -> None:
+    for name in SINGLE_VALUED:
+        if len(args.getlist(name)) > 1:
+            raise bad_request(f"{name} is given more than once; give it once")
+
+
 def filters_from_args(args) -> Filters:
     """Filters from query parameters (``category`` repeatable, ``exclude`` comma-separated)."""
+    _check_single(args)
     filters = Filters()
     categories = [c for c in args.getlist("category") if c != ""]
     filters.categories = categories
@@ -147,7 +158,7 @@ def filters_from_body(body, filters: Filters) -> Filters:
         if not isinstance(body["in_stock"], bool):
             raise bad_request("filters.in_stock must be true or false")
         filters.in_stock = body["in_stock"]
-    if "exclude" in body and body["exclude"] is not None:
+    if "exclude" in body:
         value = body["exclude"]
         value = _split_ids([value]) if isinstance(value, str) else value
         filters.exclude = id_list("filters.exclude", value, 1000)
@@ -181,6 +192,8 @@ def query_from_body(args, body: dict, settings: dict, allowed: set[str]) -> Quer
         if not isinstance(body["fallback"], bool):
             raise bad_request("fallback must be true or false")
         query.fallback = body["fallback"]
+    if "filters" in body and not isinstance(body["filters"], dict):
+        raise bad_request("filters must be a JSON object")
     filters = filters_from_body(body.get("filters"), query.filters)
     if body.get("customer_id") is not None:
         filters.customer_id = check_id("customer_id", body["customer_id"])
