@@ -76,13 +76,25 @@ def _current_request_id() -> str | None:
 _HANDLER_NAME = "xsell-json"
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time (it may be replaced after setup)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
 def configure_logging(level: str = "INFO") -> None:
     """One JSON handler on stderr for the service's and the library's loggers (idempotent)."""
     for name in ("service", "recsys", "xsell"):
         logger = logging.getLogger(name)
         logger.setLevel(level.upper())
         if not any(h.get_name() == _HANDLER_NAME for h in logger.handlers):
-            handler = logging.StreamHandler(sys.stderr)
+            handler = _StderrHandler()
             handler.set_name(_HANDLER_NAME)
             handler.setFormatter(JsonFormatter())
             logger.addHandler(handler)
