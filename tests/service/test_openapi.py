@@ -54,6 +54,7 @@ expected-statuses = ["400", "401", "403", "404", "405", "406", "409", "413", "41
 
 
 def _schemathesis(port: int, config: str, *args: str) -> tuple[int, str]:
+    workdir = os.path.dirname(config)  # schemathesis and hypothesis keep state in the cwd
     exe = shutil.which("schemathesis") or os.path.join(os.path.dirname(sys.executable),
                                                        "schemathesis")
     cmd = [exe, "--config-file", config, "--no-color", "run",
@@ -63,7 +64,7 @@ def _schemathesis(port: int, config: str, *args: str) -> tuple[int, str]:
            "--exclude-checks", "positive_data_acceptance",
            "-H", "X-API-Key: admin-key-1", "--workers", "2", "--max-examples", "30",
            "--seed", "1", *args]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=workdir)
     text = out.stdout + out.stderr
     return out.returncode, text
 
