@@ -32,6 +32,8 @@ import urllib.request
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 N_IDS = 300
 TARGETS = {"also-bought": 0.85, "basket": 0.7, "next-best": 0.7, "next-best-history": 0.7}
+# The issue's targets name also-bought, basket and next-best; next-best-history (the POST
+# for unseen customers) is held to the next-best target.
 
 
 def constant_app():
@@ -249,11 +251,20 @@ def load_time(models: str) -> float:
     return min(times)
 
 
+def _median(values):
+    values = sorted(values)
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", help="a models folder with a current version "
                         "(default: train the demo model into a temporary folder)")
     parser.add_argument("--duration", type=float, default=3.0, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="measurements per configuration, each between two runs of the "
+                             "constant app; the median ratio is reported")
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--wrk-threads", type=int, default=1)
     parser.add_argument("--workers", type=int, default=None,
@@ -265,94 +276,135 @@ def main() -> int:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     work = tempfile.mkdtemp(prefix="xsell-bench-")
     log = os.path.join(work, "gunicorn.log")
+    servers = []
     try:
         source = demo_model(args.models, work)
         models = os.path.join(work, "serving")
         shutil.copytree(source, models)
         items, customers, baskets = query_ids(models)
         workers = args.workers or len(os.sched_getaffinity(0))
-        base_env = {"XSELL_MODELS_DIR": models, "XSELL_RELOAD_INTERVAL": "5"}
         print(f"wrk: {args.wrk_threads} thread(s), {args.connections} connections, "
-              f"{args.duration:g} s per run; gunicorn: {workers} workers (gthread, "
-              f"service/gunicorn_conf.py); {N_IDS} distinct ids per endpoint", flush=True)
+              f"{args.duration:g} s per run, {args.rounds} round(s) each, interleaved with the "
+              f"constant app; gunicorn: {workers} workers x {os.environ.get('XSELL_THREADS', 4)}"
+              f" threads (gthread, service/gunicorn_conf.py); {N_IDS} distinct ids per "
+              f"endpoint", flush=True)
 
-        def run(app, env, reqs, headers=None, wait_path="/healthz"):
+        def start(app, env):
             server = Gunicorn(app, workers, env, log)
-            try:
-                server.wait(wait_path)
-                script = os.path.join(work, "req.lua")
-                lua_script(script, reqs, headers or {})
-                wrk(server.port, script, 1.0, args.connections, args.wrk_threads)  # warm-up
-                return wrk(server.port, script, args.duration, args.connections,
-                           args.wrk_threads)
-            finally:
-                server.stop()
+            servers.append(server)
+            server.wait()
+            return server
 
+        base_env = {"XSELL_MODELS_DIR": models, "XSELL_RELOAD_INTERVAL": "5"}
+        keys = "storefront:bench-key-1,crm:bench-key-2,admin:bench-key-3"
+        const = start("serve_bench:constant_app()", {})
+        # The service as shipped: metrics, access log (to a file), answer cache on; no keys.
+        service = start("service.wsgi:app", base_env)
+        uncached = start("service.wsgi:app", {**base_env, "XSELL_ANSWER_CACHE": "0"})
+        plain = start("service.wsgi:app", {**base_env, "XSELL_METRICS": "false",
+                                           "XSELL_ACCESS_LOG": "false"})
+        keyed = start("service.wsgi:app", {**base_env, "XSELL_ACCESS_LOG": "false",
+                                           "XSELL_API_KEYS": keys})
         reqs = endpoint_requests(items, customers, baskets)
-        const = run("serve_bench:constant_app()", {}, [("GET", "/", None)])
-        print(f"\nconstant app           {const['rps']:9.0f} req/s  p99 {const['p99_ms']:7.2f} ms")
-        results = {}
+        scripts = {}
+        for name, rs in [("constant", [("GET", "/", None)]), *reqs.items()]:
+            scripts[name] = os.path.join(work, f"{name}.lua")
+            lua_script(scripts[name], rs, {})
+        scripts["keyed"] = os.path.join(work, "keyed.lua")
+        lua_script(scripts["keyed"], reqs["also-bought"], {"X-API-Key": "bench-key-1"})
+
+        def measure(server, script):
+            return wrk(server.port, script, args.duration, args.connections, args.wrk_threads)
+
+        for server, script in [(const, "constant"), (service, "also-bought"),
+                               (uncached, "also-bought"), (plain, "also-bought"),
+                               (keyed, "keyed")]:
+            wrk(server.port, scripts[script], 1.0, args.connections, args.wrk_threads)
+        for name in reqs:  # warm every endpoint (caches, lazily built parts)
+            wrk(service.port, scripts[name], 1.0, args.connections, args.wrk_threads)
+            wrk(uncached.port, scripts[name], 1.0, args.connections, args.wrk_threads)
+
+        def compare(server, script):
+            """Median over rounds of (rps, p99) relative to the constant app around it."""
+            ratios, p99s, last, errors = [], [], None, 0
+            before = measure(const, scripts["constant"])
+            for _ in range(args.rounds):
+                res = measure(server, scripts[script])
+                after = measure(const, scripts["constant"])
+                ratios.append(res["rps"] / ((before["rps"] + after["rps"]) / 2))
+                p99s.append(res["p99_ms"] / ((before["p99_ms"] + after["p99_ms"]) / 2))
+                errors += res["non_2xx"] + (1 if res["socket_errors"] else 0)
+                before, last = after, res
+            return _median(ratios), _median(p99s), last, after, errors
+
         ok = True
-        for name, rs in reqs.items():
-            res = run("service.wsgi:app", base_env, rs)
-            results[name] = res
-            ratio = res["rps"] / const["rps"]
-            target = TARGETS[name]
-            line = (f"{name:<22} {res['rps']:9.0f} req/s  p99 {res['p99_ms']:7.2f} ms   "
+        print()
+        rows = [("also-bought", service, "also-bought"), ("basket", service, "basket"),
+                ("next-best", service, "next-best"),
+                ("next-best-history", service, "next-best-history"),
+                ("also-bought, cache off", uncached, "also-bought"),
+                ("next-best, cache off", uncached, "next-best")]
+        for label, server, script in rows:
+            ratio, p99_ratio, res, ref, errors = compare(server, script)
+            target = TARGETS[script]
+            line = (f"{label:<24} {res['rps']:7.0f} req/s  p99 {res['p99_ms']:7.2f} ms | "
+                    f"constant {ref['rps']:7.0f} req/s  p99 {ref['p99_ms']:6.2f} ms | "
                     f"throughput x{ratio:.2f} (target >= {target})")
-            if name == "also-bought":
-                p99_ratio = res["p99_ms"] / const["p99_ms"]
-                line += f"   p99 x{p99_ratio:.2f} (target <= 1.5)"
-                ok &= p99_ratio <= 1.5
-            ok &= ratio >= target
-            if res["non_2xx"] or res["socket_errors"]:
-                line += f"   ERRORS non-2xx={res['non_2xx']} socket={res['socket_errors']}"
+            if script == "also-bought":
+                line += f"  p99 x{p99_ratio:.2f} (target <= 1.5)"
+            if "cache off" not in label:
+                ok &= ratio >= target and (script != "also-bought" or p99_ratio <= 1.5)
+            if errors:
+                line += f"  ERRORS {errors}"
                 ok = False
             print(line, flush=True)
 
-        # Auth + metrics overhead on also-bought: same endpoint, both off vs both on.
-        plain_env = {**base_env, "XSELL_METRICS": "false", "XSELL_ACCESS_LOG": "false"}
-        plain = run("service.wsgi:app", plain_env, reqs["also-bought"])
-        keyed_env = {**base_env, "XSELL_ACCESS_LOG": "false",
-                     "XSELL_API_KEYS": "storefront:bench-key-1,crm:bench-key-2,admin:bench-3"}
-        keyed = run("service.wsgi:app", keyed_env, reqs["also-bought"],
-                    headers={"X-API-Key": "bench-key-1"})
-        overhead = 1 - keyed["rps"] / plain["rps"]
-        print(f"\nalso-bought, no keys, no metrics, no access log {plain['rps']:9.0f} req/s")
-        print(f"also-bought, API keys + metrics, no access log  {keyed['rps']:9.0f} req/s   "
-              f"overhead {overhead:+.1%} (target <= 10%)")
-        ok &= overhead <= 0.10 and keyed["non_2xx"] == 0
+        # Auth + metrics overhead on also-bought: both off vs both on, runs interleaved.
+        plain_rps, keyed_rps = [], []
+        for _ in range(args.rounds):
+            plain_rps.append(measure(plain, scripts["also-bought"])["rps"])
+            res = measure(keyed, scripts["keyed"])
+            keyed_rps.append(res["rps"])
+            ok &= res["non_2xx"] == 0
+        overhead = 1 - _median(keyed_rps) / _median(plain_rps)
+        print(f"\nalso-bought, no keys, no metrics (no access log) {_median(plain_rps):7.0f} req/s")
+        print(f"also-bought, API keys + metrics (no access log)  {_median(keyed_rps):7.0f} req/s"
+              f"   overhead {overhead:+.1%} (target <= 10%)")
+        ok &= overhead <= 0.10
+        for server in servers:
+            server.stop()
+        servers.clear()
 
-        # Memory: total PSS of master + workers, 4 workers vs 1.
+        # Memory: total PSS of master + workers, 4 workers vs 1, after a mixed warm-up load.
         pss = {}
+        mixed = os.path.join(work, "mix.lua")
+        lua_script(mixed, [r for rs in reqs.values() for r in rs[:50]], {})
         for n in (1, 4):
             server = Gunicorn("service.wsgi:app", n, {**base_env, "XSELL_ACCESS_LOG": "false"},
                               log)
             try:
                 server.wait()
-                script = os.path.join(work, "mix.lua")
-                mixed = [r for rs in reqs.values() for r in rs[:50]]
-                lua_script(script, mixed, {})
-                wrk(server.port, script, 1.5, 8, 1)
+                wrk(server.port, mixed, 2, 8, 1)
                 pss[n] = server.pss_kib()
             finally:
                 server.stop()
         mem_ratio = pss[4] / pss[1]
-        print(f"\nPSS total: 1 worker {pss[1] / 1024:.1f} MiB, 4 workers {pss[4] / 1024:.1f} MiB"
-              f"   x{mem_ratio:.2f} (target <= 1.5)")
+        print(f"\nPSS total (master + workers): 1 worker {pss[1] / 1024:.1f} MiB, 4 workers "
+              f"{pss[4] / 1024:.1f} MiB   x{mem_ratio:.2f} (target <= 1.5)")
         ok &= mem_ratio <= 1.5
 
         loaded = load_time(models)
         swap = measure_swap(models, log)
         print(f"demo model load + verify + smoke queries: {loaded:.3f} s (target < 1 s)")
-        print(f"model swap: pointer change -> all answers from the new version in "
+        print(f"model swap: pointer change -> 20 answers in a row from the new version after "
               f"{swap['swap_s']:.2f} s (poll interval {swap['interval_s']:g} s + load "
-              f"{swap['load_s']:.3f} s; target <= {swap['interval_s'] + swap['load_s']:.2f} s "
-              f"+ request time)")
-        ok &= loaded < 1.0
+              f"{swap['load_s']:.3f} s = {swap['interval_s'] + swap['load_s']:.2f} s)")
+        ok &= loaded < 1.0 and swap["swap_s"] <= swap["interval_s"] + swap["load_s"] + 0.5
         print("\nall targets met" if ok else "\nSOME TARGETS MISSED")
         return 0
     finally:
+        for server in servers:
+            server.stop()
         shutil.rmtree(work, ignore_errors=True)
 
 

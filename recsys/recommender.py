@@ -109,6 +109,9 @@ class Recommender:
             elif name == "copurchase":
                 rows = _rows_matrix(query_lists, len(self.items))
                 part = (rows @ self.copurchase.similarity_).toarray()
+            elif kind == "basket" and len(query_lists) == 1:
+                query = np.unique(np.asarray(query_lists[0], dtype=np.int64))
+                part = self.als.score_history(query)[None, :]
             elif kind == "basket":
                 part = self.als.score_histories(_rows_matrix(query_lists, len(self.items)))
             else:
@@ -143,6 +146,10 @@ class Recommender:
                                    )[None, :]
             elif name == "copurchase":
                 part = self.copurchase.score_histories(_log_weights(histories))
+            elif histories.shape[0] == 1:
+                row = histories.tocsr()
+                row.sum_duplicates()
+                part = self.als.score_history(row.indices, row.data)[None, :]
             else:
                 part = self.als.score_histories(histories)
             parts[name] = self._normalise(part)

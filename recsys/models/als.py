@@ -109,6 +109,35 @@ class ALSModel:
         """Dense scores (queries x items) for histories given as a count matrix."""
         return self.user_vectors(histories) @ self.item_factors_.T
 
+    def score_history(self, item_idx: np.ndarray, counts: np.ndarray | None = None) -> np.ndarray:
+        """Scores over all items for ONE unseen history (sorted distinct ``item_idx``).
+
+        The same least-squares solve as :meth:`score_histories`, fed with the raw
+        arrays instead of sparse matrices built per call (a service request's case).
+        """
+        check_fitted(self, "item_factors_")
+        item_idx = np.asarray(item_idx, dtype=np.int32)
+        counts = np.ones(len(item_idx), dtype=np.float32) if counts is None else \
+            np.asarray(counts, dtype=np.float32)
+        if self.confidence not in ("log", "raw"):
+            row = sp.csr_matrix((counts, item_idx, np.array([0, len(item_idx)])),
+                                shape=(1, self.item_factors_.shape[0]))
+            return self.score_histories(row)[0]
+        solver = self._cpu_solver()
+        values = np.log1p(counts) if self.confidence == "log" else counts
+        try:
+            from implicit.cpu import _als
+
+            factors = np.zeros((1, solver.factors), dtype=np.float32)
+            _als._least_squares(solver.YtY, np.array([0, len(item_idx)], dtype=np.int32),
+                                item_idx, (solver.alpha * values).astype(np.float32), factors,
+                                solver.item_factors, solver.regularization, num_threads=1)
+        except (ImportError, AttributeError, TypeError):  # implicit's internals moved
+            row = sp.csr_matrix((counts, item_idx, np.array([0, len(item_idx)])),
+                                shape=(1, self.item_factors_.shape[0]))
+            return self.score_histories(row)[0]
+        return np.asarray(self.item_factors_) @ factors[0]
+
     def score_buyers(self, item_idx: int) -> np.ndarray:
         """Affinity of every known customer for one item."""
         check_fitted(self, "user_factors_")
