@@ -239,8 +239,8 @@ def measure_swap(models: str, log: str) -> dict:
 
 
 def load_time(models: str) -> float:
-    from service.store import load_model
     from recsys.artifacts import current_version
+    from service.store import load_model
 
     version = current_version(models)
     times = []

@@ -278,7 +278,7 @@ def customer_upsell(customer_id: str):
 
 def _known_items(model, ids: list[str]) -> tuple[np.ndarray, list[str]]:
     idx = model.recommender.items.indices(ids) if ids else _EMPTY
-    missing = [i for i, j in zip(ids, idx) if j == UNKNOWN]
+    missing = [i for i, j in zip(ids, idx, strict=True) if j == UNKNOWN]
     return np.unique(idx[idx != UNKNOWN]).astype(np.int64), missing
 
 

@@ -47,7 +47,7 @@ class ApiKeys:
         return bool(self.entries)
 
     @classmethod
-    def from_settings(cls, pairs: str | None, path: str | None) -> "ApiKeys":
+    def from_settings(cls, pairs: str | None, path: str | None) -> ApiKeys:
         entries = []
         for n, pair in enumerate(p for p in (pairs or "").split(",") if p.strip()):
             role, sep, key = pair.strip().partition(":")

@@ -1,4 +1,4 @@
-"""Service settings: defaults, then ``XSELL_*`` environment variables, then ``create_app(config)``."""
+"""Service settings: defaults, then ``XSELL_*`` environment variables, then ``create_app``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""gunicorn settings for ``xsell serve`` (``gunicorn -c python:service.gunicorn_conf service.wsgi:app``).
+"""gunicorn settings for ``xsell serve`` (``-c python:service.gunicorn_conf service.wsgi:app``).
 
 Sizing: the request work is numpy on small vectors, CPU-bound and short, so
 one worker per core (``XSELL_WORKERS``) with a few threads each (gthread:

@@ -180,11 +180,11 @@ def query_from_args(args, settings: dict) -> Query:
 
 def query_from_body(args, body: dict, settings: dict, allowed: set[str]) -> Query:
     """A POST query: query parameters first, then the body's ``limit``/``fallback``/``filters``."""
-    unknown = sorted(set(body) - allowed - {"limit", "fallback", "filters", "customer_id"})
+    known = allowed | {"limit", "fallback", "filters", "customer_id"}
+    unknown = sorted(set(body) - known)
     if unknown:
         raise bad_request(f"unknown body field(s) {', '.join(unknown)}; known: "
-                          f"{', '.join(sorted(allowed | {'limit', 'fallback', 'filters', 'customer_id'}))}",
-                          code="invalid_body")
+                          f"{', '.join(sorted(known))}", code="invalid_body")
     query = query_from_args(args, settings)
     if body.get("limit") is not None:
         query.limit = parse_int("limit", body["limit"], 1, settings["MAX_LIMIT"])

@@ -7,10 +7,9 @@ import shutil
 
 import pytest
 
+from service import create_app
 from training.config import load_config
 from training.train import train
-
-from service import create_app
 
 
 def train_planted(orders: str, models_dir: str, seed: int = 0) -> dict:

@@ -26,18 +26,18 @@ def test_single_queries_equal_batch_answers(planted_models):
     rec = Recommender.load(load_version(models))
     items = np.flatnonzero(rec.known_items)
     idx, _ = rec.item_query_batch("also_bought", [np.array([i]) for i in items], 5)
-    for row, item in zip(idx, items):
+    for row, item in zip(idx, items, strict=True):
         assert [r.item_idx for r in rec.also_bought(int(item), 5).items] == list(row[row >= 0])
     baskets = [items[[i, (i + 3) % len(items)]] for i in range(len(items))]
     idx, _ = rec.item_query_batch("basket", baskets, 5)
-    for row, basket in zip(idx, baskets):
+    for row, basket in zip(idx, baskets, strict=True):
         assert [r.item_idx for r in rec.basket(basket, 5).items] == list(row[row >= 0])
     customers = np.arange(0, len(rec.customers), 7)
     idx, _ = rec.next_best_batch(customers, 5)
-    for row, c in zip(idx, customers):
+    for row, c in zip(idx, customers, strict=True):
         assert [r.item_idx for r in rec.next_best(int(c), 5).items] == list(row[row >= 0])
     histories = [items[[i, (i + 5) % len(items)]] for i in range(len(items))]
     idx, _ = rec.history_batch(_rows_matrix(histories, len(rec.items)), 5)
-    for row, h in zip(idx, histories):
+    for row, h in zip(idx, histories, strict=True):
         assert [r.item_idx for r in rec.next_best_for_history(h, 5).items] == \
             list(row[row >= 0])
