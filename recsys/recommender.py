@@ -93,9 +93,16 @@ class Recommender:
 
     @staticmethod
     def _normalise(scores: np.ndarray) -> np.ndarray:
-        top = np.max(scores, axis=-1, keepdims=True) if scores.size else 1.0
-        top = np.where(top > 0, top, 1.0)
-        return np.maximum(scores, 0) / top
+        """Scale each row to [0, 1] by its maximum (in place for float32 arrays)."""
+        scores = np.asarray(scores, dtype=np.float32)
+        if not scores.flags.writeable:
+            scores = scores.copy()
+        np.maximum(scores, 0, out=scores)
+        if scores.size:
+            top = scores.max(axis=-1, keepdims=True)
+            top[top <= 0] = 1.0
+            scores /= top
+        return scores
 
     def item_parts(self, kind: str, query_lists: list[np.ndarray],
                    names: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
@@ -108,7 +115,7 @@ class Recommender:
             elif kind == "basket":
                 part = self.als.score_histories(_rows_matrix(query_lists, len(self.items)))
             else:
-                part = np.vstack([self.als.score_similar(q) for q in query_lists])
+                part = self.als.score_similar_rows(_rows_matrix(query_lists, len(self.items)))
             parts[name] = self._normalise(part)
         return parts
 
@@ -136,11 +143,12 @@ class Recommender:
 
     def combine(self, parts: dict[str, np.ndarray], weights: dict[str, float], n: int) -> np.ndarray:
         """Blend normalised component scores; popularity breaks the remaining ties."""
-        out = np.zeros((n, len(self.items)), dtype=np.float32)
+        out = np.empty((n, len(self.items)), dtype=np.float32)
+        out[:] = self._pop_tiebreak
         for name, w in weights.items():
             if w > 0 and name in parts:
-                out += np.float32(w) * parts[name]
-        return out + self._pop_tiebreak
+                out += np.float32(w) * parts[name] if w != 1 else parts[name]
+        return out
 
     def score_items(self, kind: str, query_lists: list[np.ndarray]) -> np.ndarray:
         """Dense scores (queries x items) for item-based queries (also-bought, basket)."""

@@ -14,16 +14,19 @@ DEFAULTS: dict = {
         "exclude_items": None,  # regex over item ids, or a file of ids
         "columns": {},
     },
-    "copurchase": {"k": 100, "alpha": 0.5, "shrink": 10.0, "min_support": 2, "basket_weight": 1.0},
+    "copurchase": {"k": 100, "alpha": 0.5, "shrink": 10.0, "min_support": 2, "basket_weight": 1.0,
+                   "max_items_per_customer": 300, "max_basket_size": 100},
     "als": {"factors": 64, "regularization": 0.05, "alpha": 10.0, "iterations": 15,
             "confidence": "log", "use_gpu": None, "random_state": 0},
     "train": {
         "test_fraction": 0.15,
-        # Refit on all data after evaluation, warm-starting ALS for this many iterations.
+        # ALS runs als.iterations in total: this many on the training period (the
+        # model that is evaluated), the rest on all data, warm-started from it.
+        # So the trainer pays for about one ALS fit, not two.
+        "holdout_als_iterations": 8,
         "refit": True,
-        "refit_iterations": 4,
         # Queries per protocol on the internal holdout (seeded sample above this).
-        "max_eval_queries": 3000,
+        "max_eval_queries": 2000,
         "k": 10,
         # Weights of ALS (co-purchase gets 1 - w) tried per query kind on the holdout.
         "blend_grid": [0.0, 0.25, 0.5, 0.75, 1.0],

@@ -146,8 +146,11 @@ def train(orders: str, models_dir: str, config: dict, catalog: str | None = None
         train_part, test_part = split_interactions(inter, s)
         data = build_eval_data(train_part, test_part, max_queries=train_cfg["max_eval_queries"])
 
+    total_iterations = int(config["als"]["iterations"])
+    holdout_iterations = min(total_iterations, int(train_cfg["holdout_als_iterations"]))
     with timer.stage("fit_holdout"):
-        hist_tr, pop_tr, cp_tr, als_tr = fit_models(train_part, config, progress_factory)
+        hist_tr, pop_tr, cp_tr, als_tr = fit_models(train_part, config, progress_factory,
+                                                    als_iterations=holdout_iterations)
 
     with timer.stage("evaluate"):
         meta_tr = build_item_meta(inter.items, None, None)
@@ -161,8 +164,9 @@ def train(orders: str, models_dir: str, config: dict, catalog: str | None = None
 
     with timer.stage("fit_full"):
         if train_cfg.get("refit", True):
-            hist, pop, cp, als = fit_models(inter, config, progress_factory, warm_start=als_tr,
-                                            als_iterations=int(train_cfg["refit_iterations"]))
+            hist, pop, cp, als = fit_models(
+                inter, config, progress_factory, warm_start=als_tr,
+                als_iterations=max(1, total_iterations - holdout_iterations))
         else:
             hist, pop, cp, als = hist_tr, pop_tr, cp_tr, als_tr
 

@@ -117,3 +117,18 @@ def test_fold_in_matches_implicits_recalculate_user():
     frozen.setflags(write=False)
     ro = ALSModel(factors=8, alpha=5.0, regularization=0.1).set_factors(model.user_factors_, frozen)
     assert np.allclose(ro.user_vectors(counts[:5]), expected, atol=1e-3)
+
+
+def test_blocked_row_topk_is_exact_on_wide_rows():
+    rng = np.random.default_rng(7)
+    scores = (rng.random((50, 5003)) ** 3).astype(np.float32)
+    scores[:, ::2] = 0.0
+    scores[3] = -np.inf
+    scores[4, 7:] = -np.inf  # fewer finite entries than k
+    scores[5, 4000:] = 5.0  # the best entries sit in the tail and a late block
+    got = top_indices_rows(scores, 10)
+    for row in range(50):
+        finite = np.flatnonzero(np.isfinite(scores[row]))
+        expected = finite[np.lexsort((finite, -scores[row, finite]))][:10]
+        assert got[row, : len(expected)].tolist() == expected.tolist()
+        assert (got[row, len(expected):] == -1).all()
