@@ -27,7 +27,7 @@ import logging
 import os
 import re
 import sqlite3
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -44,22 +44,24 @@ _SECRET_PARAMS = {"password", "pass", "pwd", "sslpassword", "secret", "token"}
 def redact_url(url: str) -> str:
     """The URL with any password (in the user part or a query parameter) replaced by ``***``."""
     text = str(url)
-    try:
-        parts = urlsplit(text)
-    except ValueError:
-        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", text)
-    netloc = parts.netloc
+    if "://" not in text:
+        return text
+    scheme, rest = text.split("://", 1)
+    cut = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+    netloc, tail = rest[:cut], rest[cut:]
     if "@" in netloc:
         userinfo, host = netloc.rsplit("@", 1)
         if ":" in userinfo:
             userinfo = userinfo.split(":", 1)[0] + ":***"
         netloc = f"{userinfo}@{host}"
-    query = parts.query
-    if query:
+    if "?" in tail:
+        path, query = tail.split("?", 1)
         pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode([(k, "***" if k.lower() in _SECRET_PARAMS else v) for k, v in pairs],
-                          safe="*")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+        if any(k.lower() in _SECRET_PARAMS for k, _ in pairs):
+            query = urlencode([(k, "***" if k.lower() in _SECRET_PARAMS else v)
+                               for k, v in pairs], safe="*")
+        tail = f"{path}?{query}"
+    return f"{scheme}://{netloc}{tail}"
 
 
 def _secrets_of(url: str) -> list[str]:
