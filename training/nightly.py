@@ -183,7 +183,7 @@ def run_nightly(orders: str, models_dir: str, config: dict, *, orders_query: str
     started = _now()
     t0 = time.perf_counter()
     record: dict = {
-        "run_id": f"{started.strftime('%Y%m%dT%H%M%SZ')}-{os.getpid()}",
+        "run_id": f"{started.strftime('%Y%m%dT%H%M%S.%fZ')}-{os.getpid()}",
         "started_at": _iso(started), "pid": os.getpid(), "host": socket.gethostname(),
         "orders": source_label(orders), "orders_query": orders_query,
         "catalog": source_label(catalog) if catalog else None, "catalog_query": catalog_query,

@@ -43,12 +43,13 @@ def _null_progress_factory(desc: str, total: int | None = None):
 
 def pause_for_tests(stage: str) -> None:
     """Test-only hook: with XSELL_TEST_PAUSE_AT=<stage>, write the pid to the file named by
-    XSELL_TEST_PAUSE_MARKER and sleep, so a crash test can SIGKILL the run at that point."""
+    XSELL_TEST_PAUSE_MARKER and sleep (XSELL_TEST_PAUSE_S, default 120), so a crash test
+    can SIGKILL the run at that point."""
     if os.environ.get("XSELL_TEST_PAUSE_AT") != stage:
         return
     with open(os.environ["XSELL_TEST_PAUSE_MARKER"], "w", encoding="utf-8") as fh:
         fh.write(str(os.getpid()))
-    time.sleep(120)
+    time.sleep(float(os.environ.get("XSELL_TEST_PAUSE_S", "120")))
 
 
 class Timer:
