@@ -341,3 +341,32 @@ def test_promote_rolls_back_to_an_older_version(planted, config_file, tmp_path):
                           capture_output=True, text=True, env=env_with())
     assert proc.returncode == 1 and "checksum mismatch" in proc.stderr
     assert current_version(str(models)) == v1["version"]
+
+
+def test_a_running_service_picks_up_a_promoted_version(planted, config_file, tmp_path):
+    try:
+        from service.app import create_app
+    except ImportError:
+        pytest.skip("the API service (branch 'service') is not merged here yet; rollback is "
+                    "checked at the artifacts level by test_promote_rolls_back_to_an_older_version")
+    models = tmp_path / "m"
+    _, v1, _ = run(planted[0], models, config_file)
+    _, v2, _ = run(planted[0], models, config_file)
+    app = create_app({"MODELS_DIR": str(models), "RELOAD_INTERVAL": 0.2, "ACCESS_LOG": False,
+                      "ALLOW_OPEN": True})
+    client = app.test_client()
+    try:
+        assert client.get("/v1/model").get_json()["model_version"] == v2["version"]
+        proc = subprocess.run([sys.executable, "-m", "training.cli", "models", "promote",
+                               v1["version"], "--models", str(models)], cwd=REPO,
+                              capture_output=True, text=True, env=env_with())
+        assert proc.returncode == 0, proc.stderr
+        deadline = time.monotonic() + 20
+        while client.get("/v1/model").get_json()["model_version"] != v1["version"]:
+            assert time.monotonic() < deadline, "the service never switched to the promoted version"
+            time.sleep(0.1)
+        answer = client.get("/v1/items/A0/also-bought?limit=3").get_json()
+        assert answer["model_version"] == v1["version"]
+        assert answer["recommendations"][0]["item_id"] == "B0"
+    finally:
+        app.extensions["xsell"].store.stop()
