@@ -370,3 +370,49 @@ def test_a_running_service_picks_up_a_promoted_version(planted, config_file, tmp
         assert answer["recommendations"][0]["item_id"] == "B0"
     finally:
         app.extensions["xsell"].store.stop()
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A real 8 MiB tmpfs (needs root or CAP_SYS_ADMIN; skipped otherwise)."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount_point)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.strip() or 'not permitted'}); "
+                    f"the disk-full case is still covered by the simulated ENOSPC test")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def folder_bytes(path) -> int:
+    return sum(os.path.getsize(os.path.join(root, f))
+               for root, _, files in os.walk(path) for f in files)
+
+
+def test_a_really_full_disk_is_a_clean_failure(planted, config_file, tiny_disk):
+    models = tiny_disk / "m"
+    code, first, err = run(planted[0], models, config_file)
+    assert code == 0, err
+    size = folder_bytes(models / "versions" / first["version"])
+    st = os.statvfs(tiny_disk)
+    free = st.f_bavail * st.f_frsize
+    assert free > size, "the tmpfs is too small for this test"
+    with open(tiny_disk / "filler", "wb") as fh:  # leave room for about half a version
+        fh.write(b"\0" * (free - size // 2))
+
+    code, record, err = run(planted[0], models, config_file)
+    assert code == nightly.EXIT_FAILURE, err
+    assert "disk full" in record["message"] and "Traceback" not in err
+    assert current_version(str(models)) == first["version"]
+    verify_version(str(models), first["version"])
+    assert os.listdir(models / "versions") == [first["version"]]
+    assert not glob.glob(str(models / ".tmp-*"))
+
+    os.remove(tiny_disk / "filler")
+    code, after, err = run(planted[0], models, config_file)
+    assert code == 0, err
+    assert current_version(str(models)) == after["version"]
