@@ -9,7 +9,8 @@
 # non-root user (postgres refuses to run as root: as root we use the
 # `postgres` system user the package creates), listens on 127.0.0.1 only on a
 # free port, with password authentication for a throwaway `xsell` user.
-# When sourced, an EXIT trap stops the server and removes the folder.
+# When sourced, an EXIT trap stops the server and removes the folder (a caller
+# that sets its own EXIT trap afterwards should call xsell_pg_stop in it).
 
 _xsell_pg_main() {
     local bindir="" candidate
