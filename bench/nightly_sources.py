@@ -68,7 +68,7 @@ def load_sqlite(path: str, table: pa.Table, name: str) -> float:
     for batch in table.to_batches(max_chunksize=100_000):
         columns = [c.to_pylist() for c in batch.columns]
         rows = [tuple(v.isoformat(sep=" ") if hasattr(v, "isoformat") else v for v in r)
-                for r in zip(*columns)]
+                for r in zip(*columns, strict=True)]
         conn.executemany(f"INSERT INTO {name} VALUES ({marks})", rows)
     conn.commit()
     conn.close()
@@ -124,7 +124,8 @@ def main() -> None:
         if not args.no_sqlite:
             db = os.path.join(work, "orders.db")
             print(f"loaded into SQLite in {load_sqlite(db, table, name):.1f} s")
-            results["sqlite"] = nightly(f"sqlite:///{db}", os.path.join(work, "m-sqlite"), args, name)
+            results["sqlite"] = nightly(f"sqlite:///{db}", os.path.join(work, "m-sqlite"),
+                                        args, name)
     finally:
         import psycopg
 

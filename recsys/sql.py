@@ -210,7 +210,7 @@ def _fetch_table(cur, chunk_rows: int, shown: str) -> pa.Table:
         if not rows:
             break
         total += len(rows)
-        for i, values in enumerate(zip(*rows)):
+        for i, values in enumerate(zip(*rows, strict=True)):
             chunks[i].append(_to_arrow(values))
         del rows
     log.info("read %d rows from %s", total, shown)

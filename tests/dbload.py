@@ -52,7 +52,10 @@ def unique_table(prefix: str) -> str:
 
 
 def load_postgres(url: str, csv_path: str, table: str, timestamp_type: str = "timestamp") -> int:
-    """Planted orders into a PostgreSQL table; ``timestamp_type`` is timestamp, timestamptz or text."""
+    """Planted orders into a PostgreSQL table.
+
+    ``timestamp_type``: timestamp, timestamptz or text.
+    """
     import psycopg
 
     header, rows = read_csv_rows(csv_path)

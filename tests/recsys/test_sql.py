@@ -59,7 +59,8 @@ def test_sqlite_table_name_and_query_give_the_same_orders_as_the_csv(planted, sq
     assert_same_interactions(by_table, from_csv)
     by_query, report = read_orders(
         f"sqlite:///{db}", query="SELECT * FROM orders WHERE item_id <> 'P0';")
-    assert report.rows_read == truth["n_rows"] - int((from_csv.items.ids[from_csv.item_idx] == "P0").sum())
+    p0_lines = int((from_csv.items.ids[from_csv.item_idx] == "P0").sum())
+    assert report.rows_read == truth["n_rows"] - p0_lines
     assert "P0" not in by_query.items.ids
 
 
@@ -69,7 +70,7 @@ def test_sqlite_chunked_reading_gives_identical_tables(sqlite_db):
     chunked = read_sql(f"sqlite:///{db}", "orders", chunk_rows=37)
     assert chunked.num_rows == truth["n_rows"]
     assert chunked.column("order_id").num_chunks == -(-truth["n_rows"] // 37)
-    assert chunked.equals(whole.combine_chunks()) or chunked.combine_chunks().equals(whole.combine_chunks())
+    assert chunked.combine_chunks().equals(whole.combine_chunks())
     assert chunked.schema.field("quantity").type == pa.int64()
     assert chunked.schema.field("unit_price").type == pa.float64()
 
@@ -81,7 +82,8 @@ def test_reading_never_holds_more_than_one_chunk_of_rows():
         largest = 0
 
         def fetchmany(self, n):
-            rows = [(f"O{i}", f"I{i % 7}") for i in range(self.fetched, min(self.fetched + n, 1000))]
+            end = min(self.fetched + n, 1000)
+            rows = [(f"O{i}", f"I{i % 7}") for i in range(self.fetched, end)]
             self.fetched += len(rows)
             self.largest = max(self.largest, len(rows))
             return rows
@@ -125,7 +127,8 @@ def test_sqlite_catalog_from_a_query(tmp_path):
         conn.executemany("INSERT INTO products VALUES (?, ?, ?, ?)",
                          [("A1", "Mug", 4.5, 1), ("B2", "Teapot", 20.0, 0)])
     conn.close()
-    cat, report = read_catalog(f"sqlite:///{db}", {"item_id": "sku", "name": "title", "in_stock": "stock"},
+    cat, report = read_catalog(f"sqlite:///{db}",
+                               {"item_id": "sku", "name": "title", "in_stock": "stock"},
                                query="SELECT * FROM products ORDER BY sku")
     assert report.rows_used == 2
     assert list(cat.ids) == ["A1", "B2"]

@@ -27,7 +27,8 @@ def load_k8s() -> dict:
             with open(os.path.join(K8S, name), encoding="utf-8") as fh:
                 for doc in yaml.safe_load_all(fh):
                     assert doc, f"{name}: empty YAML document"
-                    docs[(doc["kind"], doc["metadata"]["name"] if "metadata" in doc else name)] = doc
+                    key = doc["metadata"]["name"] if "metadata" in doc else name
+                    docs[(doc["kind"], key)] = doc
     return docs
 
 
@@ -96,9 +97,12 @@ def test_cronjob_and_deployment_share_the_models_volume():
         claims = [v for v in volumes.values() if "persistentVolumeClaim" in v]
         assert len(claims) == 1, where
     # The API only reads models; the nightly job writes them.
-    [api_mount] = [m for m in pods["api"]["containers"][0]["volumeMounts"] if m["mountPath"] == MODELS_PATH]
+    def models_mount(pod):
+        return [m for m in pod["containers"][0]["volumeMounts"] if m["mountPath"] == MODELS_PATH]
+
+    [api_mount] = models_mount(pods["api"])
     assert api_mount.get("readOnly") is True
-    [job_mount] = [m for m in pods["cron"]["containers"][0]["volumeMounts"] if m["mountPath"] == MODELS_PATH]
+    [job_mount] = models_mount(pods["cron"])
     assert not job_mount.get("readOnly")
     assert "ReadWriteMany" in pvc["spec"]["accessModes"]
 
@@ -151,7 +155,8 @@ def test_kustomize_builds_all_resources():
     out = subprocess.run(["kubectl", "kustomize", K8S], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     kinds = sorted(d["kind"] for d in yaml.safe_load_all(out.stdout))
-    assert kinds == sorted(["CronJob", "Deployment", "Service", "PersistentVolumeClaim", "ConfigMap"])
+    assert kinds == sorted(["CronJob", "Deployment", "Service", "PersistentVolumeClaim",
+                            "ConfigMap"])
 
 
 # ---------------------------------------------------------------- systemd and cron

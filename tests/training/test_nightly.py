@@ -16,9 +16,9 @@ import pytest
 from recsys import artifacts
 from recsys.artifacts import current_version, load_version, verify_version
 from recsys.recommender import Recommender
+from tests.dbload import drop_postgres, load_postgres, load_sqlite, pg_url_or_skip, unique_table
 from training import nightly
 from training.config import load_config
-from tests.dbload import drop_postgres, load_postgres, load_sqlite, pg_url_or_skip, unique_table
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -53,7 +53,7 @@ def shuffled(planted, tmp_path_factory):
     with open(out, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(rows[0])
-        writer.writerows(r[:2] + [item] + r[3:] for r, item in zip(rows[1:], items))
+        writer.writerows(r[:2] + [item] + r[3:] for r, item in zip(rows[1:], items, strict=True))
     return str(out)
 
 
