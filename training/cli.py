@@ -199,5 +199,10 @@ def models_prune(models_dir, keep):
     click.echo(f"removed {len(removed)} version(s)" + (f": {', '.join(removed)}" if removed else ""))
 
 
+from training.nightly import nightly_command  # noqa: E402  (its own module: the job is long)
+
+main.add_command(nightly_command)
+
+
 if __name__ == "__main__":
     main()

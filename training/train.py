@@ -12,12 +12,13 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 
 from recsys import __version__
-from recsys.artifacts import VersionWriter, clean_temporary, current_version
+from recsys.artifacts import VersionWriter, clean_temporary, current_version, set_current
 from recsys.data import ItemExclusion, read_catalog, read_orders
 from recsys.evaluation import (PRIMARY, PopularityScorer, build_eval_data, evaluate,
                                evaluate_variants, split, split_interactions)
@@ -38,6 +39,17 @@ class _NullProgress:
 
 def _null_progress_factory(desc: str, total: int | None = None):
     return _NullProgress()
+
+
+def pause_for_tests(stage: str) -> None:
+    """Test-only hook: with XSELL_TEST_PAUSE_AT=<stage>, write the pid to the file named by
+    XSELL_TEST_PAUSE_MARKER and sleep (XSELL_TEST_PAUSE_S, default 120), so a crash test
+    can SIGKILL the run at that point."""
+    if os.environ.get("XSELL_TEST_PAUSE_AT") != stage:
+        return
+    with open(os.environ["XSELL_TEST_PAUSE_MARKER"], "w", encoding="utf-8") as fh:
+        fh.write(str(os.getpid()))
+    time.sleep(float(os.environ.get("XSELL_TEST_PAUSE_S", "120")))
 
 
 class Timer:
@@ -130,6 +142,7 @@ def train(orders: str, models_dir: str, config: dict, catalog: str | None = None
         exclude = ItemExclusion(config["data"].get("exclude_items"))
         inter, report = read_orders(orders, columns or config["data"].get("columns"),
                                     exclude=exclude, strict=strict, query=orders_query)
+        pause_for_tests("read")
         cat = cat_report = None
         if catalog:
             cat, cat_report = read_catalog(catalog, catalog_columns or columns, strict=strict,
@@ -139,7 +152,7 @@ def train(orders: str, models_dir: str, config: dict, catalog: str | None = None
     if inter.n_lines == 0:
         from recsys.exceptions import DataError
 
-        raise DataError(f"{orders}: no usable order lines (see the data report)")
+        raise DataError(f"{report.source}: no usable order lines (see the data report)")
 
     with timer.stage("split"):
         s = split(inter, test_fraction=train_cfg["test_fraction"])
@@ -151,6 +164,7 @@ def train(orders: str, models_dir: str, config: dict, catalog: str | None = None
     with timer.stage("fit_holdout"):
         hist_tr, pop_tr, cp_tr, als_tr = fit_models(train_part, config, progress_factory,
                                                     als_iterations=holdout_iterations)
+        pause_for_tests("fit")
 
     with timer.stage("evaluate"):
         meta_tr = build_item_meta(inter.items, None, None)
@@ -198,8 +212,12 @@ def train(orders: str, models_dir: str, config: dict, catalog: str | None = None
         writer = VersionWriter(models_dir)
         with writer:
             rec.save(writer)
+            pause_for_tests("write")
             manifest["timings_s"] = dict(timer.stages)
-            version = writer.commit(manifest, make_current=gate["passed"])
+            version = writer.commit(manifest, make_current=False)
+        pause_for_tests("publish")
+        if gate["passed"]:
+            set_current(models_dir, version)
 
     return {
         "version": version,
