@@ -22,6 +22,7 @@ from recsys.data import ItemExclusion, read_catalog, read_orders
 from recsys.evaluation import (PRIMARY, PopularityScorer, build_eval_data, evaluate,
                                evaluate_variants, split, split_interactions)
 from recsys.models import ALSModel, CoPurchaseModel, PopularityModel
+from recsys.models.substitutes import SubstituteModel
 from recsys.recommender import DEFAULT_BLEND, Recommender, _rows_matrix
 from recsys.rules import build_item_meta
 
@@ -71,6 +72,33 @@ def fit_models(inter, config: dict, progress_factory, warm_start: ALSModel | Non
     als.fit(customer_items, warm_start=warm_start, iterations=iterations, progress=bar)
     bar.close()
     return customer_items, popularity, copurchase, als
+
+
+_BANDS = ("upsell_band", "downsell_band")
+
+
+def _model_params(cfg: dict) -> dict:
+    return {k: v for k, v in cfg.items() if k not in _BANDS}
+
+
+def fit_substitutes(inter, customer_items, popularity, als, meta, config: dict):
+    """Upsell/downsell substitutes from the final models, and the serving rules to store."""
+    cfg = config["substitutes"]
+    for band in _BANDS:
+        lo, hi = (float(x) for x in cfg[band])
+        if not 0 < lo <= hi:
+            from recsys.exceptions import ConfigError
+
+            raise ConfigError(f"substitutes.{band} must be [low, high] with 0 < low <= high")
+    order_items = None if inter.customer_is_order else inter.order_items()
+    candidates = (popularity.counts_ > 0) & meta.recommendable
+    subs = SubstituteModel(**_model_params(cfg)).fit(
+        customer_items, order_items, None if als is None else als.item_factors_,
+        meta.category, meta.price, candidates=candidates)
+    rules = {"floor": dict(config["floor"]),
+             "upsell_band": [float(x) for x in cfg["upsell_band"]],
+             "downsell_band": [float(x) for x in cfg["downsell_band"]]}
+    return subs, rules
 
 
 class BlendScorer:
@@ -168,7 +196,11 @@ def train(orders: str, models_dir: str, config: dict, catalog: str | None = None
 
     with timer.stage("write"):
         meta = build_item_meta(inter.items, cat, inter.item_prices())
-        rec = Recommender(inter.items, inter.customers, hist, pop, cp, als, meta, blend=blend)
+    with timer.stage("fit_substitutes"):
+        subs, rules = fit_substitutes(inter, hist, pop, als, meta, config)
+    with timer.stage("write"):
+        rec = Recommender(inter.items, inter.customers, hist, pop, cp, als, meta, blend=blend,
+                          substitutes=subs, rules=rules)
         previous = current_version(models_dir)
         manifest = {
             "xsell_version": __version__,
@@ -182,7 +214,8 @@ def train(orders: str, models_dir: str, config: dict, catalog: str | None = None
                           "train_lines": int(s.train.sum()), "test_lines": int(s.test.sum())},
             },
             "parameters": {"copurchase": config["copurchase"], "als": config["als"],
-                           "train": train_cfg},
+                           "train": train_cfg, "substitutes": _model_params(config["substitutes"]),
+                           "floor": config["floor"]},
             "blend": blend,
             "metrics": metrics,
             "baselines": {"popularity": pop_metrics},
