@@ -208,17 +208,25 @@ class Recommender:
             scores[exclude.row, exclude.col] = -np.inf
         return top_indices_rows(scores, k)
 
-    def next_best_batch(self, customer_idx: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def batch_mask(self, filters: Filters | None) -> np.ndarray | None:
+        """The item mask of ``filters`` for the batch methods (None: no filters)."""
+        if filters is None:
+            return None
+        return self._allowed(filters, np.zeros(0, dtype=np.int64))
+
+    def next_best_batch(self, customer_idx: np.ndarray, k: int, allowed: np.ndarray | None = None
+                        ) -> tuple[np.ndarray, np.ndarray]:
         """Top ``k`` for many known customers, never an item they already bought."""
         scores = self.score_customers(customer_idx)
-        idx = self.top_k(scores, k, exclude=self.history[customer_idx])
+        idx = self.top_k(scores, k, exclude=self.history[customer_idx], allowed=allowed)
         return idx, _take_scores(scores, idx)
 
-    def item_query_batch(self, kind: str, query_lists: list[np.ndarray], k: int
-                         ) -> tuple[np.ndarray, np.ndarray]:
+    def item_query_batch(self, kind: str, query_lists: list[np.ndarray], k: int,
+                         allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top ``k`` for many item queries, never an item of the query."""
         scores = self.score_items(kind, query_lists)
-        idx = self.top_k(scores, k, exclude=_rows_matrix(query_lists, len(self.items)))
+        idx = self.top_k(scores, k, exclude=_rows_matrix(query_lists, len(self.items)),
+                         allowed=allowed)
         return idx, _take_scores(scores, idx)
 
     def history_batch(self, histories: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray]:
