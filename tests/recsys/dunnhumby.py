@@ -77,7 +77,8 @@ def train_model(data_dir: str, out_dir: str):
     from training.train import train
 
     orders, catalog = build_inputs(data_dir, out_dir)
-    config = load_config(None, {"als": {"factors": 32, "iterations": 8}})
+    config = load_config(None, {"als": {"factors": 32, "iterations": 8},
+                                "train": {"max_eval_queries": 300}})
     models = os.path.join(out_dir, "models")
     summary = train(orders, models, config, catalog=catalog)
     return Recommender.load(load_version(models, summary["version"]))

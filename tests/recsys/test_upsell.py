@@ -11,6 +11,8 @@ from recsys.artifacts import load_version
 from recsys.models.substitutes import SubstituteModel
 from recsys.recommender import Recommender
 from recsys.rules import Filters
+from tests.recsys.dunnhumby import DATA as DUNNHUMBY
+from tests.recsys.dunnhumby import survey, train_model
 from tests.recsys.tiers import PRICES, write_tiers
 from training.config import load_config
 from training.export import export
@@ -198,3 +200,21 @@ def test_upsell_export(tiers, tmp_path):
     rows = out.read_text().splitlines()
     assert rows[1].startswith("BASIC,,,,")  # no downsell below the bottom tier
     assert all(PRICES.get(r.split(",")[2], 0) <= 20 for r in rows[1:] if r.split(",")[2])
+
+
+@pytest.mark.skipif(not os.path.isdir(DUNNHUMBY), reason="shared/data/dunnhumby_sample absent")
+def test_dunnhumby_upsell_in_category_and_band(tmp_path):
+    """Real categories and prices: every answer is in the item's category and price band."""
+    rec = train_model(DUNNHUMBY, str(tmp_path))
+    known = np.flatnonzero(rec.known_items)
+    assert len(known) > 10_000
+    loose = survey(rec, "upsell", filters=Filters(min_support=0, min_score=0.0),
+                   items=np.random.default_rng(0).choice(known, 4000, replace=False))
+    assert loose["violations"] == []
+    assert loose["answered"] > 0.5 * loose["items"]  # the band/category logic leaves candidates
+    default = survey(rec, "upsell")
+    assert default["violations"] == []
+    assert 0 < default["answered"] < loose["answered"] * len(known) / 4000
+    assert sum(default["reasons"].values()) == default["empty"]
+    down = survey(rec, "downsell", items=known[:3000])
+    assert down["violations"] == []
