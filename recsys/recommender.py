@@ -457,7 +457,8 @@ class Recommender:
                            history_row=row)
 
     # ------------------------------------------------------ upsell, downsell
-    def _in_band(self, source: np.ndarray, cand: np.ndarray, band: tuple[float, float]) -> np.ndarray:
+    def _in_band(self, source: np.ndarray, cand: np.ndarray,
+                 band: tuple[float, float]) -> np.ndarray:
         """Candidates priced within ``band`` times their source's price, in its category."""
         price = self.meta.price
         p_src = price[source].astype(np.float64)

@@ -78,7 +78,7 @@ def merge_catalog(items: Vocab, old, catalog: Catalog):
 def update_catalog(models_dir: str, catalog: str, columns: dict | None = None,
                    strict: bool = False, query: str | None = None,
                    base_version: str | None = None, on_report=None) -> dict:
-    """Write a new version = ``base_version``'s models + the refreshed catalog; returns a summary."""
+    """Write a new version: ``base_version``'s models + the refreshed catalog; return a summary."""
     clean_temporary(models_dir)
     base = load_version(models_dir, base_version)
     cat, report = read_catalog(catalog, columns, strict=strict, query=query)
@@ -90,7 +90,8 @@ def update_catalog(models_dir: str, catalog: str, columns: dict | None = None,
         log.warning("%d catalog ids are not in model version %s (retrain to recommend them)",
                     unknown, base.version)
     was_current = current_version(models_dir) == base.version
-    manifest = {k: v for k, v in base.manifest.items() if k not in ("files", "version", "created_at")}
+    manifest = {k: v for k, v in base.manifest.items()
+                if k not in ("files", "version", "created_at")}
     manifest["previous_version"] = base.version
     manifest["catalog_update"] = {
         "base_version": base.version,

@@ -33,7 +33,8 @@ def _one_query(filters: Filters | None) -> bool:
                                         or filters.min_score is not None)
 
 
-def _records_next_best(rec: Recommender, ids: list[str], limit: int, filters: Filters | None = None):
+def _records_next_best(rec: Recommender, ids: list[str], limit: int,
+                       filters: Filters | None = None):
     idx = rec.customers.indices(ids)
     if _one_query(filters):
         for customer_id, cidx in zip(ids, idx):
@@ -41,8 +42,8 @@ def _records_next_best(rec: Recommender, ids: list[str], limit: int, filters: Fi
             if cidx < 0:
                 yield record | {"recommendations": [], "error": "unknown_customer"}
             else:
-                yield record | {"recommendations": _answer_items(rec, rec.next_best(int(cidx), limit,
-                                                                                    filters))}
+                answer = rec.next_best(int(cidx), limit, filters)
+                yield record | {"recommendations": _answer_items(rec, answer)}
         return
     allowed = rec.batch_mask(filters)
     for start in range(0, len(ids), _BATCH):

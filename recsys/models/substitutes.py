@@ -200,7 +200,8 @@ def _values_at_pattern(source: sp.csr_matrix, pattern: sp.csr_matrix) -> np.ndar
     n_cols = pattern.shape[1]
 
     def key(m):
-        return np.repeat(np.arange(m.shape[0], dtype=np.int64), np.diff(m.indptr)) * n_cols + m.indices
+        rows = np.repeat(np.arange(m.shape[0], dtype=np.int64), np.diff(m.indptr))
+        return rows * n_cols + m.indices
 
     src, pat = key(source), key(pattern)
     if not len(src):

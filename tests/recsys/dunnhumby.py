@@ -121,7 +121,8 @@ def _why_empty(rec, i: int, band, cat_sizes, answer) -> str:
     same = (meta.category == meta.category[i]) & rec.known_items
     same[i] = False
     p = meta.price[i]
-    in_band = same & (meta.price >= band[0] * p * (1 - 1e-6)) & (meta.price <= band[1] * p * (1 + 1e-6))
+    in_band = same & (meta.price >= band[0] * p * (1 - 1e-6)) \
+        & (meta.price <= band[1] * p * (1 + 1e-6))
     if not in_band.any():
         return "no item of its category in the price band"
     cand, _ = rec.substitutes.neighbours(i)

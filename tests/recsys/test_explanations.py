@@ -75,7 +75,8 @@ def test_basket_reasons_lead_with_strongest_evidence(tiers):
         assert r.support == best
 
 
-@pytest.mark.parametrize("blend", [{"copurchase": 0.0, "als": 1.0}, {"copurchase": 1.0, "als": 0.0}])
+@pytest.mark.parametrize("blend", [{"copurchase": 0.0, "als": 1.0},
+                                   {"copurchase": 1.0, "als": 0.0}])
 def test_next_best_reasons_are_in_the_history(tiers, blend):
     rec = load(tiers, blend)
     _, _, truth, buyers = tiers

@@ -139,10 +139,11 @@ def test_customer_upsell_ranks_by_affinity():
     pop = PopularityModel().fit(sp.csr_matrix(np.ones((1, 3), dtype=np.float32)))
     meta = build_item_meta(items, None, np.array([10.0, 20.0, 20.0]))
     subs = SubstituteModel()
-    subs.similarity_ = sp.csr_matrix(np.array([[0, .5, .5], [0, 0, 0], [0, 0, 0]], dtype=np.float32))
+    sims = np.array([[0, .5, .5], [0, 0, 0], [0, 0, 0]], dtype=np.float32)
+    subs.similarity_ = sp.csr_matrix(sims)
     subs.support_ = subs.basket_support_ = sp.csr_matrix((3, 3), dtype=np.int32)
-    als = ALSModel(factors=2).set_factors(np.array([[0.0, 1.0]], dtype=np.float32),
-                                          np.array([[1, 0], [0.2, 0.1], [0.1, 0.9]], dtype=np.float32))
+    item_factors = np.array([[1, 0], [0.2, 0.1], [0.1, 0.9]], dtype=np.float32)
+    als = ALSModel(factors=2).set_factors(np.array([[0.0, 1.0]], dtype=np.float32), item_factors)
     rec = Recommender(items, customers, history, pop, None, als, meta, substitutes=subs,
                       rules={"floor": {"min_support": 0, "min_score": 0.0}})
     assert ids(rec, rec.customer_upsell(0)) == ["C", "B"]
