@@ -48,6 +48,8 @@ DEFAULT_DOWNSELL_BAND = (round(1 / 3.0, 4), round(1 / 1.1, 4))
 SUBSTITUTE_STRATEGY = {"upsell": "upsell", "downsell": "downsell", "customer_upsell": "upsell"}
 _BECAUSE = 3
 _MASK_CACHE = 16
+# Up to this many evidence items, supports are counted from the raw CSC arrays.
+_MARK_LIMIT = 64
 
 
 @dataclass
@@ -253,7 +255,7 @@ class Recommender:
         if filters is not None and filters.customer_id:
             cust = self.customers.index(filters.customer_id)
             if cust != UNKNOWN:
-                allowed[self.history[cust].indices] = False
+                allowed[_row_indices(self.history, cust)] = False
         return allowed
 
     def answer(self, kind: str, scores: np.ndarray, limit: int, filters: Filters | None,
@@ -339,8 +341,23 @@ class Recommender:
         b_idx = np.asarray(b_idx, dtype=np.int64)
         if not len(a_idx) or not len(b_idx):
             return np.zeros((len(a_idx), len(b_idx)), dtype=np.int64)
-        both = self.buyers[:, a_idx].T @ self.buyers[:, b_idx]
-        return np.rint(both.toarray()).astype(np.int64)
+        buyers = self.buyers
+        if len(a_idx) > _MARK_LIMIT:
+            both = buyers[:, a_idx].T @ buyers[:, b_idx]
+            return np.rint(both.toarray()).astype(np.int64)
+        # Few evidence items (every single query): mark each one's buyers and count the
+        # marks among each candidate's buyers, straight from the CSC arrays.
+        indptr, indices = buyers.indptr, buyers.indices
+        pos, owner = _segments(indptr, b_idx)
+        customers = indices[pos]
+        out = np.zeros((len(a_idx), len(b_idx)), dtype=np.int64)
+        mark = np.zeros(buyers.shape[0], dtype=bool)
+        for r, a in enumerate(a_idx):
+            theirs = indices[indptr[a]:indptr[a + 1]]
+            mark[theirs] = True
+            out[r] = np.bincount(owner[mark[customers]], minlength=len(b_idx))
+            mark[theirs] = False
+        return out
 
     def _floor_support(self, cand: np.ndarray, evidence: np.ndarray | None,
                        sources: np.ndarray | None) -> np.ndarray:
@@ -371,7 +388,7 @@ class Recommender:
             support = self.pair_support(evidence, best)  # evidence x best
             sims = None
             if self.copurchase is not None:
-                sims = self.copurchase.similarity_[evidence][:, best].toarray()
+                sims = _csr_values(self.copurchase.similarity_, evidence, best)
             for col, rec in enumerate(recs):
                 because = []
                 if mode == "als":
@@ -400,10 +417,12 @@ class Recommender:
         pairs = [(r.because_of[0], r.item_idx) for r in recs if r.because_of]
         if not pairs:
             return
-        a = np.asarray([p[0] for p in pairs])
-        b = np.asarray([p[1] for p in pairs])
-        both = (self.buyers[:, a].multiply(self.buyers[:, b])).sum(axis=0)
-        both = np.rint(np.asarray(both).ravel()).astype(np.int64)
+        a = np.asarray([p[0] for p in pairs], dtype=np.int64)
+        b = np.asarray([p[1] for p in pairs], dtype=np.int64)
+        both = np.zeros(len(pairs), dtype=np.int64)
+        for source in np.unique(a):
+            at = a == source
+            both[at] = self.pair_support([source], b[at])[0]
         counts = self.popularity.counts_
         n_customers = max(len(self.customers), 1)
         at = 0
@@ -501,7 +520,7 @@ class Recommender:
         one); candidates are the sources' upsells, never an item they own.
         Score: substitute similarity x (0.25 + 0.75 x ALS affinity in [0, 1]).
         """
-        owned = self.history[int(customer_idx)].indices.astype(np.int64)
+        owned = _row_indices(self.history, int(customer_idx)).astype(np.int64)
         if self.substitutes is None or not len(owned):
             return Answer("upsell", [])
         price = self.meta.price[owned].astype(np.float64)
@@ -512,10 +531,10 @@ class Recommender:
             top = np.full(len(self.meta.categories) + 1, -np.inf)
             np.maximum.at(top, codes[codes >= 0], price[codes >= 0])
             src = src[(codes < 0) | (price >= top[np.maximum(codes, 0)])]
-        rows = self.substitutes.similarity_[src]
-        r = np.repeat(np.arange(len(src)), np.diff(rows.indptr))
-        j = rows.indices.astype(np.int64)
-        s = rows.data.astype(np.float32)
+        sim_matrix = self.substitutes.similarity_
+        pos, r = _segments(sim_matrix.indptr, src)
+        j = np.asarray(sim_matrix.indices[pos], dtype=np.int64)
+        s = np.asarray(sim_matrix.data[pos], dtype=np.float32)
         ok = self._in_band(src[r], j, self.upsell_band)
         r, j, s = r[ok], j[ok], s[ok]
         # Best source per candidate.
@@ -644,3 +663,35 @@ def _diversified(items: np.ndarray, category: np.ndarray, max_per_category: int,
     """Positions (into ``items``, ranked) kept by :func:`recsys.rules.diversify`."""
     kept = diversify(np.arange(len(items)), np.asarray(category)[items], max_per_category, limit)
     return kept
+
+
+def _row_indices(m: sp.csr_matrix, row: int) -> np.ndarray:
+    """Column indexes of one CSR row, read from the arrays (no scipy indexing)."""
+    return np.asarray(m.indices[m.indptr[row]:m.indptr[row + 1]])
+
+
+def _segments(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of the entries of ``rows`` in a compressed matrix, and each one's owner."""
+    rows = np.asarray(rows, dtype=np.int64)
+    starts = np.asarray(indptr[rows], dtype=np.int64)
+    lengths = np.asarray(indptr[rows + 1], dtype=np.int64) - starts
+    owner = np.repeat(np.arange(len(rows)), lengths)
+    offsets = np.cumsum(lengths) - lengths
+    pos = np.arange(int(lengths.sum()), dtype=np.int64) - offsets[owner] + starts[owner]
+    return pos, owner
+
+
+def _csr_values(m: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Dense ``m[rows][:, cols]`` (float64) from the CSR arrays; ``cols`` distinct."""
+    rows = np.asarray(rows, dtype=np.int64)
+    cols = np.asarray(cols, dtype=np.int64)
+    out = np.zeros((len(rows), len(cols)), dtype=np.float64)
+    if not len(rows) or not len(cols):
+        return out
+    pos, owner = _segments(m.indptr, rows)
+    order = np.argsort(cols, kind="stable")
+    entry_cols = np.asarray(m.indices[pos])
+    at = np.minimum(np.searchsorted(cols[order], entry_cols), len(cols) - 1)
+    hit = cols[order][at] == entry_cols
+    out[owner[hit], order[at[hit]]] = m.data[pos[hit]]
+    return out

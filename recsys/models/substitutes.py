@@ -158,8 +158,10 @@ class SubstituteModel:
     def neighbours(self, item_idx: int) -> tuple[np.ndarray, np.ndarray]:
         """Candidate substitutes of one item and their similarity."""
         check_fitted(self, "similarity_")
-        row = self.similarity_[int(item_idx)]
-        return row.indices.astype(np.int64), row.data.astype(np.float32)
+        m = self.similarity_
+        start, end = int(m.indptr[item_idx]), int(m.indptr[item_idx + 1])
+        return (np.asarray(m.indices[start:end], dtype=np.int64),
+                np.asarray(m.data[start:end], dtype=np.float32))
 
 
 def _groups(category: np.ndarray | None, ok: np.ndarray):
