@@ -499,12 +499,29 @@ class Recommender:
         cand, sim = self.substitutes.neighbours(item_idx)
         ok = self._in_band(np.full(len(cand), item_idx), cand, band)
         cand, sim = cand[ok], sim[ok]
-        scores = sim + self._pop_tiebreak[cand]
+        scores = sim * (0.5 + 0.5 * self._buyers_affinity(item_idx, cand)) \
+            + self._pop_tiebreak[cand]
         return self._finish(kind, cand, scores, limit, filters, query, query, "substitute",
                             sources=np.full(len(cand), item_idx, dtype=np.int64))
 
+    def _buyers_affinity(self, item_idx: int, cand: np.ndarray) -> np.ndarray:
+        """How much the item's buyers like each candidate: the ALS score of their mean
+        factor vector, clipped to [0, 1] (1 when there is no ALS model)."""
+        if self.als is None or not len(cand):
+            return np.ones(len(cand), dtype=np.float32)
+        buyers = self.buyers
+        who = buyers.indices[buyers.indptr[item_idx]:buyers.indptr[item_idx + 1]]
+        if not len(who):
+            return np.ones(len(cand), dtype=np.float32)
+        centre = np.asarray(self.als.user_factors_[np.asarray(who)]).mean(axis=0)
+        return np.clip(np.asarray(self.als.item_factors_[cand]) @ centre, 0.0, 1.0)
+
     def upsell(self, item_idx: int, limit: int = 10, filters: Filters | None = None) -> Answer:
-        """Pricier substitutes of an item (same category, price in the upsell band)."""
+        """Pricier substitutes of an item (same category, price in the upsell band).
+
+        Ranked by how likely a buyer of the item is to accept, never by price:
+        substitute similarity x (0.5 + 0.5 x the item's buyers' ALS affinity).
+        """
         return self._item_substitutes("upsell", int(item_idx), limit, filters)
 
     def downsell(self, item_idx: int, limit: int = 10, filters: Filters | None = None) -> Answer:

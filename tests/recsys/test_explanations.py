@@ -123,3 +123,12 @@ def test_substitute_and_fallback_reasons(tiers):
     popular = rec.popular(3, None, np.zeros(0, dtype=np.int64))
     assert [r.support for r in popular.items] == sorted(
         (len(b) for b in buyers.values()), reverse=True)[:3]
+
+
+def test_pair_support_fast_path_matches_sparse_product(tiers):
+    rec = load(tiers)
+    items = np.flatnonzero(rec.known_items)
+    expected = np.rint((rec.buyers[:, items].T @ rec.buyers[:, items]).toarray()).astype(int)
+    assert (rec.pair_support(items[:5], items) == expected[:5]).all()  # marking path
+    many = np.resize(items, 70)  # above the marking limit: the sparse product path
+    assert (rec.pair_support(many, items[:4]) == expected[np.searchsorted(items, many)][:, :4]).all()

@@ -151,6 +151,36 @@ def test_customer_upsell_ranks_by_affinity():
     assert ids(rec, rec.customer_upsell(0)) == ["B", "C"]
 
 
+def _hand_recommender(user_factors, item_factors, prices):
+    """Item A bought by customer u; B and C equally similar substitutes of A."""
+    from recsys.models.als import ALSModel
+    from recsys.models.popularity import PopularityModel
+    from recsys.rules import build_item_meta
+    from recsys.vocab import Vocab
+
+    items = Vocab(np.array(["A", "B", "C"]))
+    customers = Vocab(np.array(["u"]))
+    history = sp.csr_matrix(np.array([[1.0, 0.0, 0.0]], dtype=np.float32))
+    pop = PopularityModel().fit(sp.csr_matrix(np.ones((1, 3), dtype=np.float32)))
+    meta = build_item_meta(items, None, np.asarray(prices, dtype=np.float64))
+    subs = SubstituteModel()
+    sims = np.array([[0, .5, .5], [0, 0, 0], [0, 0, 0]], dtype=np.float32)
+    subs.similarity_ = sp.csr_matrix(sims)
+    subs.support_ = subs.basket_support_ = sp.csr_matrix((3, 3), dtype=np.int32)
+    als = ALSModel(factors=2).set_factors(np.asarray(user_factors, dtype=np.float32),
+                                          np.asarray(item_factors, dtype=np.float32))
+    return Recommender(items, customers, history, pop, None, als, meta, substitutes=subs,
+                       rules={"floor": {"min_support": 0, "min_score": 0.0}})
+
+
+def test_upsell_ranks_by_acceptance_not_price():
+    likes_c = _hand_recommender([[0.0, 1.0]], [[1, 0], [0.2, 0.1], [0.1, 0.9]], [10, 20, 25])
+    assert ids(likes_c, likes_c.upsell(0)) == ["C", "B"]
+    likes_b = _hand_recommender([[1.0, 0.0]], [[1, 0], [0.9, 0.1], [0.1, 0.2]], [10, 20, 25])
+    assert ids(likes_b, likes_b.upsell(0)) == ["B", "C"]  # the cheaper one first: more likely
+    assert likes_b.upsell(0).items[0].price_ratio == 2.0
+
+
 def test_substitute_scores_by_hand():
     """Three items, no ALS: sim = separate / (sqrt(n_i n_j) + shrink); complements dropped."""
     # customers x items. Items 0, 1: bought by customers 0-3, in different baskets.
