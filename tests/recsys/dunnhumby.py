@@ -128,13 +128,24 @@ def _why_empty(rec, i: int, band, cat_sizes, answer) -> str:
     cand, _ = rec.substitutes.neighbours(i)
     if not in_band[cand].any():
         return "no substitute evidence (in-band items never close in ALS space or co-bought)"
-    return "below the relevance floor (support or score)"
+    from recsys.rules import Filters
+
+    method = rec.upsell if band == rec.upsell_band else rec.downsell
+    if method(i, 10, Filters(min_support=0)).items:
+        return "relevance floor: fewer than min_support customers bought both"
+    return "relevance floor: score below min_score"
 
 
 def main(argv: list[str]) -> None:
     data_dir = argv[0] if argv else DATA
+    from recsys.rules import Filters
+
     with tempfile.TemporaryDirectory() as tmp:
         rec = train_model(data_dir, tmp)
+        counts = rec.popularity.counts_[rec.known_items]
+        sys.stdout.write(f"{len(rec.customers)} households, {len(counts)} items; buyers per item: "
+                         f"median {np.median(counts):.0f}, {np.mean(counts >= 3):.1%} of items "
+                         f"have 3 or more; default floor min_support={rec.floor.min_support}\n")
         for kind in ("upsell", "downsell"):
             s = survey(rec, kind)
             share = s["empty"] / max(s["items"], 1)
@@ -143,6 +154,11 @@ def main(argv: list[str]) -> None:
                              f"{len(s['violations'])}\n")
             for reason, n in sorted(s["reasons"].items(), key=lambda kv: -kv[1]):
                 sys.stdout.write(f"  {n:6d} ({n / max(s['items'], 1):.1%})  {reason}\n")
+        for support in (2, 1, 0):
+            s = survey(rec, "upsell", filters=Filters(min_support=support))
+            sys.stdout.write(f"upsell with min_support={support}: {s['answered']} of {s['items']} "
+                             f"items answered ({s['answered'] / max(s['items'], 1):.1%}); "
+                             f"violations: {len(s['violations'])}\n")
 
 
 if __name__ == "__main__":
