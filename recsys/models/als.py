@@ -159,8 +159,7 @@ class ALSModel:
                 factors=self.item_factors_.shape[1], regularization=self.regularization,
                 alpha=self.alpha, num_threads=1,
             )
-            # A copy: implicit needs a writable buffer and loaded factors are read-only mmaps.
-            solver.item_factors = np.array(self.item_factors_, dtype=np.float32)
+            solver.item_factors = np.asarray(self.item_factors_, dtype=np.float32)
             solver.user_factors = np.zeros((0, solver.factors), dtype=np.float32)
             self._solver = solver
         return self._solver
