@@ -85,9 +85,12 @@ class SubstituteModel:
         rows_out, cols_out, sim_out, sup_out, bsk_out = [], [], [], [], []
         for rows, cols in _groups(category, ok):
             step = max(1, _BLOCK_CELLS // max(len(cols), 1))
+            # The candidate side of the products, built once per group.
+            side = (cust_t[cols].T.tocsr(), None if order_t is None else order_t[cols].T.tocsr(),
+                    None if unit is None else unit[cols].T)
             for start in range(0, len(rows), step):
                 r = rows[start:start + step]
-                part = self._block(r, cols, cust_t, order_t, unit, n_buyers)
+                part = self._block(r, cols, side, cust_t, order_t, unit, n_buyers)
                 if part is None:
                     continue
                 i, j, s, sup, bsk = part
@@ -130,15 +133,16 @@ class SubstituteModel:
         log.info("substitutes: %d pairs for %d items", self.similarity_.nnz, n_items)
         return self
 
-    def _block(self, rows, cols, cust_t, order_t, unit, n_buyers):
+    def _block(self, rows, cols, side, cust_t, order_t, unit, n_buyers):
         """Scores of one block of query items against candidate columns (sparse triplets)."""
+        cust_cols, order_cols, unit_cols = side
         w = float(self.als_weight) if unit is not None else 0.0
         dense = np.zeros((len(rows), len(cols)), dtype=np.float32)
         if unit is not None:
-            dense += w * np.maximum(unit[rows] @ unit[cols].T, 0.0)
-        both = (cust_t[rows] @ cust_t[cols].T).toarray()
+            dense += w * np.maximum(unit[rows] @ unit_cols, 0.0)
+        both = (cust_t[rows] @ cust_cols).toarray()
         if order_t is not None:
-            together = (order_t[rows] @ order_t[cols].T).toarray()
+            together = (order_t[rows] @ order_cols).toarray()
         else:
             together = np.zeros_like(both)
         separate = np.maximum(both - together, 0.0)
