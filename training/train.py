@@ -81,15 +81,30 @@ def _model_params(cfg: dict) -> dict:
     return {k: v for k, v in cfg.items() if k not in _BANDS}
 
 
+def check_rules(config: dict) -> None:
+    """Fail early (before any fitting) on invalid price bands or relevance floor."""
+    from recsys.exceptions import ConfigError
+
+    cfg, floor = config["substitutes"], config["floor"]
+    try:
+        for band in _BANDS:
+            values = cfg[band]
+            if not (isinstance(values, (list, tuple)) and len(values) == 2
+                    and 0 < float(values[0]) <= float(values[1])):
+                raise ValueError
+        if int(floor["min_support"]) < 0 or not 0 <= float(floor["min_score"]) <= 1:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"invalid rules: substitutes.upsell_band/downsell_band must be [low, high] with "
+            f"0 < low <= high (got {cfg['upsell_band']!r}, {cfg['downsell_band']!r}); "
+            f"floor.min_support must be 0 or more (got {floor['min_support']!r}) and "
+            f"floor.min_score in [0, 1] (got {floor['min_score']!r})") from None
+
+
 def fit_substitutes(inter, customer_items, popularity, als, meta, config: dict):
     """Upsell/downsell substitutes from the final models, and the serving rules to store."""
     cfg = config["substitutes"]
-    for band in _BANDS:
-        lo, hi = (float(x) for x in cfg[band])
-        if not 0 < lo <= hi:
-            from recsys.exceptions import ConfigError
-
-            raise ConfigError(f"substitutes.{band} must be [low, high] with 0 < low <= high")
     order_items = None if inter.customer_is_order else inter.order_items()
     candidates = (popularity.counts_ > 0) & meta.recommendable
     subs = SubstituteModel(**_model_params(cfg)).fit(
@@ -152,6 +167,7 @@ def train(orders: str, models_dir: str, config: dict, catalog: str | None = None
     timer = Timer()
     train_cfg = config["train"]
     k = int(train_cfg["k"])
+    check_rules(config)
     clean_temporary(models_dir)
 
     with timer.stage("read"):

@@ -125,3 +125,15 @@ def test_export_cli_upsell_with_filters(trained):
     result = run("export", "--models", models, "--kind", "downsell", "--out", str(out),
                  "--min-price", "9", "--max-price", "1")
     assert result.exit_code == 2 and "min_price" in result.output
+
+
+def test_bad_band_or_floor_config_is_a_clear_error(tmp_path):
+    orders, catalog = str(tmp_path / "orders.csv"), str(tmp_path / "catalog.csv")
+    write_tiers(orders, catalog)
+    for section, values, word in (("substitutes", {"upsell_band": [3.0, 1.1]}, "upsell_band"),
+                                  ("floor", {"min_support": -1}, "min_support")):
+        config = tmp_path / f"{section}.json"
+        config.write_text(json.dumps({section: values}))
+        result = run("train", "--orders", orders, "--catalog", catalog, "--config", str(config),
+                     "--models", str(tmp_path / "m"))
+        assert result.exit_code == 2 and word in result.output
