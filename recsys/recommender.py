@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.linalg import cho_factor, cho_solve
 
 from .artifacts import LoadedVersion, VersionWriter
 from .models.als import ALSModel
@@ -103,6 +104,7 @@ class Recommender:
         self._has_categories = bool((np.asarray(meta.category) >= 0).any())
         self._mask_cache: dict = {}
         self._buyers = None
+        self._als_gram = None
 
     # ---------------------------------------------------------------- blend
     def _weights(self, kind: str) -> dict[str, float]:
@@ -389,10 +391,9 @@ class Recommender:
             sims = None
             if self.copurchase is not None:
                 sims = _csr_values(self.copurchase.similarity_, evidence, best)
+            als_because = self._als_because(history_row, best) if mode == "als" else None
             for col, rec in enumerate(recs):
-                because = []
-                if mode == "als":
-                    because = self._als_because(history_row, rec.item_idx)
+                because = als_because[col] if als_because else []
                 if not because:
                     sim_col = sims[:, col] if sims is not None else np.zeros(len(evidence))
                     order = np.lexsort((-sim_col, -support[:, col]))[:_BECAUSE]
@@ -404,13 +405,39 @@ class Recommender:
         self._add_statistics(recs)
         return recs
 
-    def _als_because(self, history_row: sp.csr_matrix, item_idx: int) -> list[int]:
+    def _als_because(self, history_row: sp.csr_matrix, best: np.ndarray) -> list[list[int]]:
+        """implicit's ALS ``explain`` for several recommended items at once.
+
+        Hu, Koren & Volinsky (2008), section 5: history item j contributes
+        ``c_j * y_j' W_u y_i`` to the score of item i, with
+        ``W_u = (Y'Y + Y'(C_u - I)Y + reg I)^-1``. The same arithmetic as
+        implicit's ``explain`` (``ALSModel.explain``), with ``W_u`` factorised
+        once per answer instead of once per item.
+        """
+        als = self.als
+        weighted = als.weight(history_row).tocsr()
+        history = np.asarray(weighted.indices, dtype=np.int64)
+        if not len(history):
+            return [[] for _ in best]
+        confidence = als.alpha * np.asarray(weighted.data, dtype=np.float64)
+        factors = np.asarray(als.item_factors_)
+        y_hist = factors[history].astype(np.float64)
+        if self._als_gram is None:
+            full = factors.astype(np.float64)
+            self._als_gram = full.T @ full
+        a = self._als_gram + als.regularization * np.eye(factors.shape[1]) \
+            + (y_hist.T * (confidence - 1.0)) @ y_hist
         try:
-            contributions = self.als.explain(history_row, item_idx, top=_BECAUSE)
-        except Exception as exc:  # explain is an aid; never fail an answer for it
-            log.debug("ALS explain failed for item %d: %s", item_idx, exc)
-            return []
-        return [i for i, c in contributions if c > 0]
+            weighted_items = cho_solve(cho_factor(a), factors[best].astype(np.float64).T)
+        except np.linalg.LinAlgError as exc:  # explain is an aid: never fail an answer for it
+            log.debug("ALS explain: %s", exc)
+            return [[] for _ in best]
+        contributions = (y_hist @ weighted_items) * confidence[:, None]  # history x best
+        out = []
+        for col in range(len(best)):
+            order = np.argsort(-contributions[:, col], kind="stable")[:_BECAUSE]
+            out.append([int(history[o]) for o in order if contributions[o, col] > 0])
+        return out
 
     def _add_statistics(self, recs: list[Recommendation]) -> None:
         """support, confidence and lift of (because_of[0] -> item), from customer counts."""
