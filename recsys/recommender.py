@@ -330,10 +330,14 @@ class Recommender:
     # ------------------------------------------------------- evidence, reasons
     @property
     def buyers(self) -> sp.csc_matrix:
-        """Customers x items, binary, column-major: who bought each item (built on first use)."""
+        """Customers x items, binary (uint8), column-major: who bought each item.
+
+        Stored in the version (memory-mapped, shared by service workers); built
+        from the history on first use for versions written without it.
+        """
         if self._buyers is None:
             h = self.history.tocsc()
-            self._buyers = sp.csc_matrix((np.ones(h.nnz, dtype=np.float32), h.indices, h.indptr),
+            self._buyers = sp.csc_matrix((np.ones(h.nnz, dtype=np.uint8), h.indices, h.indptr),
                                          shape=h.shape)
         return self._buyers
 
@@ -345,7 +349,8 @@ class Recommender:
             return np.zeros((len(a_idx), len(b_idx)), dtype=np.int64)
         buyers = self.buyers
         if len(a_idx) > _MARK_LIMIT:
-            both = buyers[:, a_idx].T @ buyers[:, b_idx]
+            left = buyers[:, a_idx].astype(np.float32)
+            both = left.T @ buyers[:, b_idx].astype(np.float32)
             return np.rint(both.toarray()).astype(np.int64)
         # Few evidence items (every single query): mark each one's buyers and count the
         # marks among each candidate's buyers, straight from the CSC arrays.
@@ -610,6 +615,9 @@ class Recommender:
         writer.add_array("customers", self.customers.ids)
         writer.add_sparse("history", self.history.astype(np.float32))
         writer.add_array("popularity_counts", self.popularity.counts_)
+        buyers = self.buyers
+        writer.add_array("buyers.indptr", np.asarray(buyers.indptr, dtype=np.int64))
+        writer.add_array("buyers.indices", np.asarray(buyers.indices, dtype=np.int32))
         if self.copurchase is not None:
             writer.add_sparse("copurchase_similarity", self.copurchase.similarity_)
             writer.add_sparse("copurchase_support", self.copurchase.support_)
@@ -652,12 +660,20 @@ class Recommender:
             substitutes.basket_support_ = loaded.sparse("substitutes_basket_support")
         files = manifest.get("files", {})
         rules = loaded.json("serving_rules") if "serving_rules.json" in files else None
-        return cls(
+        history = loaded.sparse("history")
+        rec = cls(
             items=Vocab(loaded.array("items")), customers=Vocab(loaded.array("customers")),
-            history=loaded.sparse("history"), popularity=popularity, copurchase=copurchase,
+            history=history, popularity=popularity, copurchase=copurchase,
             als=als, meta=read_item_meta(loaded), blend=manifest.get("blend"),
             version=loaded.version, manifest=manifest, substitutes=substitutes, rules=rules,
         )
+        if "buyers.indices.npy" in files:
+            indices = np.asarray(loaded.array("buyers.indices"))
+            # The values are all 1: a broadcast view, no memory per entry.
+            ones = np.broadcast_to(np.uint8(1), indices.shape)
+            rec._buyers = sp.csc_matrix((ones, indices, np.asarray(loaded.array("buyers.indptr"))),
+                                        shape=history.shape)
+        return rec
 
 
 def _rows_matrix(query_lists: list[np.ndarray], n_items: int) -> sp.csr_matrix:
