@@ -702,20 +702,21 @@ def _take_scores(scores: np.ndarray, idx: np.ndarray) -> np.ndarray:
 
 
 def _ranked_chunks(scores: np.ndarray, first: int):
-    """Positions of ``scores`` best first: the top ``first`` (partial sort), then the rest."""
+    """Positions of ``scores`` best first, in chunks of ``first``, then 8x as many, then
+    the rest: a floor that rejects candidates looks further down only when it must."""
     n = len(scores)
-    if n == 0:
-        return
-    if n <= first:
-        yield np.argsort(-scores, kind="stable")
-        return
-    head = np.argpartition(-scores, first - 1)[:first]
-    head = head[np.argsort(-scores[head], kind="stable")]
-    yield head
-    rest = np.ones(n, dtype=bool)
-    rest[head] = False
-    tail = np.flatnonzero(rest)
-    yield tail[np.argsort(-scores[tail], kind="stable")]
+    done = np.zeros(n, dtype=bool)
+    size = first
+    while not done.all():
+        rest = np.flatnonzero(~done)
+        if len(rest) > size:
+            part = rest[np.argpartition(-scores[rest], size - 1)[:size]]
+        else:
+            part = rest
+        part = part[np.argsort(-scores[part], kind="stable")]
+        done[part] = True
+        yield part
+        size = n if size > first else first * 8
 
 
 def _diversified(items: np.ndarray, category: np.ndarray, max_per_category: int,

@@ -213,3 +213,13 @@ def test_item_meta_is_what_the_mask_uses():
     items, meta = small_meta()
     assert isinstance(meta, ItemMeta)
     assert meta.category_name(4) is None and meta.category_name(0) == "x"
+
+
+def test_floor_looks_past_the_first_chunk():
+    from recsys.recommender import _ranked_chunks
+
+    scores = np.random.default_rng(0).random(1000).astype(np.float32)
+    parts = list(_ranked_chunks(scores, 10))
+    assert [len(p) for p in parts] == [10, 80, 910]
+    assert np.array_equal(scores[np.concatenate(parts)], np.sort(scores)[::-1])
+    assert list(_ranked_chunks(scores[:0], 10)) == []
