@@ -31,6 +31,21 @@ DEFAULTS: dict = {
         # Weights of ALS (co-purchase gets 1 - w) tried per query kind on the holdout.
         "blend_grid": [0.0, 0.25, 0.5, 0.75, 1.0],
     },
+    # Upsell/downsell substitutes (recsys.models.substitutes) and their price bands.
+    "substitutes": {"k": 50, "als_weight": 1.0, "shrink": 5.0, "max_basket_share": 0.5,
+                    "min_similarity": 0.05,
+                    "upsell_band": [1.1, 3.0],
+                    # The mirror of the upsell band (1/3 .. 1/1.1): B is an upsell of A
+                    # exactly when A is a downsell of B.
+                    "downsell_band": [0.3333, 0.9091]},
+    # Relevance floor applied when serving (overridable per request with
+    # min_support / min_score). Three customers is the least evidence that reads as
+    # a pattern rather than one household's habit ("3 customers who bought X also
+    # chose this"); pairs seen once or twice have a lift that is mostly noise. Scores
+    # are relative to the best candidate, so 0.01 drops the popularity-only padding.
+    "floor": {"min_support": 3, "min_score": 0.01,
+              "support_kinds": ["also_bought", "basket", "upsell", "downsell",
+                                "customer_upsell"]},
     "gate": {
         # Publish only if the primary metric beats popularity by this relative margin.
         "min_lift_over_popularity": 0.05,

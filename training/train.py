@@ -23,6 +23,7 @@ from recsys.data import ItemExclusion, read_catalog, read_orders
 from recsys.evaluation import (PRIMARY, PopularityScorer, build_eval_data, evaluate,
                                evaluate_variants, split, split_interactions)
 from recsys.models import ALSModel, CoPurchaseModel, PopularityModel
+from recsys.models.substitutes import SubstituteModel
 from recsys.recommender import DEFAULT_BLEND, Recommender, _rows_matrix
 from recsys.rules import build_item_meta
 
@@ -85,6 +86,48 @@ def fit_models(inter, config: dict, progress_factory, warm_start: ALSModel | Non
     return customer_items, popularity, copurchase, als
 
 
+_BANDS = ("upsell_band", "downsell_band")
+
+
+def _model_params(cfg: dict) -> dict:
+    return {k: v for k, v in cfg.items() if k not in _BANDS}
+
+
+def check_rules(config: dict) -> None:
+    """Fail early (before any fitting) on invalid price bands or relevance floor."""
+    from recsys.exceptions import ConfigError
+
+    cfg, floor = config["substitutes"], config["floor"]
+    try:
+        for band in _BANDS:
+            values = cfg[band]
+            if not (isinstance(values, (list, tuple)) and len(values) == 2
+                    and 0 < float(values[0]) <= float(values[1])):
+                raise ValueError
+        if int(floor["min_support"]) < 0 or not 0 <= float(floor["min_score"]) <= 1:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"invalid rules: substitutes.upsell_band/downsell_band must be [low, high] with "
+            f"0 < low <= high (got {cfg['upsell_band']!r}, {cfg['downsell_band']!r}); "
+            f"floor.min_support must be 0 or more (got {floor['min_support']!r}) and "
+            f"floor.min_score in [0, 1] (got {floor['min_score']!r})") from None
+
+
+def fit_substitutes(inter, customer_items, popularity, als, meta, config: dict):
+    """Upsell/downsell substitutes from the final models, and the serving rules to store."""
+    cfg = config["substitutes"]
+    order_items = None if inter.customer_is_order else inter.order_items()
+    candidates = (popularity.counts_ > 0) & meta.recommendable
+    subs = SubstituteModel(**_model_params(cfg)).fit(
+        customer_items, order_items, None if als is None else als.item_factors_,
+        meta.category, meta.price, candidates=candidates)
+    rules = {"floor": dict(config["floor"]),
+             "upsell_band": [float(x) for x in cfg["upsell_band"]],
+             "downsell_band": [float(x) for x in cfg["downsell_band"]]}
+    return subs, rules
+
+
 class BlendScorer:
     """Scores every ALS weight of ``grid`` from one computation of the component scores."""
 
@@ -136,6 +179,7 @@ def train(orders: str, models_dir: str, config: dict, catalog: str | None = None
     timer = Timer()
     train_cfg = config["train"]
     k = int(train_cfg["k"])
+    check_rules(config)
     clean_temporary(models_dir)
 
     with timer.stage("read"):
@@ -186,7 +230,11 @@ def train(orders: str, models_dir: str, config: dict, catalog: str | None = None
 
     with timer.stage("write"):
         meta = build_item_meta(inter.items, cat, inter.item_prices())
-        rec = Recommender(inter.items, inter.customers, hist, pop, cp, als, meta, blend=blend)
+    with timer.stage("fit_substitutes"):
+        subs, rules = fit_substitutes(inter, hist, pop, als, meta, config)
+    with timer.stage("write"):
+        rec = Recommender(inter.items, inter.customers, hist, pop, cp, als, meta, blend=blend,
+                          substitutes=subs, rules=rules)
         previous = current_version(models_dir)
         manifest = {
             "xsell_version": __version__,
@@ -200,7 +248,8 @@ def train(orders: str, models_dir: str, config: dict, catalog: str | None = None
                           "train_lines": int(s.train.sum()), "test_lines": int(s.test.sum())},
             },
             "parameters": {"copurchase": config["copurchase"], "als": config["als"],
-                           "train": train_cfg},
+                           "train": train_cfg, "substitutes": _model_params(config["substitutes"]),
+                           "floor": config["floor"]},
             "blend": blend,
             "metrics": metrics,
             "baselines": {"popularity": pop_metrics},
