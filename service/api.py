@@ -132,12 +132,20 @@ def payload(model, answer, fallback: bool = False) -> dict:
         info = model.item_info(r.item_idx)
         entry = {"item_id": info["item_id"], "score": round(float(r.score), 6)}
         entry.update(info)
-        entry["reason"] = {"because_of": [rec.items.id_of(b) for b in r.because_of],
-                           "support": r.support}
+        reason = {"because_of": [rec.items.id_of(b) for b in r.because_of],
+                  "support": r.support}
+        for name in ("lift", "confidence", "price_ratio"):
+            value = getattr(r, name, None)
+            if value is not None:
+                reason[name] = round(float(value), 4)
+        entry["reason"] = reason
         items.append(entry)
     g.xsell_strategy = answer.strategy
-    return {"model_version": model.version, "strategy": answer.strategy,
-            "recommendations": items}
+    out = {"model_version": model.version, "strategy": answer.strategy,
+           "recommendations": items}
+    if getattr(answer, "truncated_by_floor", False):
+        out["truncated_by_floor"] = True
+    return out
 
 
 def popular(model, query: Query, query_idx=_EMPTY):
@@ -164,8 +172,12 @@ def customer_index(model, customer_id: str) -> int:
     return model.recommender.customers.index(customer_id)
 
 
-def _item_answer(item_id: str, ask) -> Response:
-    """Shared body of the single-item endpoints: unknown -> fallback or 404."""
+def _item_answer(item_id: str, ask, evidence_fallback: bool = True) -> Response:
+    """Shared body of the single-item endpoints: unknown -> fallback or 404.
+
+    ``evidence_fallback``: a known item the model has no evidence for also gets
+    popular items (also-bought); upsell/downsell answer their own, maybe empty, list
+    (a best-seller is no upsell)."""
     query = query_from_args(request.args, settings())
     model = served_model()
     idx = item_index(model, item_id)
@@ -174,7 +186,7 @@ def _item_answer(item_id: str, ask) -> Response:
             raise unknown("item", [item_id])
         return json_response(payload(model, popular(model, query)))
     answer = ask(model, idx, query)
-    if not has_evidence(answer):
+    if evidence_fallback and not has_evidence(answer):
         if not query.fallback:
             raise ApiError(404, "no_evidence", f"the model has no evidence for item {item_id!r} "
                            "yet (use fallback=true for popular items instead)")
@@ -202,7 +214,7 @@ def _optional_method(model, name: str):
 @cached_get
 def item_upsell(item_id: str):
     return _item_answer(item_id, lambda model, idx, q: _optional_method(model, "upsell")(
-        idx, q.limit, q.filters))
+        idx, q.limit, q.filters), evidence_fallback=False)
 
 
 @items_bp.get("/<path:item_id>/downsell")
@@ -210,7 +222,7 @@ def item_upsell(item_id: str):
 @cached_get
 def item_downsell(item_id: str):
     return _item_answer(item_id, lambda model, idx, q: _optional_method(model, "downsell")(
-        idx, q.limit, q.filters))
+        idx, q.limit, q.filters), evidence_fallback=False)
 
 
 @items_bp.get("/<path:item_id>/likely-buyers")
@@ -269,11 +281,7 @@ def customer_upsell(customer_id: str):
             raise unknown("customer", [customer_id])
         return json_response(payload(model, popular(model, query)))
     method = _optional_method(model, "customer_upsell")
-    answer = method(idx, query.limit, query.filters)
-    if not answer.items and query.fallback:
-        bought = model.recommender.history[idx].indices.astype(np.int64)
-        answer = popular(model, query, bought)
-    return json_response(payload(model, answer))
+    return json_response(payload(model, method(idx, query.limit, query.filters)))
 
 
 def _known_items(model, ids: list[str]) -> tuple[np.ndarray, list[str]]:

@@ -44,6 +44,10 @@ SCHEMAS = {
             "support": {"type": "integer", "nullable": True, "minimum": 0,
                         "description": "customers behind the evidence (co-bought with the "
                                        "first because_of item; buyers for popular items)"},
+            "lift": {"type": "number", "description": "P(item | because_of[0]) / P(item)"},
+            "confidence": {"type": "number", "description": "P(item | because_of[0])"},
+            "price_ratio": {"type": "number",
+                            "description": "upsell/downsell: price / because_of[0]'s price"},
         },
     },
     "Recommendation": {
@@ -56,7 +60,7 @@ SCHEMAS = {
             "category": {"type": "string", "nullable": True},
             "price": {"type": "number", "nullable": True},
             "in_stock": {"type": "boolean"},
-            "attributes": {"type": "object", "description": "further catalog columns"},
+            "metadata": {"type": "object", "description": "further catalog columns"},
             "reason": {"$ref": "#/components/schemas/Reason"},
         },
     },
@@ -71,6 +75,8 @@ SCHEMAS = {
                                 "items": {"$ref": "#/components/schemas/Recommendation"}},
             "unknown_items": {"type": "array", "items": {"type": "string"},
                               "description": "ids of the request the model does not know"},
+            "truncated_by_floor": {"type": "boolean", "description": "the relevance floor "
+                                   "removed candidates: fewer items than asked"},
         },
     },
     "LikelyBuyers": {
@@ -101,6 +107,9 @@ SCHEMAS = {
             "customer_id": {"type": "string", "nullable": True},
             "max_per_category": {"type": "integer", "minimum": 1, "maximum": 100,
                                  "nullable": True},
+            "min_support": {"type": "integer", "minimum": 0, "maximum": 10**9,
+                            "nullable": True},
+            "min_score": {"type": "number", "minimum": 0, "nullable": True},
         },
     },
     "BasketRequest": {
@@ -174,6 +183,11 @@ QUERY_PARAMETERS = [
      "schema": {"type": "boolean", "default": True}},
     {"name": "max_per_category", "in": "query",
      "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
+    {"name": "min_support", "in": "query",
+     "description": "relevance floor: customers behind the evidence (model default if absent)",
+     "schema": {"type": "integer", "minimum": 0, "maximum": 1000000000}},
+    {"name": "min_score", "in": "query", "description": "relevance floor on the score",
+     "schema": {"type": "number", "minimum": 0}},
 ]
 _REQUEST_ID = {"X-Request-ID": {"description": "the caller's X-Request-ID, or a new one",
                                 "schema": {"type": "string"}}}

@@ -14,7 +14,7 @@ MAX_ID_LENGTH = 256
 _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off")
 FILTER_FIELDS = ("category", "min_price", "max_price", "in_stock", "exclude", "customer_id",
-                 "max_per_category")
+                 "max_per_category", "min_support", "min_score")
 
 
 @dataclass
@@ -104,7 +104,7 @@ def _finish(filters: Filters) -> Filters:
 
 
 SINGLE_VALUED = ("limit", "min_price", "max_price", "in_stock", "customer_id", "fallback",
-                 "max_per_category")
+                 "max_per_category", "min_support", "min_score")
 
 
 def _check_single(args) -> None:
@@ -133,7 +133,17 @@ def filters_from_args(args) -> Filters:
         filters.customer_id = check_id("customer_id", args["customer_id"])
     if "max_per_category" in args:
         filters.max_per_category = parse_int("max_per_category", args["max_per_category"], 1, 100)
+    _relevance_floor(filters, args, "")
     return filters
+
+
+def _relevance_floor(filters: Filters, source, prefix: str) -> None:
+    """``min_support`` / ``min_score``: the relevance floor (the model's default when absent)."""
+    if hasattr(filters, "min_support") and source.get("min_support") is not None:
+        filters.min_support = parse_int(f"{prefix}min_support", source["min_support"], 0,
+                                        10**9)
+    if hasattr(filters, "min_score") and source.get("min_score") is not None:
+        filters.min_score = parse_price(f"{prefix}min_score", source["min_score"])
 
 
 def filters_from_body(body, filters: Filters) -> Filters:
@@ -167,6 +177,7 @@ def filters_from_body(body, filters: Filters) -> Filters:
     if "max_per_category" in body and body["max_per_category"] is not None:
         filters.max_per_category = parse_int("filters.max_per_category",
                                              body["max_per_category"], 1, 100)
+    _relevance_floor(filters, body, "filters.")
     return filters
 
 

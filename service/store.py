@@ -17,7 +17,6 @@ called from the post-fork hook and, as a safety net, on each request).
 from __future__ import annotations
 
 import logging
-import math
 import os
 import signal
 import threading
@@ -57,23 +56,11 @@ class ServedModel:
         self.strategy_cache: dict[str, str] = {}
 
     def item_info(self, item_idx: int) -> dict:
-        """``item_id``, ``name``, ``category``, ``price``, ``in_stock`` of one item (cached)."""
+        """``item_id``, ``name``, ``category``, ``price``, ``in_stock`` (+ ``metadata``), cached."""
         info = self._items.get(item_idx)
         if info is None:
             rec = self.recommender
-            meta = rec.meta
-            price = float(meta.price[item_idx])
-            info = {
-                "item_id": rec.items.id_of(item_idx),
-                "name": str(meta.name[item_idx]),
-                "category": meta.category_name(item_idx),
-                "price": None if math.isnan(price) else round(price, 4),
-                "in_stock": bool(meta.in_stock[item_idx]),
-            }
-            extra = {column: values[item_idx] for column, values in meta.extra.items()
-                     if values[item_idx] is not None}
-            if extra:
-                info["attributes"] = extra
+            info = {"item_id": rec.items.id_of(item_idx), **rec.describe(item_idx)}
             self._items[item_idx] = info
         return info
 

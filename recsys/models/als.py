@@ -40,7 +40,8 @@ class ALSModel:
         self.user_factors_ = None
         self.item_factors_ = None
         self._solver = None
-        self._norms = None
+        self._item_gram = None
+        self._unit_items = None
 
     # ------------------------------------------------------------ fitting
     def weight(self, counts: sp.csr_matrix) -> sp.csr_matrix:
@@ -80,7 +81,8 @@ class ALSModel:
         self.user_factors_ = np.ascontiguousarray(solver.user_factors, dtype=np.float32)
         self.item_factors_ = np.ascontiguousarray(solver.item_factors, dtype=np.float32)
         self._solver = None
-        self._norms = None
+        self._item_gram = None
+        self._unit_items = None
         log.info("ALS fitted on %s (gpu=%s)", customer_items.shape, use_gpu)
         return self
 
@@ -89,7 +91,8 @@ class ALSModel:
         self.user_factors_ = user_factors
         self.item_factors_ = item_factors
         self._solver = None
-        self._norms = None
+        self._item_gram = None
+        self._unit_items = None
         return self
 
     # ------------------------------------------------------------ scoring
@@ -99,44 +102,37 @@ class ALSModel:
         return np.asarray(self.user_factors_[np.asarray(customer_idx)]) @ self.item_factors_.T
 
     def user_vectors(self, histories: sp.csr_matrix) -> np.ndarray:
-        """Factors for unseen customers from their histories (implicit's recalculate_user)."""
+        """Factors for unseen customers from their histories, item factors held fixed.
+
+        The same regularised least squares as implicit's ``recalculate_user``
+        (one ALS half-step, Hu et al. 2008 eq. 4), written with numpy so that it
+        works on read-only memory-mapped factors shared by service workers.
+        """
         check_fitted(self, "item_factors_")
-        solver = self._cpu_solver()
-        weighted = self.weight(histories)
-        return np.asarray(solver.recalculate_user(np.arange(weighted.shape[0]), weighted))
+        weighted = self.weight(histories).tocsr()
+        factors = np.asarray(self.item_factors_, dtype=np.float64)
+        f = factors.shape[1]
+        base = self._gram() + self.regularization * np.eye(f)
+        out = np.zeros((weighted.shape[0], f), dtype=np.float32)
+        for row in range(weighted.shape[0]):
+            lo, hi = weighted.indptr[row], weighted.indptr[row + 1]
+            if lo == hi:
+                continue
+            y = factors[weighted.indices[lo:hi]]
+            confidence = self.alpha * weighted.data[lo:hi].astype(np.float64)
+            a = base + (y.T * (confidence - 1.0)) @ y
+            out[row] = np.linalg.solve(a, y.T @ confidence)
+        return out
+
+    def _gram(self) -> np.ndarray:
+        if self._item_gram is None:
+            factors = np.asarray(self.item_factors_, dtype=np.float64)
+            self._item_gram = factors.T @ factors
+        return self._item_gram
 
     def score_histories(self, histories: sp.csr_matrix) -> np.ndarray:
         """Dense scores (queries x items) for histories given as a count matrix."""
         return self.user_vectors(histories) @ self.item_factors_.T
-
-    def score_history(self, item_idx: np.ndarray, counts: np.ndarray | None = None) -> np.ndarray:
-        """Scores over all items for ONE unseen history (sorted distinct ``item_idx``).
-
-        The same least-squares solve as :meth:`score_histories`, fed with the raw
-        arrays instead of sparse matrices built per call (a service request's case).
-        """
-        check_fitted(self, "item_factors_")
-        item_idx = np.asarray(item_idx, dtype=np.int32)
-        counts = np.ones(len(item_idx), dtype=np.float32) if counts is None else \
-            np.asarray(counts, dtype=np.float32)
-        if self.confidence not in ("log", "raw"):
-            row = sp.csr_matrix((counts, item_idx, np.array([0, len(item_idx)])),
-                                shape=(1, self.item_factors_.shape[0]))
-            return self.score_histories(row)[0]
-        solver = self._cpu_solver()
-        values = np.log1p(counts) if self.confidence == "log" else counts
-        try:
-            from implicit.cpu import _als
-
-            factors = np.zeros((1, solver.factors), dtype=np.float32)
-            _als._least_squares(solver.YtY, np.array([0, len(item_idx)], dtype=np.int32),
-                                item_idx, (solver.alpha * values).astype(np.float32), factors,
-                                solver.item_factors, solver.regularization, num_threads=1)
-        except (ImportError, AttributeError, TypeError):  # implicit's internals moved
-            row = sp.csr_matrix((counts, item_idx, np.array([0, len(item_idx)])),
-                                shape=(1, self.item_factors_.shape[0]))
-            return self.score_histories(row)[0]
-        return np.asarray(self.item_factors_) @ factors[0]
 
     def score_buyers(self, item_idx: int) -> np.ndarray:
         """Affinity of every known customer for one item."""
@@ -145,21 +141,19 @@ class ALSModel:
 
     def score_similar(self, item_idx: np.ndarray) -> np.ndarray:
         """Cosine similarity in factor space between query items and every item (summed)."""
-        check_fitted(self, "item_factors_")
-        norms = self._item_norms()
-        item_idx = np.atleast_1d(np.asarray(item_idx))
-        query = self.item_factors_[item_idx] / norms[item_idx, None]
-        if len(item_idx) == 1:  # matrix-vector product on the contiguous factors: faster
-            return np.asarray(self.item_factors_) @ query[0] / norms
-        return (query @ self.item_factors_.T / norms).sum(axis=0)
+        return self.score_similar_rows(sp.csr_matrix(
+            (np.ones(len(item_idx), dtype=np.float32), np.asarray(item_idx), [0, len(item_idx)]),
+            shape=(1, self.item_factors_.shape[0])))[0]
 
-    def _item_norms(self) -> np.ndarray:
-        # Cached: recomputing the norms of every item on each query dominated its cost.
-        if self._norms is None or len(self._norms) != len(self.item_factors_):
-            norms = np.linalg.norm(np.asarray(self.item_factors_), axis=1)
+    def score_similar_rows(self, queries: sp.csr_matrix) -> np.ndarray:
+        """Summed cosine similarities for a batch of item-set queries (queries x items)."""
+        check_fitted(self, "item_factors_")
+        if self._unit_items is None:
+            factors = np.asarray(self.item_factors_, dtype=np.float32)
+            norms = np.linalg.norm(factors, axis=1)
             norms[norms == 0] = 1.0
-            self._norms = norms
-        return self._norms
+            self._unit_items = factors / norms[:, None]
+        return np.asarray(queries @ self._unit_items) @ self._unit_items.T
 
     def explain(self, history: sp.csr_matrix, item_idx: int, top: int = 3) -> list[tuple[int, float]]:
         """The history items that contributed most to one recommendation (implicit's explain)."""
@@ -176,8 +170,7 @@ class ALSModel:
                 factors=self.item_factors_.shape[1], regularization=self.regularization,
                 alpha=self.alpha, num_threads=1,
             )
-            # implicit's solver needs a writable buffer; loaded factors are read-only mmaps.
-            solver.item_factors = np.array(self.item_factors_, dtype=np.float32)
+            solver.item_factors = np.asarray(self.item_factors_, dtype=np.float32)
             solver.user_factors = np.zeros((0, solver.factors), dtype=np.float32)
             self._solver = solver
         return self._solver

@@ -15,7 +15,6 @@ from training.train import train
 def train_planted(orders: str, models_dir: str, seed: int = 0) -> dict:
     config = load_config(overrides={
         "als": {"factors": 16, "iterations": 8, "random_state": seed},
-        "train": {"refit_iterations": 2},
         "gate": {"min_lift_over_popularity": 0.0},
     })
     summary = train(orders, models_dir, config)

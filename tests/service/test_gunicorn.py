@@ -68,6 +68,11 @@ def test_new_version_under_load_zero_failures(server):
     print(f"hot swap: {load.ok} requests, {len(load.failures)} failed, versions {load.versions}")
     assert load.failures == []
     assert load.versions[0] == version and load.versions[-1] == new
+    # Every worker has swapped within a poll interval (0.3 s) plus the load time.
+    time.sleep(1.0)
+    answers = [request(srv.port, "GET", "/v1/items/A1/also-bought")[2]["model_version"]
+               for _ in range(20)]
+    assert set(answers) == {new}
 
 
 def test_corrupt_version_under_load_changes_nothing(server):
