@@ -75,6 +75,15 @@ proc_name = "xsell"
 control_socket_disable = True
 
 
+def when_ready(server):
+    # In the master, before the first fork: build lazily created state once, shared by all.
+    app = getattr(server.app, "callable", None)
+    if app is not None and "xsell" in getattr(app, "extensions", {}):
+        from service.app import warm_up
+
+        warm_up(app)
+
+
 def pre_fork(server, worker):
     # Objects allocated so far (the preloaded app and model) are never collected, so the
     # collector does not touch (and copy) their pages in every worker.

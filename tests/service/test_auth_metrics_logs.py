@@ -196,3 +196,18 @@ def test_library_logs_are_json(models_copy, capfd):
     records = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     assert any(r["level"] == "ERROR" and "20990101T000000Z-dddd" in r["message"]
                for r in records)
+
+
+def test_master_warm_up_answers_everything_without_accounting(planted_models):
+    from service.app import warm_up
+
+    models, _, _ = planted_models
+    app = make_app(models, API_KEYS=KEYS)
+    client = app.test_client()
+    before = client.get("/metrics").get_data(as_text=True)
+    assert warm_up(app) == 10
+    after = client.get("/metrics").get_data(as_text=True)
+    count = 'xsell_http_requests_total{endpoint="items.also_bought",method="GET",status="200"}'
+    assert _metric(after, count) == _metric(before, count)
+    # Warm-up bypassed auth only while it ran.
+    assert client.get("/v1/items/A0/also-bought").status_code == 401
