@@ -1,4 +1,4 @@
-"""Upsell, downsell and customer upsell over HTTP, on the planted plan tiers (tests/recsys/tiers.py).
+"""Upsell, downsell and customer upsell over HTTP, on planted plan tiers (tests/recsys/tiers.py).
 
 BASIC (10) < ADDON (20, a complement of BASIC) < PRO (25) < ENT (60), category ``plans``.
 """
