@@ -199,7 +199,9 @@ class Interactions:
 
 
 def _unique_pairs(a: np.ndarray, b: np.ndarray, b_size: int) -> tuple[np.ndarray, np.ndarray]:
-    key = np.unique(a.astype(np.int64) * b_size + b.astype(np.int64))
+    key = a.astype(np.int64) * b_size + b.astype(np.int64)
+    key.sort()  # sort + diff: several times faster than numpy 2's hash-based np.unique here
+    key = key[np.r_[True, key[1:] != key[:-1]]] if len(key) else key
     return key // b_size, key % b_size
 
 
