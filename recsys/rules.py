@@ -142,20 +142,34 @@ def diversify(ranked: np.ndarray, category: np.ndarray, max_per_category: int, l
     return ranked[keep][:limit]
 
 
-def build_item_meta(items: Vocab, catalog=None, order_prices: np.ndarray | None = None) -> ItemMeta:
+def build_item_meta(items: Vocab, catalog=None, order_prices: np.ndarray | None = None,
+                    base: ItemMeta | None = None) -> ItemMeta:
     """Align catalog metadata with the item vocabulary, with the contract's fallbacks.
 
-    Without a catalog (or for items it lacks) ``name`` is the item id and
-    ``price`` the median ``unit_price`` seen in orders.
+    Starts from ``base`` (an earlier version's metadata, for a catalog refresh)
+    or from the defaults: ``name`` is the item id and ``price`` the median
+    ``unit_price`` seen in orders. The catalog's values win wherever it has them.
     """
     n = len(items)
-    name = items.ids.astype(object).copy()
-    price = np.full(n, np.nan, dtype=np.float32) if order_prices is None else \
-        np.asarray(order_prices, dtype=np.float32).copy()
-    in_stock = np.ones(n, dtype=bool)
-    recommendable = np.ones(n, dtype=bool)
-    category_names = np.full(n, "", dtype=object)
-    extra: dict[str, list] = {}
+    if base is None:
+        name = items.ids.astype(object).copy()
+        price = np.full(n, np.nan, dtype=np.float32) if order_prices is None else \
+            np.asarray(order_prices, dtype=np.float32).copy()
+        in_stock = np.ones(n, dtype=bool)
+        recommendable = np.ones(n, dtype=bool)
+        category_names = np.full(n, "", dtype=object)
+        extra: dict[str, list] = {}
+    else:
+        name = np.asarray(base.name, dtype=object).copy()
+        price = np.asarray(base.price, dtype=np.float32).copy()
+        in_stock = np.asarray(base.in_stock, dtype=bool).copy()
+        recommendable = np.asarray(base.recommendable, dtype=bool).copy()
+        codes = np.asarray(base.category, dtype=np.int64)
+        category_names = np.full(n, "", dtype=object)
+        if len(base.categories):
+            known = codes >= 0
+            category_names[known] = np.asarray(base.categories.ids, dtype=object)[codes[known]]
+        extra = {column: list(values) for column, values in base.extra.items()}
     if catalog is not None:
         pos = items.indices(catalog.ids)
         hit = pos >= 0
@@ -175,7 +189,7 @@ def build_item_meta(items: Vocab, catalog=None, order_prices: np.ndarray | None 
         if catalog.category is not None:
             category_names[where] = catalog.category[hit]
         for column, values in catalog.extra.items():
-            column_values = [None] * n
+            column_values = extra.get(column, [None] * n)
             for p, v in zip(where, np.asarray(values, dtype=object)[hit]):
                 column_values[int(p)] = v
             extra[column] = column_values

@@ -21,7 +21,6 @@ import os
 import shutil
 from datetime import datetime, timezone
 
-import numpy as np
 
 from recsys.artifacts import VersionWriter, clean_temporary, current_version, load_version
 from recsys.data import Catalog, read_catalog
@@ -36,42 +35,8 @@ _META_FILES = {f"{name}.npy" for name in META_ARRAYS} | {f"{name}.json" for name
 
 def merge_catalog(items: Vocab, old, catalog: Catalog):
     """Item metadata: the new catalog's values where it has them, the old ones elsewhere."""
-    n = len(items)
-    name = np.asarray(old.name, dtype=object).copy()
-    codes = np.asarray(old.category, dtype=np.int64)
-    category = np.full(n, "", dtype=object)
-    if len(old.categories):
-        known = codes >= 0
-        category[known] = np.asarray(old.categories.ids, dtype=object)[codes[known]]
-    price = np.asarray(old.price, dtype=np.float32).copy()
-    in_stock = np.asarray(old.in_stock, dtype=bool).copy()
-    recommendable = np.asarray(old.recommendable, dtype=bool).copy()
-    pos = items.indices(catalog.ids)
-    hit = pos >= 0
-    where = pos[hit]
-    if catalog.name is not None:
-        values = catalog.name[hit]
-        name[where[values != ""]] = values[values != ""]
-    if catalog.category is not None:
-        category[where] = catalog.category[hit]
-    if catalog.price is not None:
-        values = catalog.price[hit]
-        ok = ~np.isnan(values)
-        price[where[ok]] = values[ok]
-    if catalog.in_stock is not None:
-        in_stock[where] = catalog.in_stock[hit]
-    if catalog.recommendable is not None:
-        recommendable[where] = catalog.recommendable[hit]
-    extra = {column: list(values) for column, values in old.extra.items()}
-    for column, values in catalog.extra.items():
-        merged = extra.get(column, [None] * n)
-        values = np.asarray(values, dtype=object)
-        for p, v in zip(where, values[hit]):
-            merged[int(p)] = v
-        extra[column] = merged
-    full = Catalog(ids=items.ids, name=name.astype(str), category=category, price=price,
-                   in_stock=in_stock, recommendable=recommendable, extra=extra)
-    meta = build_item_meta(items, full, None)
+    hit = items.indices(catalog.ids) >= 0
+    meta = build_item_meta(items, catalog, None, base=old)
     return meta, int(hit.sum()), int((~hit).sum())
 
 
