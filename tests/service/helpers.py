@@ -171,6 +171,7 @@ class LoadLoop:
         return request(self.port, "GET", f"/v1/items/A{(i + n) % 10}/also-bought?limit=5")
 
     def _run(self, i: int) -> None:
+        import http.client
         import time
 
         deadline = time.time() + self.max_seconds
@@ -179,7 +180,8 @@ class LoadLoop:
             n += 1
             try:
                 status, _, body = self._one(i, n)
-            except OSError as exc:
+            except (OSError, http.client.HTTPException) as exc:
+                # A request in flight on a killed worker ends as a reset or a short read.
                 with self._lock:
                     self.failures.append(f"{type(exc).__name__}: {exc}")
                 continue
