@@ -100,7 +100,7 @@ class VersionWriter:
         """Write the manifest, fsync, move into ``versions/`` and (optionally) point at it."""
         manifest = dict(manifest)
         manifest.setdefault("schema_version", SCHEMA_VERSION)
-        manifest.setdefault("created_at", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        manifest.setdefault("created_at", datetime.now(timezone.utc).isoformat(timespec="microseconds"))
         manifest["version"] = self.version
         manifest["files"] = {f: _sha256(os.path.join(self.tmp, f)) for f in sorted(self.files)}
         manifest_path = os.path.join(self.tmp, MANIFEST)
@@ -239,7 +239,7 @@ def load_version(models_dir: str, version: str | None = None, verify: bool = Tru
 
 
 def list_versions(models_dir: str) -> list[dict]:
-    """Every version folder, oldest first, with its state (current / ok / broken)."""
+    """Every version folder, oldest first (by creation time), with its state (current / ok / broken)."""
     root = os.path.join(models_dir, VERSIONS)
     if not os.path.isdir(root):
         return []
@@ -258,6 +258,8 @@ def list_versions(models_dir: str) -> list[dict]:
         except ModelLoadError as exc:
             entry.update(status="broken", error=str(exc))
         out.append(entry)
+    # Names share a one-second prefix; the manifest's time orders versions of the same second.
+    out.sort(key=lambda e: (e.get("created_at") or "", e["version"]))
     return out
 
 

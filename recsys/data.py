@@ -199,7 +199,9 @@ class Interactions:
 
 
 def _unique_pairs(a: np.ndarray, b: np.ndarray, b_size: int) -> tuple[np.ndarray, np.ndarray]:
-    key = np.unique(a.astype(np.int64) * b_size + b.astype(np.int64))
+    key = a.astype(np.int64) * b_size + b.astype(np.int64)
+    key.sort()  # sort + diff: several times faster than numpy 2's hash-based np.unique here
+    key = key[np.r_[True, key[1:] != key[:-1]]] if len(key) else key
     return key // b_size, key % b_size
 
 
@@ -221,6 +223,15 @@ class Catalog:
 
 def _is_database_url(source: str) -> bool:
     return "://" in str(source)
+
+
+def source_label(source: str) -> str:
+    """How a source is shown in reports and messages: database passwords redacted."""
+    if _is_database_url(source):
+        from .sql import redact_url
+
+        return redact_url(str(source))
+    return str(source)
 
 
 def _csv_header(path: str) -> list[str]:
@@ -454,8 +465,8 @@ def read_orders(
     """Read and validate order lines; every rejected row is counted by reason."""
     if table is None:
         table = read_table(source, query)
-    report = DataReport(source=str(source), rows_read=table.num_rows)
-    cols = _resolve_columns(table, str(source), columns or {}, ORDER_COLUMNS, REQUIRED_ORDER_COLUMNS)
+    report = DataReport(source=source_label(source), rows_read=table.num_rows)
+    cols = _resolve_columns(table, report.source, columns or {}, ORDER_COLUMNS, REQUIRED_ORDER_COLUMNS)
     report.unused_columns = [c for c in table.column_names if c not in cols.values()]
     n = table.num_rows
     keep = np.ones(n, dtype=bool)
@@ -564,9 +575,9 @@ def read_catalog(
 ) -> tuple[Catalog, DataReport]:
     """Read item metadata; unknown extra columns are kept as metadata."""
     table = read_table(source, query)
-    report = DataReport(source=str(source), rows_read=table.num_rows)
+    report = DataReport(source=source_label(source), rows_read=table.num_rows)
     mapping = {k: v for k, v in (columns or {}).items() if k in CATALOG_COLUMNS}
-    cols = _resolve_columns(table, str(source), mapping, CATALOG_COLUMNS, ("item_id",))
+    cols = _resolve_columns(table, report.source, mapping, CATALOG_COLUMNS, ("item_id",))
     n = table.num_rows
     keep = np.ones(n, dtype=bool)
     ids_arr = _id_strings(table[cols["item_id"]])

@@ -230,9 +230,11 @@ def paired_bootstrap(ours: np.ndarray, theirs: np.ndarray, n_boot: int = 1000, s
 # ---------------------------------------------------------------- protocols
 
 
-def _batched(n: int):
-    for start in range(0, n, _BATCH):
-        yield start, min(n, start + _BATCH)
+def _batched(n: int, n_items: int = 0):
+    """Query batches sized so that one dense (batch x items) score array stays near 64 MB."""
+    size = max(32, min(_BATCH, 16_000_000 // max(n_items, 1)))
+    for start in range(0, n, size):
+        yield start, min(n, start + size)
 
 
 def evaluate(scorer: Scorer, data: EvalData, k: int = 10, per_query: bool = False) -> dict:
@@ -265,7 +267,7 @@ def evaluate_variants(scorer, data: EvalData, k: int = 10, per_query: bool = Fal
     if len(data.nb_customers):
         recs_by = _stack([
             scorer.next_best(data.nb_customers[a:b], data.train_customer_items[data.nb_customers[a:b]], k)
-            for a, b in _batched(len(data.nb_customers))
+            for a, b in _batched(len(data.nb_customers), len(data.known_items))
         ])
         n_known = int(data.known_items.sum()) or 1
         for name, recs in recs_by.items():
@@ -280,7 +282,7 @@ def evaluate_variants(scorer, data: EvalData, k: int = 10, per_query: bool = Fal
     for kind, queries in (("basket", data.basket_queries), ("also_bought", also)):
         if not len(queries):
             continue
-        recs_by = _stack([scorer.item_query(kind, queries[a:b], k) for a, b in _batched(len(queries))])
+        recs_by = _stack([scorer.item_query(kind, queries[a:b], k) for a, b in _batched(len(queries), len(data.known_items))])
         for name, recs in recs_by.items():
             per = target_metrics(recs, data.basket_targets, k)
             entry = {f"{m}@{k}": float(v.mean()) for m, v in per.items()}

@@ -1,8 +1,10 @@
 """The recommender: fitted models + vocabularies + item metadata, answering shop queries.
 
 Training builds one and saves it as a model version; export and the service
-load it back (memory-mapped) and ask it the four kinds of question:
-also-bought, basket completion, next-best products, likely buyers. Which
+load it back (memory-mapped) and ask it the kinds of question: also-bought,
+basket completion, next-best products, likely buyers, and upsell/downsell
+(substitutes in a price band). Every answer goes through the same business
+filters and relevance floor and carries a reason per item. Which
 model answers which kind is a table of blend weights chosen by the trainer's
 evaluation (see ``training.train``), stored in the manifest.
 """
@@ -14,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.linalg import cho_factor, cho_solve
 
 from .artifacts import LoadedVersion, VersionWriter
 from .models.als import ALSModel
@@ -21,7 +24,17 @@ from .models.base import top_indices, top_indices_rows
 from .models.copurchase import CoPurchaseModel
 from .models.ease import EASEModel
 from .models.popularity import PopularityModel
-from .rules import Filters, ItemMeta, diversify, item_mask
+from .models.substitutes import SubstituteModel
+from .rules import (
+    Filters,
+    Floor,
+    ItemMeta,
+    diversify,
+    item_info,
+    item_mask,
+    read_item_meta,
+    write_item_meta,
+)
 from .vocab import UNKNOWN, Vocab
 
 log = logging.getLogger(__name__)
@@ -38,6 +51,16 @@ DEFAULT_BLEND = {
 }
 # Popularity breaks ties among equal (often zero) model scores.
 _TIE_BREAK = 1e-6
+# Upsell: 1.1x-3x the item's price. Downsell: the mirror image (1/3 to 1/1.1 = 0.909x), so
+# that B is an upsell of A exactly when A is a downsell of B; at least ~9% cheaper (a saving
+# a customer notices), at most 3x cheaper (still the same class of product).
+DEFAULT_UPSELL_BAND = (1.1, 3.0)
+DEFAULT_DOWNSELL_BAND = (round(1 / 3.0, 4), round(1 / 1.1, 4))
+SUBSTITUTE_STRATEGY = {"upsell": "upsell", "downsell": "downsell", "customer_upsell": "upsell"}
+_BECAUSE = 3
+_MASK_CACHE = 16
+# Up to this many evidence items, supports are counted from the raw CSC arrays.
+_MARK_LIMIT = 64
 
 
 @dataclass
@@ -45,7 +68,10 @@ class Recommendation:
     item_idx: int
     score: float
     because_of: list[int] = field(default_factory=list)
-    support: int | None = None
+    support: int | None = None  # customers who bought because_of[0] and this item
+    lift: float | None = None  # P(item | because_of[0]) / P(item), over customers
+    confidence: float | None = None  # P(item | because_of[0])
+    price_ratio: float | None = None  # upsell/downsell: price / because_of[0]'s price
 
 
 @dataclass
@@ -54,6 +80,8 @@ class Answer:
 
     strategy: str
     items: list[Recommendation]
+    # The relevance floor removed candidates and the list is shorter than asked.
+    truncated_by_floor: bool = False
 
 
 class Recommender:
@@ -63,6 +91,7 @@ class Recommender:
                  popularity: PopularityModel, copurchase: CoPurchaseModel | None,
                  als: ALSModel | None, meta: ItemMeta, blend: dict | None = None,
                  version: str | None = None, manifest: dict | None = None,
+                 substitutes: SubstituteModel | None = None, rules: dict | None = None,
                  ease: "EASEModel | dict[str, EASEModel] | None" = None):
         self.items = items
         self.customers = customers
@@ -83,6 +112,16 @@ class Recommender:
         # Items that can be recommended at all: real products seen in training.
         self.known_items = (popularity.counts_ > 0) & meta.recommendable
         self._pop_tiebreak = (_TIE_BREAK * popularity.scores_).astype(np.float32)
+        self.substitutes = substitutes
+        rules = rules or {}
+        self.rules = rules
+        self.floor = Floor.from_dict(rules.get("floor"))
+        self.upsell_band = tuple(rules.get("upsell_band", DEFAULT_UPSELL_BAND))
+        self.downsell_band = tuple(rules.get("downsell_band", DEFAULT_DOWNSELL_BAND))
+        self._has_categories = bool((np.asarray(meta.category) >= 0).any())
+        self._mask_cache: dict = {}
+        self._buyers = None
+        self._als_gram = None
 
     # ---------------------------------------------------------------- blend
     def _weights(self, kind: str) -> dict[str, float]:
@@ -102,9 +141,16 @@ class Recommender:
 
     @staticmethod
     def _normalise(scores: np.ndarray) -> np.ndarray:
-        top = np.max(scores, axis=-1, keepdims=True) if scores.size else 1.0
-        top = np.where(top > 0, top, 1.0)
-        return np.maximum(scores, 0) / top
+        """Scale each row to [0, 1] by its maximum (in place for float32 arrays)."""
+        scores = np.asarray(scores, dtype=np.float32)
+        if not scores.flags.writeable:
+            scores = scores.copy()
+        np.maximum(scores, 0, out=scores)
+        if scores.size:
+            top = scores.max(axis=-1, keepdims=True)
+            top[top <= 0] = 1.0
+            scores /= top
+        return scores
 
     def item_parts(self, kind: str, query_lists: list[np.ndarray],
                    names: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
@@ -165,11 +211,12 @@ class Recommender:
 
     def combine(self, parts: dict[str, np.ndarray], weights: dict[str, float], n: int) -> np.ndarray:
         """Blend normalised component scores; popularity breaks the remaining ties."""
-        out = np.zeros((n, len(self.items)), dtype=np.float32)
+        out = np.empty((n, len(self.items)), dtype=np.float32)
+        out[:] = self._pop_tiebreak
         for name, w in weights.items():
             if w > 0 and name in parts:
-                out += np.float32(w) * parts[name]
-        return out + self._pop_tiebreak
+                out += np.float32(w) * parts[name] if w != 1 else parts[name]
+        return out
 
     def score_items(self, kind: str, query_lists: list[np.ndarray]) -> np.ndarray:
         """Dense scores (queries x items) for item-based queries (also-bought, basket)."""
@@ -215,17 +262,25 @@ class Recommender:
             scores[exclude.row, exclude.col] = -np.inf
         return top_indices_rows(scores, k)
 
-    def next_best_batch(self, customer_idx: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def batch_mask(self, filters: Filters | None) -> np.ndarray | None:
+        """The item mask of ``filters`` for the batch methods (None: no filters)."""
+        if filters is None:
+            return None
+        return self._allowed(filters, np.zeros(0, dtype=np.int64))
+
+    def next_best_batch(self, customer_idx: np.ndarray, k: int, allowed: np.ndarray | None = None
+                        ) -> tuple[np.ndarray, np.ndarray]:
         """Top ``k`` for many known customers, never an item they already bought."""
         scores = self.score_customers(customer_idx)
-        idx = self.top_k(scores, k, exclude=self.history[customer_idx])
+        idx = self.top_k(scores, k, exclude=self.history[customer_idx], allowed=allowed)
         return idx, _take_scores(scores, idx)
 
-    def item_query_batch(self, kind: str, query_lists: list[np.ndarray], k: int
-                         ) -> tuple[np.ndarray, np.ndarray]:
+    def item_query_batch(self, kind: str, query_lists: list[np.ndarray], k: int,
+                         allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top ``k`` for many item queries, never an item of the query."""
         scores = self.score_items(kind, query_lists)
-        idx = self.top_k(scores, k, exclude=_rows_matrix(query_lists, len(self.items)))
+        idx = self.top_k(scores, k, exclude=_rows_matrix(query_lists, len(self.items)),
+                         allowed=allowed)
         return idx, _take_scores(scores, idx)
 
     def history_batch(self, histories: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -234,43 +289,245 @@ class Recommender:
         return idx, _take_scores(scores, idx)
 
     # ------------------------------------------------------------- one query
-    def answer(self, kind: str, scores: np.ndarray, limit: int, filters: Filters | None,
-               query_idx: np.ndarray, history_idx: np.ndarray | None = None) -> Answer:
-        """Filter, cut and explain one score vector."""
-        allowed = item_mask(self.meta, self.items, filters, self.known_items)
+    def _allowed(self, filters: Filters | None, query_idx: np.ndarray) -> np.ndarray:
+        """Items a query may return: known, recommendable, passing ``filters``, not the query."""
+        if filters is None:
+            allowed = self.known_items.copy()
+        else:
+            key = filters.mask_key()
+            mask = self._mask_cache.get(key)
+            if mask is None:
+                mask = item_mask(self.meta, self.items, filters, self.known_items)
+                if len(self._mask_cache) >= _MASK_CACHE:
+                    self._mask_cache.clear()
+                self._mask_cache[key] = mask
+            allowed = mask.copy()
         if len(query_idx):
-            allowed[query_idx] = False
+            allowed[np.asarray(query_idx, dtype=np.int64)] = False
         if filters is not None and filters.customer_id:
             cust = self.customers.index(filters.customer_id)
             if cust != UNKNOWN:
-                allowed[self.history[cust].indices] = False
-        masked = np.where(allowed, scores, -np.inf)
-        if filters is not None and filters.max_per_category:
-            ranked = top_indices(masked, min(len(masked), limit * 20 + 100))
-            best = diversify(ranked, self.meta.category, filters.max_per_category, limit)
-        else:
-            best = top_indices(masked, limit)
-        evidence = query_idx if history_idx is None else history_idx
-        return Answer(self.strategy(kind), [self._explain(int(j), float(scores[j]), evidence)
-                                            for j in best])
+                allowed[_row_indices(self.history, cust)] = False
+        return allowed
 
-    def _explain(self, item_idx: int, score: float, evidence: np.ndarray) -> Recommendation:
-        rec = Recommendation(item_idx, score)
-        if self.copurchase is None or not len(evidence):
-            return rec
-        sim = self.copurchase.similarity_[np.asarray(evidence, dtype=np.int64)][:, [item_idx]]
-        sims = sim.toarray().ravel()
-        if sims.max(initial=0) <= 0:
-            return rec
-        order = np.argsort(-sims)[:3]
-        order = order[sims[order] > 0]
-        rec.because_of = [int(evidence[o]) for o in order]
-        rec.support = int(self.copurchase.support_for(np.asarray([rec.because_of[0]]), item_idx)[0])
-        return rec
+    def answer(self, kind: str, scores: np.ndarray, limit: int, filters: Filters | None,
+               query_idx: np.ndarray, history_idx: np.ndarray | None = None, *,
+               history_row: sp.csr_matrix | None = None) -> Answer:
+        """Filter, floor, cut and explain one dense score vector."""
+        scores = np.asarray(scores, dtype=np.float32)
+        cand = np.flatnonzero(np.isfinite(scores))
+        evidence = np.asarray(query_idx if history_idx is None else history_idx, dtype=np.int64)
+        mode = "als" if history_row is not None and self._als_led(kind) else "copurchase"
+        return self._finish(kind, cand, scores[cand], limit, filters, query_idx, evidence, mode,
+                            history_row=history_row)
+
+    def _als_led(self, kind: str) -> bool:
+        weights = self._weights(kind)
+        return self.als is not None and weights.get("als", 0.0) >= weights.get("copurchase", 0.0) \
+            and weights.get("als", 0.0) > 0
+
+    def _finish(self, kind: str, cand: np.ndarray, cand_scores: np.ndarray, limit: int,
+                filters: Filters | None, query_idx: np.ndarray, evidence: np.ndarray | None,
+                mode: str, sources: np.ndarray | None = None,
+                history_row: sp.csr_matrix | None = None) -> Answer:
+        """Masks, relevance floor, diversity and the cut over candidate arrays; then explain.
+
+        ``mode``: "copurchase" (evidence = query/history items), "als" (implicit's
+        explain over ``history_row``) or "substitute" (one source item per candidate).
+        """
+        strategy = SUBSTITUTE_STRATEGY.get(kind) or self.strategy(kind)
+        if limit < 1:
+            return Answer(strategy, [])
+        allowed = self._allowed(filters, np.asarray(query_idx, dtype=np.int64))
+        keep = allowed[cand] & np.isfinite(cand_scores)
+        cand, cand_scores = cand[keep], cand_scores[keep]
+        if sources is not None:
+            sources = sources[keep]
+        if kind == "popular":
+            min_support, min_score = 0, -np.inf
+        else:
+            min_support, min_score = self.floor.for_kind(kind, filters)
+        ok = cand_scores >= min_score
+        floored = int((~ok).sum())
+        cand, cand_scores = cand[ok], cand_scores[ok]
+        if sources is not None:
+            sources = sources[ok]
+        per_category = filters.max_per_category if filters is not None else None
+
+        accepted: list[np.ndarray] = []
+        chosen = np.zeros(0, dtype=np.int64)
+        for pos in _ranked_chunks(cand_scores, limit * 4 + 50):
+            if min_support > 0:
+                support = self._floor_support(cand[pos], evidence,
+                                              None if sources is None else sources[pos])
+                strong = support >= min_support
+                floored += int((~strong).sum())
+                pos = pos[strong]
+            accepted.append(pos)
+            merged = np.concatenate(accepted)
+            if per_category:
+                chosen = merged[_diversified(cand[merged], self.meta.category, per_category, limit)]
+            else:
+                chosen = merged[:limit]
+            if len(chosen) >= limit:
+                break
+        best = cand[chosen]
+        scores = cand_scores[chosen]
+        src = None if sources is None else sources[chosen]
+        items = self._explain_many(best, scores, evidence, mode, src, history_row)
+        return Answer(strategy, items, truncated_by_floor=bool(floored and len(items) < limit))
+
+    # ------------------------------------------------------- evidence, reasons
+    @property
+    def buyers(self) -> sp.csc_matrix:
+        """Customers x items, binary (uint8), column-major: who bought each item.
+
+        Stored in the version (memory-mapped, shared by service workers); built
+        from the history on first use for versions written without it.
+        """
+        if self._buyers is None:
+            h = self.history.tocsc()
+            self._buyers = sp.csc_matrix((np.ones(h.nnz, dtype=np.uint8), h.indices, h.indptr),
+                                         shape=h.shape)
+        return self._buyers
+
+    def pair_support(self, a_idx: np.ndarray, b_idx: np.ndarray) -> np.ndarray:
+        """Customers who bought both, for every (a, b) pair: an int array len(a) x len(b)."""
+        a_idx = np.asarray(a_idx, dtype=np.int64)
+        b_idx = np.asarray(b_idx, dtype=np.int64)
+        if not len(a_idx) or not len(b_idx):
+            return np.zeros((len(a_idx), len(b_idx)), dtype=np.int64)
+        buyers = self.buyers
+        if len(a_idx) > _MARK_LIMIT:
+            left = buyers[:, a_idx].astype(np.float32)
+            both = left.T @ buyers[:, b_idx].astype(np.float32)
+            return np.rint(both.toarray()).astype(np.int64)
+        # Few evidence items (every single query): mark each one's buyers and count the
+        # marks among each candidate's buyers, straight from the CSC arrays.
+        indptr, indices = buyers.indptr, buyers.indices
+        pos, owner = _segments(indptr, b_idx)
+        customers = indices[pos]
+        out = np.zeros((len(a_idx), len(b_idx)), dtype=np.int64)
+        mark = np.zeros(buyers.shape[0], dtype=bool)
+        for r, a in enumerate(a_idx):
+            theirs = indices[indptr[a]:indptr[a + 1]]
+            mark[theirs] = True
+            out[r] = np.bincount(owner[mark[customers]], minlength=len(b_idx))
+            mark[theirs] = False
+        return out
+
+    def _floor_support(self, cand: np.ndarray, evidence: np.ndarray | None,
+                       sources: np.ndarray | None) -> np.ndarray:
+        """Support used by the floor: with the item's source, or the best evidence item."""
+        if sources is not None:
+            out = np.zeros(len(cand), dtype=np.int64)
+            for s in np.unique(sources):
+                at = sources == s
+                out[at] = self.pair_support([s], cand[at])[0]
+            return out
+        if evidence is None or not len(evidence):
+            return np.zeros(len(cand), dtype=np.int64)
+        return self.pair_support(evidence, cand).max(axis=0)
+
+    def _explain_many(self, best: np.ndarray, scores: np.ndarray, evidence: np.ndarray | None,
+                      mode: str, sources: np.ndarray | None,
+                      history_row: sp.csr_matrix | None) -> list[Recommendation]:
+        recs = [Recommendation(int(j), float(s)) for j, s in zip(best, scores)]
+        if not recs:
+            return recs
+        if mode == "substitute":
+            for rec, a in zip(recs, sources):
+                rec.because_of = [int(a)]
+                p_a, p_j = float(self.meta.price[a]), float(self.meta.price[rec.item_idx])
+                if p_a > 0 and np.isfinite(p_a) and np.isfinite(p_j):
+                    rec.price_ratio = round(p_j / p_a, 4)
+        elif evidence is not None and len(evidence):
+            support = self.pair_support(evidence, best)  # evidence x best
+            sims = None
+            if self.copurchase is not None:
+                sims = _csr_values(self.copurchase.similarity_, evidence, best)
+            als_because = self._als_because(history_row, best) if mode == "als" else None
+            for col, rec in enumerate(recs):
+                because = als_because[col] if als_because else []
+                if not because:
+                    sim_col = sims[:, col] if sims is not None else np.zeros(len(evidence))
+                    order = np.lexsort((-sim_col, -support[:, col]))[:_BECAUSE]
+                    order = order[(support[order, col] > 0) | (sim_col[order] > 0)]
+                    if not len(order) and len(evidence) == 1:
+                        order = np.zeros(1, dtype=np.int64)
+                    because = [int(evidence[o]) for o in order]
+                rec.because_of = because
+        self._add_statistics(recs)
+        return recs
+
+    def _als_because(self, history_row: sp.csr_matrix, best: np.ndarray) -> list[list[int]]:
+        """implicit's ALS ``explain`` for several recommended items at once.
+
+        Hu, Koren & Volinsky (2008), section 5: history item j contributes
+        ``c_j * y_j' W_u y_i`` to the score of item i, with
+        ``W_u = (Y'Y + Y'(C_u - I)Y + reg I)^-1``. The same arithmetic as
+        implicit's ``explain`` (``ALSModel.explain``), with ``W_u`` factorised
+        once per answer instead of once per item.
+        """
+        als = self.als
+        weighted = als.weight(history_row).tocsr()
+        history = np.asarray(weighted.indices, dtype=np.int64)
+        if not len(history):
+            return [[] for _ in best]
+        confidence = als.alpha * np.asarray(weighted.data, dtype=np.float64)
+        factors = np.asarray(als.item_factors_)
+        y_hist = factors[history].astype(np.float64)
+        if self._als_gram is None:
+            full = factors.astype(np.float64)
+            self._als_gram = full.T @ full
+        a = self._als_gram + als.regularization * np.eye(factors.shape[1]) \
+            + (y_hist.T * (confidence - 1.0)) @ y_hist
+        try:
+            weighted_items = cho_solve(cho_factor(a), factors[best].astype(np.float64).T)
+        except np.linalg.LinAlgError as exc:  # explain is an aid: never fail an answer for it
+            log.debug("ALS explain: %s", exc)
+            return [[] for _ in best]
+        contributions = (y_hist @ weighted_items) * confidence[:, None]  # history x best
+        out = []
+        for col in range(len(best)):
+            order = np.argsort(-contributions[:, col], kind="stable")[:_BECAUSE]
+            out.append([int(history[o]) for o in order if contributions[o, col] > 0])
+        return out
+
+    def _add_statistics(self, recs: list[Recommendation]) -> None:
+        """support, confidence and lift of (because_of[0] -> item), from customer counts."""
+        pairs = [(r.because_of[0], r.item_idx) for r in recs if r.because_of]
+        if not pairs:
+            return
+        a = np.asarray([p[0] for p in pairs], dtype=np.int64)
+        b = np.asarray([p[1] for p in pairs], dtype=np.int64)
+        both = np.zeros(len(pairs), dtype=np.int64)
+        for source in np.unique(a):
+            at = a == source
+            both[at] = self.pair_support([source], b[at])[0]
+        counts = self.popularity.counts_
+        n_customers = max(len(self.customers), 1)
+        at = 0
+        for rec in recs:
+            if not rec.because_of:
+                continue
+            support, n_a, n_b = int(both[at]), int(counts[a[at]]), int(counts[b[at]])
+            at += 1
+            rec.support = support
+            if n_a > 0:
+                rec.confidence = round(support / n_a, 6)
+                if n_b > 0:
+                    rec.lift = round(rec.confidence / (n_b / n_customers), 6)
+
+    def describe(self, item_idx: int) -> dict:
+        """Catalog metadata of an item: name, category, price, in_stock, metadata."""
+        return item_info(self.meta, int(item_idx))
 
     def popular(self, limit: int, filters: Filters | None, query_idx: np.ndarray) -> Answer:
-        answer = self.answer("popular", self.popularity.scores_.astype(np.float32), limit,
-                             filters, query_idx)
+        scores = self.popularity.scores_.astype(np.float32)
+        cand = np.flatnonzero(np.isfinite(scores))
+        answer = self._finish("popular", cand, scores[cand], limit, filters, query_idx, None,
+                              "copurchase")
         answer.strategy = "popular-fallback"
         for rec in answer.items:
             rec.support = int(self.popularity.counts_[rec.item_idx])
@@ -282,19 +539,114 @@ class Recommender:
                            filters, query)
 
     def basket(self, item_idx: np.ndarray, limit: int = 10, filters: Filters | None = None) -> Answer:
-        query = np.asarray(item_idx, dtype=np.int64)
+        query = np.unique(np.asarray(item_idx, dtype=np.int64))
         return self.answer("basket", self.score_items("basket", [query])[0], limit, filters, query)
 
     def next_best(self, customer_idx: int, limit: int = 10, filters: Filters | None = None) -> Answer:
         scores = self.score_customers(np.asarray([customer_idx]))[0]
-        bought = self.history[customer_idx].indices.astype(np.int64)
-        return self.answer("next_best", scores, limit, filters, bought, history_idx=bought)
+        row = self.history[customer_idx]
+        bought = row.indices.astype(np.int64)
+        return self.answer("next_best", scores, limit, filters, bought, history_idx=bought,
+                           history_row=row)
 
     def next_best_for_history(self, item_idx: np.ndarray, limit: int = 10,
                               filters: Filters | None = None) -> Answer:
         query = np.unique(np.asarray(item_idx, dtype=np.int64))
-        scores = self.score_histories(_rows_matrix([query], len(self.items)))[0]
-        return self.answer("next_best", scores, limit, filters, query, history_idx=query)
+        row = _rows_matrix([query], len(self.items))
+        scores = self.score_histories(row)[0]
+        return self.answer("next_best", scores, limit, filters, query, history_idx=query,
+                           history_row=row)
+
+    # ------------------------------------------------------ upsell, downsell
+    def _in_band(self, source: np.ndarray, cand: np.ndarray,
+                 band: tuple[float, float]) -> np.ndarray:
+        """Candidates priced within ``band`` times their source's price, in its category."""
+        price = self.meta.price
+        p_src = price[source].astype(np.float64)
+        p_cand = price[cand].astype(np.float64)
+        with np.errstate(invalid="ignore"):
+            ok = (p_cand >= band[0] * p_src * (1 - 1e-6)) & (p_cand <= band[1] * p_src * (1 + 1e-6))
+        ok &= p_src > 0
+        if self._has_categories:
+            c_src = self.meta.category[source]
+            ok &= (c_src >= 0) & (self.meta.category[cand] == c_src)
+        return ok
+
+    def _item_substitutes(self, kind: str, item_idx: int, limit: int, filters: Filters | None
+                          ) -> Answer:
+        band = self.upsell_band if kind == "upsell" else self.downsell_band
+        query = np.asarray([item_idx], dtype=np.int64)
+        if self.substitutes is None:
+            return Answer(kind, [])
+        cand, sim = self.substitutes.neighbours(item_idx)
+        ok = self._in_band(np.full(len(cand), item_idx), cand, band)
+        cand, sim = cand[ok], sim[ok]
+        scores = sim * (0.5 + 0.5 * self._buyers_affinity(item_idx, cand)) \
+            + self._pop_tiebreak[cand]
+        return self._finish(kind, cand, scores, limit, filters, query, query, "substitute",
+                            sources=np.full(len(cand), item_idx, dtype=np.int64))
+
+    def _buyers_affinity(self, item_idx: int, cand: np.ndarray) -> np.ndarray:
+        """How much the item's buyers like each candidate: the ALS score of their mean
+        factor vector, clipped to [0, 1] (1 when there is no ALS model)."""
+        if self.als is None or not len(cand):
+            return np.ones(len(cand), dtype=np.float32)
+        buyers = self.buyers
+        who = buyers.indices[buyers.indptr[item_idx]:buyers.indptr[item_idx + 1]]
+        if not len(who):
+            return np.ones(len(cand), dtype=np.float32)
+        centre = np.asarray(self.als.user_factors_[np.asarray(who)]).mean(axis=0)
+        return np.clip(np.asarray(self.als.item_factors_[cand]) @ centre, 0.0, 1.0)
+
+    def upsell(self, item_idx: int, limit: int = 10, filters: Filters | None = None) -> Answer:
+        """Pricier substitutes of an item (same category, price in the upsell band).
+
+        Ranked by how likely a buyer of the item is to accept, never by price:
+        substitute similarity x (0.5 + 0.5 x the item's buyers' ALS affinity).
+        """
+        return self._item_substitutes("upsell", int(item_idx), limit, filters)
+
+    def downsell(self, item_idx: int, limit: int = 10, filters: Filters | None = None) -> Answer:
+        """Cheaper substitutes of an item (same category, price in the downsell band)."""
+        return self._item_substitutes("downsell", int(item_idx), limit, filters)
+
+    def customer_upsell(self, customer_idx: int, limit: int = 10,
+                        filters: Filters | None = None) -> Answer:
+        """The next tier of what a customer already bought, ranked by their affinity.
+
+        Sources are the customer's priciest item of each category (a customer
+        who owns the pro plan is not offered pro again via their old basic
+        one); candidates are the sources' upsells, never an item they own.
+        Score: substitute similarity x (0.25 + 0.75 x ALS affinity in [0, 1]).
+        """
+        owned = _row_indices(self.history, int(customer_idx)).astype(np.int64)
+        if self.substitutes is None or not len(owned):
+            return Answer("upsell", [])
+        price = self.meta.price[owned].astype(np.float64)
+        src = owned[np.isfinite(price)]
+        price = price[np.isfinite(price)]
+        codes = self.meta.category[src].astype(np.int64)
+        if self._has_categories and len(src):
+            top = np.full(len(self.meta.categories) + 1, -np.inf)
+            np.maximum.at(top, codes[codes >= 0], price[codes >= 0])
+            src = src[(codes < 0) | (price >= top[np.maximum(codes, 0)])]
+        sim_matrix = self.substitutes.similarity_
+        pos, r = _segments(sim_matrix.indptr, src)
+        j = np.asarray(sim_matrix.indices[pos], dtype=np.int64)
+        s = np.asarray(sim_matrix.data[pos], dtype=np.float32)
+        ok = self._in_band(src[r], j, self.upsell_band)
+        r, j, s = r[ok], j[ok], s[ok]
+        # Best source per candidate.
+        order = np.lexsort((-s, j))
+        first = order[np.r_[True, j[order][1:] != j[order][:-1]]] if len(order) else order
+        cand, sim, sources = j[first], s[first], src[r[first]]
+        affinity = np.ones(len(cand), dtype=np.float32)
+        if self.als is not None and len(cand):
+            user = np.asarray(self.als.user_factors_[int(customer_idx)])
+            affinity = np.clip(np.asarray(self.als.item_factors_[cand]) @ user, 0.0, 1.0)
+        scores = (sim * (0.25 + 0.75 * affinity)).astype(np.float32) + self._pop_tiebreak[cand]
+        return self._finish("customer_upsell", cand, scores, limit, filters, owned, None,
+                            "substitute", sources=sources)
 
     def likely_buyers(self, item_idx: int, limit: int = 10, min_score: float | None = None
                       ) -> tuple[str, list[tuple[int, float]]]:
@@ -313,6 +665,9 @@ class Recommender:
         writer.add_array("customers", self.customers.ids)
         writer.add_sparse("history", self.history.astype(np.float32))
         writer.add_array("popularity_counts", self.popularity.counts_)
+        buyers = self.buyers
+        writer.add_array("buyers.indptr", np.asarray(buyers.indptr, dtype=np.int64))
+        writer.add_array("buyers.indices", np.asarray(buyers.indices, dtype=np.int32))
         if self.copurchase is not None:
             writer.add_sparse("copurchase_similarity", self.copurchase.similarity_)
             writer.add_sparse("copurchase_support", self.copurchase.support_)
@@ -326,14 +681,16 @@ class Recommender:
         if self.als is not None:
             writer.add_array("als_user_factors", self.als.user_factors_)
             writer.add_array("als_item_factors", self.als.item_factors_)
-        meta = self.meta
-        writer.add_array("item_name", meta.name.astype(str))
-        writer.add_array("item_category", meta.category.astype(np.int32))
-        writer.add_array("categories", meta.categories.ids)
-        writer.add_array("item_price", meta.price.astype(np.float32))
-        writer.add_array("item_in_stock", meta.in_stock.astype(bool))
-        writer.add_array("item_recommendable", meta.recommendable.astype(bool))
-        writer.add_json("item_extra", meta.extra)
+        if self.substitutes is not None:
+            writer.add_sparse("substitutes_similarity", self.substitutes.similarity_)
+            writer.add_sparse("substitutes_support", self.substitutes.support_)
+            writer.add_sparse("substitutes_basket_support", self.substitutes.basket_support_)
+        writer.add_json("serving_rules", {
+            "floor": {"min_support": self.floor.min_support, "min_score": self.floor.min_score,
+                      "support_kinds": list(self.floor.support_kinds)},
+            "upsell_band": list(self.upsell_band), "downsell_band": list(self.downsell_band),
+        })
+        write_item_meta(writer, self.meta)
 
     @classmethod
     def load(cls, loaded: LoadedVersion) -> "Recommender":
@@ -361,22 +718,29 @@ class Recommender:
         if loaded.has("als_item_factors"):
             als = ALSModel(**params.get("als", {}))
             als.set_factors(loaded.array("als_user_factors"), loaded.array("als_item_factors"))
-        meta = ItemMeta(
-            name=loaded.array("item_name"),
-            category=loaded.array("item_category"),
-            categories=Vocab(loaded.array("categories")),
-            price=loaded.array("item_price"),
-            in_stock=loaded.array("item_in_stock"),
-            recommendable=loaded.array("item_recommendable"),
-            extra=loaded.json("item_extra") if loaded.has("item_extra") or
-            "item_extra.json" in manifest.get("files", {}) else {},
-        )
-        return cls(
+        substitutes = None
+        if loaded.has("substitutes_similarity"):
+            substitutes = SubstituteModel(**params.get("substitutes", {}))
+            substitutes.similarity_ = loaded.sparse("substitutes_similarity")
+            substitutes.support_ = loaded.sparse("substitutes_support")
+            substitutes.basket_support_ = loaded.sparse("substitutes_basket_support")
+        files = manifest.get("files", {})
+        rules = loaded.json("serving_rules") if "serving_rules.json" in files else None
+        history = loaded.sparse("history")
+        rec = cls(
             items=Vocab(loaded.array("items")), customers=Vocab(loaded.array("customers")),
-            history=loaded.sparse("history"), popularity=popularity, copurchase=copurchase,
-            als=als, meta=meta, blend=manifest.get("blend"), version=loaded.version,
-            manifest=manifest, ease=ease,
+            history=history, popularity=popularity, copurchase=copurchase,
+            als=als, meta=read_item_meta(loaded), blend=manifest.get("blend"),
+            version=loaded.version, manifest=manifest, substitutes=substitutes, rules=rules,
+            ease=ease,
         )
+        if "buyers.indices.npy" in files:
+            indices = np.asarray(loaded.array("buyers.indices"))
+            # The values are all 1: a broadcast view, no memory per entry.
+            ones = np.broadcast_to(np.uint8(1), indices.shape)
+            rec._buyers = sp.csc_matrix((ones, indices, np.asarray(loaded.array("buyers.indptr"))),
+                                        shape=history.shape)
+        return rec
 
 
 def _rows_matrix(query_lists: list[np.ndarray], n_items: int) -> sp.csr_matrix:
@@ -408,3 +772,60 @@ def _log_weights(counts: sp.csr_matrix) -> sp.csr_matrix:
 def _take_scores(scores: np.ndarray, idx: np.ndarray) -> np.ndarray:
     safe = np.where(idx >= 0, idx, 0)
     return np.where(idx >= 0, np.take_along_axis(scores, safe, axis=1), np.nan)
+
+
+def _ranked_chunks(scores: np.ndarray, first: int):
+    """Positions of ``scores`` best first, in chunks of ``first``, then 8x as many, then
+    the rest: a floor that rejects candidates looks further down only when it must."""
+    n = len(scores)
+    done = np.zeros(n, dtype=bool)
+    size = first
+    while not done.all():
+        rest = np.flatnonzero(~done)
+        if len(rest) > size:
+            part = rest[np.argpartition(-scores[rest], size - 1)[:size]]
+        else:
+            part = rest
+        part = part[np.argsort(-scores[part], kind="stable")]
+        done[part] = True
+        yield part
+        size = n if size > first else first * 8
+
+
+def _diversified(items: np.ndarray, category: np.ndarray, max_per_category: int,
+                 limit: int) -> np.ndarray:
+    """Positions (into ``items``, ranked) kept by :func:`recsys.rules.diversify`."""
+    kept = diversify(np.arange(len(items)), np.asarray(category)[items], max_per_category, limit)
+    return kept
+
+
+def _row_indices(m: sp.csr_matrix, row: int) -> np.ndarray:
+    """Column indexes of one CSR row, read from the arrays (no scipy indexing)."""
+    return np.asarray(m.indices[m.indptr[row]:m.indptr[row + 1]])
+
+
+def _segments(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of the entries of ``rows`` in a compressed matrix, and each one's owner."""
+    rows = np.asarray(rows, dtype=np.int64)
+    starts = np.asarray(indptr[rows], dtype=np.int64)
+    lengths = np.asarray(indptr[rows + 1], dtype=np.int64) - starts
+    owner = np.repeat(np.arange(len(rows)), lengths)
+    offsets = np.cumsum(lengths) - lengths
+    pos = np.arange(int(lengths.sum()), dtype=np.int64) - offsets[owner] + starts[owner]
+    return pos, owner
+
+
+def _csr_values(m: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Dense ``m[rows][:, cols]`` (float64) from the CSR arrays; ``cols`` distinct."""
+    rows = np.asarray(rows, dtype=np.int64)
+    cols = np.asarray(cols, dtype=np.int64)
+    out = np.zeros((len(rows), len(cols)), dtype=np.float64)
+    if not len(rows) or not len(cols):
+        return out
+    pos, owner = _segments(m.indptr, rows)
+    order = np.argsort(cols, kind="stable")
+    entry_cols = np.asarray(m.indices[pos])
+    at = np.minimum(np.searchsorted(cols[order], entry_cols), len(cols) - 1)
+    hit = cols[order][at] == entry_cols
+    out[owner[hit], order[at[hit]]] = m.data[pos[hit]]
+    return out

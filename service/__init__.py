@@ -1,6 +1,16 @@
-"""The xsell REST service (Flask). Reads model versions; never trains."""
+"""The xsell REST service: ``create_app`` builds the Flask app, ``xsell serve`` runs it.
 
-import os
+Nothing heavy is imported here: ``service.gunicorn_conf`` must run (and set
+the environment: BLAS threads, the metrics folder) before numpy or
+prometheus_client are imported.
+"""
 
-# Must precede the first numpy import in every gunicorn worker.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+def create_app(config: dict | None = None):
+    """Build the Flask application (see :func:`service.app.create_app`)."""
+    from .app import create_app as _create_app
+
+    return _create_app(config)
+
+
+__all__ = ["create_app"]

@@ -123,24 +123,89 @@ def train(orders, catalog, columns, models_dir, config_path, engine, exclude_ite
     click.echo(json.dumps(summary, separators=(",", ":"), default=str))
 
 
+def filter_options(func):
+    """Business filters and relevance floor options (as the service's query parameters)."""
+    options = [
+        click.option("--category", "categories", multiple=True, help="Only this category (repeatable)."),
+        click.option("--min-price", type=float, default=None),
+        click.option("--max-price", type=float, default=None),
+        click.option("--in-stock", is_flag=True, help="Only items in stock."),
+        click.option("--exclude", default=None, help="Comma-separated item ids never to return."),
+        click.option("--customer-id", default=None, help="Drop what this customer already bought."),
+        click.option("--max-per-category", type=int, default=None),
+        click.option("--min-support", type=int, default=None,
+                     help="Relevance floor: customers who bought both (default: the model's)."),
+        click.option("--min-score", type=float, default=None, help="Relevance floor on the score."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def build_filters(categories, min_price, max_price, in_stock, exclude, customer_id,
+                  max_per_category, min_support, min_score):
+    """A validated Filters from the filter options, or None when none was given."""
+    from recsys.rules import Filters
+
+    filters = Filters(categories=list(categories), min_price=min_price, max_price=max_price,
+                      in_stock=in_stock,
+                      exclude=[x.strip() for x in (exclude or "").split(",") if x.strip()],
+                      customer_id=customer_id, max_per_category=max_per_category,
+                      min_support=min_support, min_score=min_score)
+    if filters == Filters():
+        return None
+    return filters.validate()
+
+
 @main.command()
 @models_option
 @click.option("--kind", required=True,
-              type=click.Choice(["next-best", "also-bought", "basket", "likely-buyers"]))
+              type=click.Choice(["next-best", "also-bought", "basket", "likely-buyers",
+                                 "upsell", "downsell"]))
 @click.option("--input", "input_path", default=None, type=click.Path(),
               help="Query file (see the contract); all customers/items when omitted.")
 @click.option("--limit", default=10, show_default=True, type=int)
 @click.option("--out", "out_path", required=True, type=click.Path(), help="Output .jsonl or .csv")
+@filter_options
 @handle_errors
-def export(models_dir, kind, input_path, limit, out_path):
+def export(models_dir, kind, input_path, limit, out_path, **filter_values):
     """Batch recommendations as JSON Lines or CSV, one record per query."""
     from recsys.artifacts import load_version
     from recsys.recommender import Recommender
     from training.export import export as run_export
 
+    filters = build_filters(**filter_values)
     rec = Recommender.load(load_version(models_dir))
-    n = run_export(rec, kind, out_path, input_path, limit)
+    n = run_export(rec, kind, out_path, input_path, limit, filters=filters)
     click.echo(f"wrote {n} records to {out_path} (model {rec.version})", err=True)
+
+
+@main.group()
+def catalog():
+    """Item catalog: refresh prices, stock and metadata without retraining."""
+
+
+@catalog.command("update")
+@models_option
+@click.option("--catalog", "catalog_path", required=True, help="Catalog file or database URL.")
+@columns_option
+@click.option("--catalog-query", default=None, help="SQL query or table name with a database URL.")
+@click.option("--from-version", "base_version", default=None,
+              help="Version to start from (default: the current one).")
+@click.option("--strict", is_flag=True, help="Fail (exit 2) if any catalog row is rejected.")
+@handle_errors
+def catalog_update(models_dir, catalog_path, columns, catalog_query, base_version, strict):
+    """Write a new model version with the same models and this catalog's item metadata."""
+    from training.catalog import update_catalog
+
+    summary = update_catalog(models_dir, catalog_path, columns=parse_columns(columns) or None,
+                             strict=strict, query=catalog_query, base_version=base_version,
+                             on_report=echo_report)
+    click.echo(f"version {summary['version']} from {summary['base_version']}: "
+               f"{summary['items_in_catalog']} of {summary['items']} items in the catalog"
+               f"{' (current)' if summary['published'] else ''}", err=True)
+    sys.stderr.flush()
+    click.echo(json.dumps(summary, separators=(",", ":")))
 
 
 @main.group()
@@ -232,6 +297,46 @@ def evaluate_cmd(orders, catalog, columns, config_path, exclude_items, k, max_qu
                  tune_out=tune_out,
                  on_report=echo_report, echo=lambda text: click.echo(text, err=True),
                  out=click.echo)
+
+
+@main.command()
+@models_option
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (0.0.0.0 for all; set API keys then).")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--workers", default=None, type=click.IntRange(min=1),
+              help="Worker processes [default: one per core].")
+@click.option("--threads", default=None, type=click.IntRange(min=1),
+              help="Threads per worker [default: 4].")
+@click.option("--reload-interval", default=None, type=click.FloatRange(min=0),
+              help="Seconds between checks for a new model version [default: 5].")
+@handle_errors
+def serve(models_dir, host, port, workers, threads, reload_interval):
+    """Run the HTTP API under gunicorn (see service/gunicorn_conf.py)."""
+    import os
+
+    if not os.path.isdir(models_dir):
+        raise ConfigError(f"--models {models_dir} is not a folder; train a model into it first")
+    env = os.environ
+    env["XSELL_MODELS_DIR"] = os.path.abspath(models_dir)
+    env["XSELL_BIND"] = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if workers:
+        env["XSELL_WORKERS"] = str(workers)
+    if threads:
+        env["XSELL_THREADS"] = str(threads)
+    if reload_interval is not None:
+        env["XSELL_RELOAD_INTERVAL"] = str(reload_interval)
+    env.setdefault("OPENBLAS_NUM_THREADS", "1")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # exec: gunicorn's master becomes this process and gets the signals (TERM, HUP, ...).
+    os.execv(sys.executable, [sys.executable, "-m", "gunicorn", "-c",
+                              "python:service.gunicorn_conf", "service.wsgi:app"])
+
+
+from training.nightly import nightly_command  # noqa: E402  (its own module: the job is long)
+
+main.add_command(nightly_command)
 
 
 if __name__ == "__main__":

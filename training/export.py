@@ -1,7 +1,11 @@
 """Batch recommendations for CRM import: ``xsell export`` as JSON Lines or CSV.
 
 Scoring is batched (a block of queries at a time through sparse products and
-one dense top-k), never a Python loop over the catalog per query.
+one dense top-k), never a Python loop over the catalog per query. Business
+filters become one item mask applied before the top-k cut. Options that need
+the one-query path (``max_per_category`` and the relevance floor, and the
+upsell/downsell kinds, whose candidates are sparse) answer query by query
+through the same methods the service uses.
 """
 
 from __future__ import annotations
@@ -14,22 +18,40 @@ import numpy as np
 
 from recsys.data import read_text_lines
 from recsys.exceptions import ConfigError, DataError
-from recsys.recommender import Recommender
+from recsys.recommender import Answer, Recommender
+from recsys.rules import Filters
 
 log = logging.getLogger(__name__)
 
-KINDS = ("next-best", "also-bought", "basket", "likely-buyers")
+KINDS = ("next-best", "also-bought", "basket", "likely-buyers", "upsell", "downsell")
 _BATCH = 512
 
 
-def _records_next_best(rec: Recommender, ids: list[str], limit: int):
+def _one_query(filters: Filters | None) -> bool:
+    """Whether ``filters`` need the one-query path (diversity or a relevance floor)."""
+    return filters is not None and bool(filters.max_per_category or filters.min_support is not None
+                                        or filters.min_score is not None)
+
+
+def _records_next_best(rec: Recommender, ids: list[str], limit: int,
+                       filters: Filters | None = None):
     idx = rec.customers.indices(ids)
+    if _one_query(filters):
+        for customer_id, cidx in zip(ids, idx):
+            record = {"customer_id": customer_id}
+            if cidx < 0:
+                yield record | {"recommendations": [], "error": "unknown_customer"}
+            else:
+                answer = rec.next_best(int(cidx), limit, filters)
+                yield record | {"recommendations": _answer_items(rec, answer)}
+        return
+    allowed = rec.batch_mask(filters)
     for start in range(0, len(ids), _BATCH):
         chunk = idx[start:start + _BATCH]
         known = chunk >= 0
         top = scores = None
         if known.any():
-            top, scores = rec.next_best_batch(chunk[known], limit)
+            top, scores = rec.next_best_batch(chunk[known], limit, allowed=allowed)
         row = 0
         for offset, cidx in enumerate(chunk):
             record = {"customer_id": ids[start + offset]}
@@ -40,7 +62,8 @@ def _records_next_best(rec: Recommender, ids: list[str], limit: int):
             row += 1
 
 
-def _records_item_queries(rec: Recommender, kind: str, queries: list, limit: int):
+def _records_item_queries(rec: Recommender, kind: str, queries: list, limit: int,
+                          filters: Filters | None = None):
     """also-bought (one id per query) and basket (a list per query)."""
     resolved = []
     for q in queries:
@@ -54,12 +77,14 @@ def _records_item_queries(rec: Recommender, kind: str, queries: list, limit: int
             ix = ix[ix >= 0]
             resolved.append(ix if len(ix) else None)
     score_kind = "also_bought" if kind == "also-bought" else "basket"
+    one_query = _one_query(filters)
+    allowed = None if one_query else rec.batch_mask(filters)
     for start in range(0, len(queries), _BATCH):
         chunk = resolved[start:start + _BATCH]
         ok = [q for q in chunk if q is not None]
         top = scores = None
-        if ok:
-            top, scores = rec.item_query_batch(score_kind, ok, limit)
+        if ok and not one_query:
+            top, scores = rec.item_query_batch(score_kind, ok, limit, allowed=allowed)
         row = 0
         for offset, q in enumerate(chunk):
             raw = queries[start + offset]
@@ -68,17 +93,40 @@ def _records_item_queries(rec: Recommender, kind: str, queries: list, limit: int
                 error = "invalid_basket" if kind == "basket" and not isinstance(raw, list) else "unknown_item"
                 yield record | {"recommendations": [], "error": error}
                 continue
+            if one_query:
+                method = rec.also_bought if kind == "also-bought" else rec.basket
+                yield record | {"recommendations": _answer_items(
+                    rec, method(q[0] if kind == "also-bought" else q, limit, filters))}
+                continue
             yield record | {"recommendations": _items(rec, top[row], scores[row])}
             row += 1
 
 
-def _records_likely_buyers(rec: Recommender, ids: list[str], limit: int):
+def _records_substitutes(rec: Recommender, kind: str, ids: list[str], limit: int,
+                         filters: Filters | None):
+    """upsell / downsell: one item id per query; record as for also-bought."""
+    method = rec.upsell if kind == "upsell" else rec.downsell
+    for item_id, idx in zip(ids, rec.items.indices(ids)):
+        if idx < 0:
+            yield {"item_id": item_id, "recommendations": [], "error": "unknown_item"}
+            continue
+        yield {"item_id": item_id, "recommendations": _answer_items(rec, method(int(idx), limit,
+                                                                                filters))}
+
+
+def _answer_items(rec: Recommender, answer: Answer) -> list[dict]:
+    return [{"item_id": rec.items.id_of(r.item_idx), "score": round(float(r.score), 6)}
+            for r in answer.items]
+
+
+def _records_likely_buyers(rec: Recommender, ids: list[str], limit: int,
+                           min_score: float | None = None):
     for item_id in ids:
         idx = rec.items.index(item_id)
         if idx < 0:
             yield {"item_id": item_id, "customers": [], "error": "unknown_item"}
             continue
-        _, buyers = rec.likely_buyers(idx, limit)
+        _, buyers = rec.likely_buyers(idx, limit, min_score=min_score)
         yield {"item_id": item_id, "customers": [
             {"customer_id": rec.customers.id_of(c), "score": round(s, 6)} for c, s in buyers]}
 
@@ -103,25 +151,34 @@ def _read_baskets(path: str) -> list:
 
 
 def export(rec: Recommender, kind: str, out_path: str, input_path: str | None = None,
-           limit: int = 10) -> int:
-    """Write one record per query, in input order; returns the number of records."""
+           limit: int = 10, filters: Filters | None = None) -> int:
+    """Write one record per query, in input order; returns the number of records.
+
+    ``filters`` apply to every query (likely-buyers uses only ``min_score``).
+    """
     if kind not in KINDS:
         raise ConfigError(f"--kind {kind!r} is unknown; use one of {', '.join(KINDS)}")
     if limit < 1:
         raise ConfigError("--limit must be at least 1")
+    if filters is not None:
+        filters.validate()
     if kind == "next-best":
         ids = read_text_lines(input_path) if input_path else [str(c) for c in rec.customers.ids]
-        records = _records_next_best(rec, ids, limit)
+        records = _records_next_best(rec, ids, limit, filters)
     elif kind == "basket":
         if not input_path:
             raise ConfigError("--kind basket needs --input: one JSON array of item ids per line")
-        records = _records_item_queries(rec, kind, _read_baskets(input_path), limit)
+        records = _records_item_queries(rec, kind, _read_baskets(input_path), limit, filters)
     elif kind == "also-bought":
         ids = read_text_lines(input_path) if input_path else [str(i) for i in rec.items.ids]
-        records = _records_item_queries(rec, kind, ids, limit)
+        records = _records_item_queries(rec, kind, ids, limit, filters)
+    elif kind in ("upsell", "downsell"):
+        ids = read_text_lines(input_path) if input_path else [str(i) for i in rec.items.ids]
+        records = _records_substitutes(rec, kind, ids, limit, filters)
     else:
         ids = read_text_lines(input_path) if input_path else [str(i) for i in rec.items.ids]
-        records = _records_likely_buyers(rec, ids, limit)
+        records = _records_likely_buyers(rec, ids, limit,
+                                         None if filters is None else filters.min_score)
     lower = out_path.lower()
     if lower.endswith(".jsonl") or lower.endswith(".json"):
         return _write_jsonl(records, out_path)

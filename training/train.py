@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,7 +29,13 @@ from datetime import datetime, timezone
 import numpy as np
 
 from recsys import __version__
-from recsys.artifacts import VersionWriter, clean_temporary, current_version, read_manifest
+from recsys.artifacts import (
+    VersionWriter,
+    clean_temporary,
+    current_version,
+    read_manifest,
+    set_current,
+)
 from recsys.data import ItemExclusion, read_catalog, read_orders
 from recsys.evaluation import (
     PRIMARY,
@@ -43,6 +50,7 @@ from recsys.exceptions import XsellError
 from recsys.models import ALSModel, CoPurchaseModel, PopularityModel
 from recsys.models.base import top_indices_rows
 from recsys.models.ease import EASEModel
+from recsys.models.substitutes import SubstituteModel
 from recsys.recommender import COMPONENTS, DEFAULT_BLEND, Recommender, _rows_matrix
 from recsys.rules import build_item_meta
 
@@ -59,6 +67,17 @@ class _NullProgress:
 
 def _null_progress_factory(desc: str, total: int | None = None):
     return _NullProgress()
+
+
+def pause_for_tests(stage: str) -> None:
+    """Test-only hook: with XSELL_TEST_PAUSE_AT=<stage>, write the pid to the file named by
+    XSELL_TEST_PAUSE_MARKER and sleep (XSELL_TEST_PAUSE_S, default 120), so a crash test
+    can SIGKILL the run at that point."""
+    if os.environ.get("XSELL_TEST_PAUSE_AT") != stage:
+        return
+    with open(os.environ["XSELL_TEST_PAUSE_MARKER"], "w", encoding="utf-8") as fh:
+        fh.write(str(os.getpid()))
+    time.sleep(float(os.environ.get("XSELL_TEST_PAUSE_S", "120")))
 
 
 class Timer:
@@ -101,6 +120,48 @@ def blend_candidates(components: tuple[str, ...], levels: list[float]) -> list[t
         if abs(sum(ws) - 1.0) < 1e-9:
             out.append(tuple(round(w, 4) for w in ws))
     return out
+
+
+_BANDS = ("upsell_band", "downsell_band")
+
+
+def _model_params(cfg: dict) -> dict:
+    return {k: v for k, v in cfg.items() if k not in _BANDS}
+
+
+def check_rules(config: dict) -> None:
+    """Fail early (before any fitting) on invalid price bands or relevance floor."""
+    from recsys.exceptions import ConfigError
+
+    cfg, floor = config["substitutes"], config["floor"]
+    try:
+        for band in _BANDS:
+            values = cfg[band]
+            if not (isinstance(values, (list, tuple)) and len(values) == 2
+                    and 0 < float(values[0]) <= float(values[1])):
+                raise ValueError
+        if int(floor["min_support"]) < 0 or not 0 <= float(floor["min_score"]) <= 1:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"invalid rules: substitutes.upsell_band/downsell_band must be [low, high] with "
+            f"0 < low <= high (got {cfg['upsell_band']!r}, {cfg['downsell_band']!r}); "
+            f"floor.min_support must be 0 or more (got {floor['min_support']!r}) and "
+            f"floor.min_score in [0, 1] (got {floor['min_score']!r})") from None
+
+
+def fit_substitutes(inter, customer_items, popularity, als, meta, config: dict):
+    """Upsell/downsell substitutes from the final models, and the serving rules to store."""
+    cfg = config["substitutes"]
+    order_items = None if inter.customer_is_order else inter.order_items()
+    candidates = (popularity.counts_ > 0) & meta.recommendable
+    subs = SubstituteModel(**_model_params(cfg)).fit(
+        customer_items, order_items, None if als is None else als.item_factors_,
+        meta.category, meta.price, candidates=candidates)
+    rules = {"floor": dict(config["floor"]),
+             "upsell_band": [float(x) for x in cfg["upsell_band"]],
+             "downsell_band": [float(x) for x in cfg["downsell_band"]]}
+    return subs, rules
 
 
 class BlendScorer:
@@ -271,8 +332,12 @@ def fit_product(inter, config: dict, progress_factory=None, timer: Timer | None 
         train_part, test_part = split_interactions(inter, s)
         data = build_eval_data(train_part, test_part, max_queries=train_cfg["max_eval_queries"])
 
+    total_iterations = int(config["als"]["iterations"])
+    holdout_iterations = min(total_iterations, int(train_cfg["holdout_als_iterations"]))
     with timer.stage("fit_holdout"):
-        hist_tr, pop_tr, cp_tr, als_tr = fit_models(train_part, config, progress_factory)
+        hist_tr, pop_tr, cp_tr, als_tr = fit_models(train_part, config, progress_factory,
+                                                    als_iterations=holdout_iterations)
+        pause_for_tests("fit")
 
     with timer.stage("fit_holdout"):
         meta_tr = build_item_meta(inter.items, None, None)
@@ -295,7 +360,7 @@ def fit_product(inter, config: dict, progress_factory=None, timer: Timer | None 
     with timer.stage("fit_full"):
         if train_cfg.get("refit", True):
             models = fit_models(inter, config, progress_factory, warm_start=als_tr,
-                                als_iterations=int(train_cfg["refit_iterations"]))
+                                als_iterations=max(1, total_iterations - holdout_iterations))
             ease = fit_ease(inter, config, lambdas_by_kind=ease_lams)[0] if ease_lams else {}
         else:
             models = (hist_tr, pop_tr, cp_tr, als_tr)
@@ -315,12 +380,14 @@ def train(orders: str, models_dir: str, config: dict, catalog: str | None = None
     timer = Timer()
     train_cfg = config["train"]
     k = int(train_cfg["k"])
+    check_rules(config)
     clean_temporary(models_dir)
 
     with timer.stage("read"):
         exclude = ItemExclusion(config["data"].get("exclude_items"))
         inter, report = read_orders(orders, columns or config["data"].get("columns"),
                                     exclude=exclude, strict=strict, query=orders_query)
+        pause_for_tests("read")
         cat = cat_report = None
         if catalog:
             cat, cat_report = read_catalog(catalog, catalog_columns or columns, strict=strict,
@@ -330,7 +397,7 @@ def train(orders: str, models_dir: str, config: dict, catalog: str | None = None
     if inter.n_lines == 0:
         from recsys.exceptions import DataError
 
-        raise DataError(f"{orders}: no usable order lines (see the data report)")
+        raise DataError(f"{report.source}: no usable order lines (see the data report)")
 
     product = fit_product(inter, config, progress_factory, timer=timer)
     s, blend, metrics, pop_metrics, results = (product.split, product.blend, product.metrics,
@@ -340,7 +407,11 @@ def train(orders: str, models_dir: str, config: dict, catalog: str | None = None
 
     with timer.stage("write"):
         meta = build_item_meta(inter.items, cat, inter.item_prices())
-        rec = product.recommender(inter, meta)
+    with timer.stage("fit_substitutes"):
+        subs, rules = fit_substitutes(inter, hist, pop, als, meta, config)
+    with timer.stage("write"):
+        rec = Recommender(inter.items, inter.customers, hist, pop, cp, als, meta, blend=blend,
+                          substitutes=subs, rules=rules, ease=product.ease)
         previous = current_version(models_dir)
         manifest = {
             "xsell_version": __version__,
@@ -355,7 +426,8 @@ def train(orders: str, models_dir: str, config: dict, catalog: str | None = None
             },
             "parameters": {"copurchase": config["copurchase"], "als": config["als"],
                            "ease": _ease_params(config, product.ease_lambda),
-                           "train": train_cfg},
+                           "train": train_cfg, "substitutes": _model_params(config["substitutes"]),
+                           "floor": config["floor"]},
             "blend": blend,
             "metrics": metrics,
             "baselines": {"popularity": pop_metrics},
@@ -367,8 +439,12 @@ def train(orders: str, models_dir: str, config: dict, catalog: str | None = None
         writer = VersionWriter(models_dir)
         with writer:
             rec.save(writer)
+            pause_for_tests("write")
             manifest["timings_s"] = dict(timer.stages)
-            version = writer.commit(manifest, make_current=gate["passed"])
+            version = writer.commit(manifest, make_current=False)
+        pause_for_tests("publish")
+        if gate["passed"]:
+            set_current(models_dir, version)
 
     return {
         "version": version,

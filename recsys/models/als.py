@@ -40,6 +40,8 @@ class ALSModel:
         self.user_factors_ = None
         self.item_factors_ = None
         self._solver = None
+        self._item_gram = None
+        self._unit_items = None
 
     # ------------------------------------------------------------ fitting
     def weight(self, counts: sp.csr_matrix) -> sp.csr_matrix:
@@ -79,6 +81,8 @@ class ALSModel:
         self.user_factors_ = np.ascontiguousarray(solver.user_factors, dtype=np.float32)
         self.item_factors_ = np.ascontiguousarray(solver.item_factors, dtype=np.float32)
         self._solver = None
+        self._item_gram = None
+        self._unit_items = None
         log.info("ALS fitted on %s (gpu=%s)", customer_items.shape, use_gpu)
         return self
 
@@ -87,6 +91,8 @@ class ALSModel:
         self.user_factors_ = user_factors
         self.item_factors_ = item_factors
         self._solver = None
+        self._item_gram = None
+        self._unit_items = None
         return self
 
     # ------------------------------------------------------------ scoring
@@ -96,11 +102,33 @@ class ALSModel:
         return np.asarray(self.user_factors_[np.asarray(customer_idx)]) @ self.item_factors_.T
 
     def user_vectors(self, histories: sp.csr_matrix) -> np.ndarray:
-        """Factors for unseen customers from their histories (implicit's recalculate_user)."""
+        """Factors for unseen customers from their histories, item factors held fixed.
+
+        The same regularised least squares as implicit's ``recalculate_user``
+        (one ALS half-step, Hu et al. 2008 eq. 4), written with numpy so that it
+        works on read-only memory-mapped factors shared by service workers.
+        """
         check_fitted(self, "item_factors_")
-        solver = self._cpu_solver()
-        weighted = self.weight(histories)
-        return np.asarray(solver.recalculate_user(np.arange(weighted.shape[0]), weighted))
+        weighted = self.weight(histories).tocsr()
+        factors = np.asarray(self.item_factors_, dtype=np.float64)
+        f = factors.shape[1]
+        base = self._gram() + self.regularization * np.eye(f)
+        out = np.zeros((weighted.shape[0], f), dtype=np.float32)
+        for row in range(weighted.shape[0]):
+            lo, hi = weighted.indptr[row], weighted.indptr[row + 1]
+            if lo == hi:
+                continue
+            y = factors[weighted.indices[lo:hi]]
+            confidence = self.alpha * weighted.data[lo:hi].astype(np.float64)
+            a = base + (y.T * (confidence - 1.0)) @ y
+            out[row] = np.linalg.solve(a, y.T @ confidence)
+        return out
+
+    def _gram(self) -> np.ndarray:
+        if self._item_gram is None:
+            factors = np.asarray(self.item_factors_, dtype=np.float64)
+            self._item_gram = factors.T @ factors
+        return self._item_gram
 
     def score_histories(self, histories: sp.csr_matrix) -> np.ndarray:
         """Dense scores (queries x items) for histories given as a count matrix."""
@@ -113,11 +141,19 @@ class ALSModel:
 
     def score_similar(self, item_idx: np.ndarray) -> np.ndarray:
         """Cosine similarity in factor space between query items and every item (summed)."""
+        return self.score_similar_rows(sp.csr_matrix(
+            (np.ones(len(item_idx), dtype=np.float32), np.asarray(item_idx), [0, len(item_idx)]),
+            shape=(1, self.item_factors_.shape[0])))[0]
+
+    def score_similar_rows(self, queries: sp.csr_matrix) -> np.ndarray:
+        """Summed cosine similarities for a batch of item-set queries (queries x items)."""
         check_fitted(self, "item_factors_")
-        norms = np.linalg.norm(self.item_factors_, axis=1)
-        norms[norms == 0] = 1.0
-        query = self.item_factors_[np.asarray(item_idx)] / norms[np.asarray(item_idx), None]
-        return (query @ self.item_factors_.T / norms).sum(axis=0)
+        if self._unit_items is None:
+            factors = np.asarray(self.item_factors_, dtype=np.float32)
+            norms = np.linalg.norm(factors, axis=1)
+            norms[norms == 0] = 1.0
+            self._unit_items = factors / norms[:, None]
+        return np.asarray(queries @ self._unit_items) @ self._unit_items.T
 
     def score_similar_rows(self, query_rows: sp.csr_matrix) -> np.ndarray:
         """:meth:`score_similar` for a batch: (queries x items) binary rows, one matmul."""

@@ -63,7 +63,47 @@ def top_indices(scores: np.ndarray, k: int) -> np.ndarray:
 
 
 def top_indices_rows(scores: np.ndarray, k: int) -> np.ndarray:
-    """Row-wise top-k of a 2-D array, best first; -1 where a row has fewer finite scores."""
+    """Row-wise top-k of a 2-D array, best first; -1 where a row has fewer finite scores.
+
+    Exact, and much faster than a row-wise argpartition for wide rows: split each
+    row into blocks and take the k-th largest block maximum as a threshold. The
+    k blocks with the largest maxima hold at least k entries at or above it, so
+    every top-k entry is at or above it too; only those candidates are sorted.
+    """
+    n_rows, n_cols = scores.shape
+    if n_rows == 0 or k <= 0:
+        return np.full((n_rows, max(k, 0)), -1, dtype=np.int64)
+    n_blocks = 64
+    if n_cols < 16 * n_blocks or k > n_blocks // 2:
+        return _top_rows_partition(scores, k)
+    width = n_cols // n_blocks
+    main = width * n_blocks
+    head = scores[:, :main].reshape(n_rows, n_blocks, width).max(axis=2)
+    threshold = np.partition(head, n_blocks - k, axis=1)[:, n_blocks - k]
+    # Candidates: entries >= threshold inside blocks whose maximum reaches it,
+    # plus the few tail columns that do not fill a whole block.
+    block_rows, block_ids = np.nonzero(head >= threshold[:, None])
+    cols = block_ids[:, None] * width + np.arange(width)
+    values = scores[block_rows[:, None], cols]
+    hit_r, hit_c = np.nonzero(values >= threshold[block_rows][:, None])
+    rows, cols = block_rows[hit_r], cols[hit_r, hit_c]
+    if main < n_cols:
+        tail_r, tail_c = np.nonzero(scores[:, main:] >= threshold[:, None])
+        rows, cols = np.concatenate([rows, tail_r]), np.concatenate([cols, tail_c + main])
+    values = scores[rows, cols]
+    finite = np.isfinite(values)
+    rows, cols, values = rows[finite], cols[finite], values[finite]
+    order = np.lexsort((cols, -values, rows))
+    rows, cols = rows[order], cols[order]
+    starts = np.searchsorted(rows, np.arange(n_rows))
+    rank = np.arange(len(rows)) - starts[rows]
+    keep = rank < k
+    out = np.full((n_rows, k), -1, dtype=np.int64)
+    out[rows[keep], rank[keep]] = cols[keep]
+    return out
+
+
+def _top_rows_partition(scores: np.ndarray, k: int) -> np.ndarray:
     n_rows, n_cols = scores.shape
     k_eff = min(k, n_cols)
     if k_eff == 0:

@@ -13,6 +13,12 @@ Counts come from customers (bought both, any time) plus ``basket_weight``
 times orders (bought both in one basket). Only the ``k`` best neighbours of
 each item are kept, with their support (customers who bought both) for
 explanations.
+
+Cost is quadratic in the items of one customer (or order): a wholesale buyer
+with 20,000 distinct items alone would add 400M pairs. So each customer
+contributes only their ``max_items_per_customer`` most-bought items, and
+orders larger than ``max_basket_size`` (bulk re-stocking, not a basket that
+shows what goes together) are left out of the basket counts.
 """
 
 from __future__ import annotations
@@ -22,12 +28,13 @@ import logging
 import numpy as np
 import scipy.sparse as sp
 
-from .base import check_fitted, row_blocks, topk_positions
+from .base import check_fitted, row_blocks, topk_per_row
 
 log = logging.getLogger(__name__)
 
 # Entries of one block's product; bounds peak memory of the co-count step.
 _BLOCK_WORK = 4e7
+_SCALE = float(2 ** 26)
 
 
 class CoPurchaseModel:
@@ -36,57 +43,76 @@ class CoPurchaseModel:
     name = "co-purchase"
 
     def __init__(self, k: int = 100, alpha: float = 0.5, shrink: float = 10.0,
-                 min_support: int = 2, basket_weight: float = 1.0):
+                 min_support: int = 2, basket_weight: float = 1.0,
+                 max_items_per_customer: int = 300, max_basket_size: int = 100):
         self.k = k
         self.alpha = alpha
         self.shrink = shrink
         self.min_support = min_support
         self.basket_weight = basket_weight
+        self.max_items_per_customer = max_items_per_customer
+        self.max_basket_size = max_basket_size
         self.similarity_ = None
         self.support_ = None
 
     def fit(self, customer_items: sp.csr_matrix, order_items: sp.csr_matrix | None = None,
             progress=None):
         """Learn neighbours from customers x items (and orders x items) matrices."""
-        sources = [(_binary(customer_items), 1.0)]
-        if order_items is not None and self.basket_weight > 0:
-            sources.append((_binary(order_items), float(self.basket_weight)))
         n_items = customer_items.shape[1]
-        # (items x entities, entities x items, weight) for each source
-        pairs = [(m.T.tocsr(), m, w) for m, w in sources]
-        pop = sum(w * np.diff(mt.indptr).astype(np.float64) for mt, _, w in pairs)
+        customers = _binary(topk_per_row(customer_items.tocsr(copy=True),
+                                         self.max_items_per_customer), np.float64)
+        baskets = None
+        if order_items is not None and self.basket_weight > 0:
+            baskets = _binary(order_items, np.float64)
+            too_big = np.flatnonzero(np.diff(baskets.indptr) > self.max_basket_size)
+            if len(too_big):
+                baskets = _drop_rows(baskets, too_big)
+        pairs = [(customers.T.tocsr(), customers)]
+        if baskets is not None:
+            # One product carries both counts: customers in the low bits, baskets
+            # above them (exact in float64 while counts stay below 2**26).
+            scaled = baskets.T.tocsr()
+            scaled.data *= _SCALE
+            pairs.append((scaled, baskets))
+        n_customers = np.diff(pairs[0][0].indptr).astype(np.float64)
+        pop = n_customers.copy()
+        if baskets is not None:
+            pop += self.basket_weight * np.diff(pairs[1][0].indptr)
         # Upper bound of each item's row length in the product: sizes the blocks.
-        work = sum(mt @ np.diff(m.indptr).astype(np.float64) for mt, m, _ in pairs)
+        work = sum(_pattern(mt) @ np.diff(m.indptr).astype(np.float64) for mt, m in pairs)
         blocks = row_blocks(np.asarray(work).ravel() + 1, _BLOCK_WORK)
         log.debug("co-purchase: %d items in %d blocks", n_items, len(blocks))
         left = np.power(np.maximum(pop, 1e-12), 1.0 - self.alpha)
         right = np.power(np.maximum(pop, 1e-12), self.alpha)
-        sim_parts, sup_parts = [], []
+        rows_out, cols_out, sim_out, sup_out = [], [], [], []
         for start, end in blocks:
-            support = _offdiag(pairs[0][0][start:end] @ pairs[0][1], start)
-            co = support.astype(np.float32)
-            for mt, m, w in pairs[1:]:
-                co = co + w * (mt[start:end] @ m)
-            co = _offdiag(co.tocsr(), start)
-            # Support is counted on customers alone: "N customers bought both".
-            sup_at = _values_at(support, co)
-            rows = start + np.repeat(np.arange(end - start), np.diff(co.indptr))
-            sim = (co.data / (left[rows] * right[co.indices] + self.shrink)).astype(np.float32)
-            ok = sup_at >= self.min_support
-            co.data = sim
-            strong = _filter_entries(co, ok)
-            kept, indptr = topk_positions(strong, self.k)
-            sim_parts.append(sp.csr_matrix((strong.data[kept], strong.indices[kept], indptr),
-                                           shape=co.shape))
-            sup_parts.append(sp.csr_matrix((sup_at[ok][kept].astype(np.int32),
-                                            strong.indices[kept], indptr), shape=co.shape))
+            block = pairs[0][0][start:end] @ pairs[0][1]
+            if len(pairs) > 1:
+                block = block + pairs[1][0][start:end] @ pairs[1][1]
+            rows = start + np.repeat(np.arange(end - start), np.diff(block.indptr))
+            cols = block.indices
+            support = np.mod(block.data, _SCALE)
+            co = support + self.basket_weight * np.floor_divide(block.data, _SCALE)
+            keep = (cols != rows) & (support >= self.min_support)
+            rows, cols, co, support = rows[keep], cols[keep], co[keep], support[keep]
+            sim = co / (left[rows] * right[cols] + self.shrink)
+            top = _top_k_segments(rows - start, cols, sim, end - start, self.k)
+            rows_out.append(rows[top])
+            cols_out.append(cols[top])
+            sim_out.append(sim[top].astype(np.float32))
+            sup_out.append(support[top].astype(np.int32))
             if progress is not None:
                 progress(end - start)
-        if not blocks:
-            sim_parts = [sp.csr_matrix((0, n_items), dtype=np.float32)]
-            sup_parts = [sp.csr_matrix((0, n_items), dtype=np.int32)]
-        self.similarity_ = sp.vstack(sim_parts, format="csr")
-        self.support_ = sp.vstack(sup_parts, format="csr")
+        rows = np.concatenate(rows_out) if rows_out else np.zeros(0, dtype=np.int64)
+        cols = np.concatenate(cols_out) if cols_out else np.zeros(0, dtype=np.int64)
+        indptr = np.r_[0, np.cumsum(np.bincount(rows, minlength=n_items))]
+        shape = (n_items, n_items)
+        sim = np.concatenate(sim_out) if sim_out else np.zeros(0, dtype=np.float32)
+        sup = np.concatenate(sup_out) if sup_out else np.zeros(0, dtype=np.int32)
+        self.similarity_ = sp.csr_matrix((sim, cols, indptr), shape=shape)
+        self.support_ = sp.csr_matrix((sup, cols.copy(), indptr.copy()), shape=shape)
+        self.similarity_.sort_indices()
+        self.support_.sort_indices()
         return self
 
     def score_items(self, item_idx: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
@@ -109,18 +135,41 @@ class CoPurchaseModel:
         return sub.toarray().ravel()
 
 
-def _binary(m: sp.csr_matrix) -> sp.csr_matrix:
-    out = m.tocsr(copy=True)
-    out.data = np.ones_like(out.data, dtype=np.float32)
+def _binary(m: sp.csr_matrix, dtype=np.float32) -> sp.csr_matrix:
+    out = m.tocsr(copy=True).astype(dtype)
+    out.data = np.ones_like(out.data)
     return out
 
 
-def _offdiag(m: sp.csr_matrix, row_offset: int) -> sp.csr_matrix:
-    """Drop the diagonal of a row block starting at ``row_offset``; sorted indices."""
-    m = m.tocsr()
-    m.sort_indices()
-    rows = row_offset + np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
-    return _filter_entries(m, m.indices != rows)
+def _top_k_segments(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, n_rows: int,
+                    k: int) -> np.ndarray:
+    """Positions of each row's ``k`` largest values (ties: lower column); rows are grouped.
+
+    Most rows of a co-count block are short: they are kept whole. Only rows
+    longer than ``k`` are cut, one argpartition each, which is far cheaper than
+    sorting every entry of the block.
+    """
+    counts = np.bincount(rows, minlength=n_rows)
+    starts = np.r_[0, np.cumsum(counts)[:-1]]
+    keep = np.ones(len(rows), dtype=bool)
+    for r in np.flatnonzero(counts > k):
+        lo, hi = starts[r], starts[r] + counts[r]
+        seg = values[lo:hi]
+        # Order by value (desc), then column (asc) for ties, like a stable sort would.
+        order = np.lexsort((cols[lo:hi], -seg))
+        keep[lo + order[k:]] = False
+    return np.flatnonzero(keep)
+
+
+def _pattern(m: sp.csr_matrix) -> sp.csr_matrix:
+    return sp.csr_matrix((np.ones(m.nnz), m.indices, m.indptr), shape=m.shape)
+
+
+def _drop_rows(m: sp.csr_matrix, rows: np.ndarray) -> sp.csr_matrix:
+    keep_rows = np.ones(m.shape[0], dtype=bool)
+    keep_rows[rows] = False
+    entry_rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
+    return _filter_entries(m, keep_rows[entry_rows])
 
 
 def _filter_entries(m: sp.csr_matrix, keep: np.ndarray) -> sp.csr_matrix:
@@ -129,14 +178,3 @@ def _filter_entries(m: sp.csr_matrix, keep: np.ndarray) -> sp.csr_matrix:
     counts = np.bincount(rows[keep], minlength=m.shape[0])
     return sp.csr_matrix((m.data[keep], m.indices[keep], np.r_[0, np.cumsum(counts)]),
                          shape=m.shape)
-
-
-def _values_at(source: sp.csr_matrix, pattern: sp.csr_matrix) -> np.ndarray:
-    """Values of ``source`` at the stored positions of ``pattern`` (0 where absent)."""
-    n_cols = pattern.shape[1]
-    key = lambda m: np.repeat(np.arange(m.shape[0], dtype=np.int64), np.diff(m.indptr)) * n_cols + m.indices
-    src_key, pat_key = key(source), key(pattern)
-    pos = np.minimum(np.searchsorted(src_key, pat_key), max(len(src_key) - 1, 0))
-    if not len(src_key):
-        return np.zeros(len(pat_key), dtype=np.float64)
-    return np.where(src_key[pos] == pat_key, source.data[pos], 0)

@@ -1,0 +1,412 @@
+"""Serving benchmark: the service against a constant Flask app, under the same gunicorn settings.
+
+    python bench/serve_bench.py [--models DIR] [--duration 3] [--connections 8]
+
+Trains the demo model (unless ``--models`` names a folder holding one), starts
+``xsell serve`` on it and, with the same gunicorn config module, a minimal
+Flask app returning a constant 10-item JSON list; loads both with ``wrk``
+(``scripts/bench-deps.sh`` installs it) at the same concurrency on 127.0.0.1
+and prints throughput and p99 ratios. The service's requests rotate over
+many real item and customer ids, so the per-request work is real.
+
+Also: total PSS with 4 workers vs 1 worker, model swap time (pointer change to
+the new version answering), the demo model's load time, and the overhead of
+API keys + metrics on also-bought.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+N_IDS = 300
+TARGETS = {"also-bought": 0.85, "basket": 0.7, "next-best": 0.7, "next-best-history": 0.7}
+# The issue's targets name also-bought, basket and next-best; next-best-history (the POST
+# for unseen customers) is held to the next-best target.
+
+
+def constant_app():
+    """The baseline: a minimal Flask app answering a constant 10-item list (gunicorn factory)."""
+    from flask import Flask, jsonify
+
+    app = Flask("constant")
+    items = [{"item_id": f"2238{i}", "score": round(1 - i / 10, 3), "name": f"JUMBO BAG {i}",
+              "category": None, "price": 1.95, "in_stock": True,
+              "reason": {"because_of": ["85099B"], "support": 231}} for i in range(10)]
+    body = {"model_version": "constant", "strategy": "constant", "recommendations": items}
+
+    @app.route("/", defaults={"path": ""}, methods=["GET", "POST"])
+    @app.route("/<path:path>", methods=["GET", "POST"])
+    def answer(path):
+        return jsonify(body)
+
+    return app
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(port: int, path: str, headers=None):
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers or {})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return resp.status, json.loads(resp.read())
+
+
+class Gunicorn:
+    """A gunicorn with service/gunicorn_conf.py; ``app`` is a WSGI target."""
+
+    def __init__(self, app: str, workers: int, env: dict, log_path: str, extra=()):
+        self.port = free_port()
+        full = {k: v for k, v in os.environ.items() if not k.startswith("XSELL_")}
+        full.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        full.update(env)
+        full["PYTHONPATH"] = REPO + os.pathsep + os.path.join(REPO, "bench")
+        full["XSELL_BIND"] = f"127.0.0.1:{self.port}"
+        full["XSELL_WORKERS"] = str(workers)
+        self.log = open(log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "python:service.gunicorn_conf", *extra, app],
+            env=full, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+        self.workers = workers
+
+    def wait(self, path: str = "/healthz", timeout: float = 60) -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gunicorn exited with {self.proc.returncode}")
+            try:
+                get(self.port, path)
+                if len(self.children()) >= self.workers:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError("gunicorn did not start")
+
+    def children(self) -> list[int]:
+        try:
+            with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as fh:
+                return [int(p) for p in fh.read().split()]
+        except OSError:
+            return []
+
+    def pss_kib(self) -> int:
+        total = 0
+        for pid in [self.proc.pid, *self.children()]:
+            with open(f"/proc/{pid}/smaps_rollup") as fh:
+                for line in fh:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1])
+        return total
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.log.close()
+
+
+def lua_script(path: str, requests: list[tuple[str, str, str | None]], headers: dict) -> None:
+    """A wrk script cycling through (method, path, body) requests."""
+    lines = ["local reqs = {}"]
+    for method, url, body in requests:
+        hdrs = dict(headers)
+        if body is not None:
+            hdrs["Content-Type"] = "application/json"
+        lua_headers = ", ".join(f'["{k}"] = {json.dumps(v)}' for k, v in hdrs.items())
+        lua_body = "nil" if body is None else json.dumps(body)
+        lines.append(f"reqs[#reqs + 1] = wrk.format({json.dumps(method)}, {json.dumps(url)}, "
+                     f"{{{lua_headers}}}, {lua_body})")
+    lines += [
+        "local n = 0",
+        "request = function()",
+        "  n = n + 1",
+        "  return reqs[(n % #reqs) + 1]",
+        "end",
+    ]
+    with open(path, "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+
+
+def wrk(port: int, script: str, duration: float, connections: int, threads: int) -> dict:
+    out = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency",
+         "-s", script, f"http://127.0.0.1:{port}"],
+        capture_output=True, text=True, timeout=duration + 60, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", out)
+    scale = {"us": 1e-3, "ms": 1.0, "s": 1e3}[p99.group(2)]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: (.*)", out)
+    return {"rps": rps, "p99_ms": float(p99.group(1)) * scale,
+            "non_2xx": int(errors.group(1)) if errors else 0,
+            "socket_errors": socket_errors.group(1) if socket_errors else ""}
+
+
+def demo_model(models: str | None, work: str) -> str:
+    if models:
+        return models
+    models = os.path.join(work, "models")
+    print("training the demo model ...", flush=True)
+    subprocess.run([sys.executable, "-m", "training.cli", "train", "--orders",
+                    "demo/online_retail.parquet", "--catalog", "demo/catalog.csv",
+                    "--config", "demo/online_retail.toml", "--models", models],
+                   cwd=REPO, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   env={**os.environ, "PYTHONPATH": REPO})
+    return models
+
+
+def query_ids(models: str):
+    """Real ids: the best-selling items, sampled customers, baskets from their histories."""
+    sys.path.insert(0, REPO)
+    import numpy as np
+
+    from recsys.artifacts import load_version
+    from recsys.recommender import Recommender
+
+    rec = Recommender.load(load_version(models))
+    counts = np.asarray(rec.popularity.counts_)
+    top = np.argsort(-counts, kind="stable")[:N_IDS]
+    items = [rec.items.id_of(int(i)) for i in top]
+    # Customers and baskets: a seeded random sample (typical, not only the heaviest buyers).
+    rng = np.random.default_rng(0)
+    sample = rng.choice(len(rec.customers), size=min(N_IDS, len(rec.customers)), replace=False)
+    customers = [rec.customers.id_of(int(c)) for c in sample]
+    baskets = []
+    for c in sample:
+        row = rec.history.indices[rec.history.indptr[c]:rec.history.indptr[c + 1]]
+        picked = rng.choice(row, size=min(3, len(row)), replace=False)
+        baskets.append([rec.items.id_of(int(i)) for i in picked])
+    return items, customers, baskets
+
+
+def endpoint_requests(items, customers, baskets) -> dict:
+    return {
+        "also-bought": [("GET", f"/v1/items/{i}/also-bought", None) for i in items],
+        "basket": [("POST", "/v1/recommendations/basket", json.dumps({"items": b}))
+                   for b in baskets],
+        "next-best": [("GET", f"/v1/customers/{c}/next-best-products", None)
+                      for c in customers],
+        "next-best-history": [("POST", "/v1/recommendations/next-best",
+                               json.dumps({"history": b})) for b in baskets],
+    }
+
+
+def measure_swap(models: str, log: str) -> dict:
+    """Pointer change -> every answer from the new version (1 s poll interval)."""
+    sys.path.insert(0, os.path.join(REPO))
+    from recsys.artifacts import current_version
+    from tests.service.helpers import publish_copy
+
+    interval = 1.0
+    env = {"XSELL_MODELS_DIR": models, "XSELL_RELOAD_INTERVAL": str(interval),
+           "XSELL_ACCESS_LOG": "false"}
+    server = Gunicorn("service.wsgi:app", 2, env, log)
+    try:
+        server.wait()
+        old = current_version(models)
+        new = publish_copy(models, old, old[:-4] + "beef")
+        start = time.perf_counter()
+        streak = 0
+        while streak < 20 and time.perf_counter() - start < 30:
+            _, body = get(server.port, "/v1/items/85099B/also-bought?limit=1")
+            streak = streak + 1 if body["model_version"] == new else 0
+        swap = time.perf_counter() - start
+        _, facts = get(server.port, "/v1/model")
+        load = facts["store"]["load_seconds"]
+    finally:
+        server.stop()
+    return {"interval_s": interval, "swap_s": swap, "load_s": load}
+
+
+def load_time(models: str) -> float:
+    from recsys.artifacts import current_version
+    from service.store import load_model
+
+    version = current_version(models)
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        load_model(models, version)
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def _median(values):
+    values = sorted(values)
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", help="a models folder with a current version "
+                        "(default: train the demo model into a temporary folder)")
+    parser.add_argument("--duration", type=float, default=3.0, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="measurements per configuration, each between two runs of the "
+                             "constant app; the median ratio is reported")
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--wrk-threads", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=None,
+                        help="gunicorn workers for the throughput runs (default: per core)")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("wrk is not installed: run scripts/bench-deps.sh", file=sys.stderr)
+        return 2
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    work = tempfile.mkdtemp(prefix="xsell-bench-")
+    log = os.path.join(work, "gunicorn.log")
+    servers = []
+    try:
+        source = demo_model(args.models, work)
+        models = os.path.join(work, "serving")
+        shutil.copytree(source, models)
+        items, customers, baskets = query_ids(models)
+        workers = args.workers or len(os.sched_getaffinity(0))
+        print(f"wrk: {args.wrk_threads} thread(s), {args.connections} connections, "
+              f"{args.duration:g} s per run, {args.rounds} round(s) each, interleaved with the "
+              f"constant app; gunicorn: {workers} workers x {os.environ.get('XSELL_THREADS', 4)}"
+              f" threads (gthread, service/gunicorn_conf.py); {N_IDS} distinct ids per "
+              f"endpoint", flush=True)
+
+        def start(app, env):
+            server = Gunicorn(app, workers, env, log)
+            servers.append(server)
+            server.wait()
+            return server
+
+        base_env = {"XSELL_MODELS_DIR": models, "XSELL_RELOAD_INTERVAL": "5"}
+        keys = "storefront:bench-key-1,crm:bench-key-2,admin:bench-key-3"
+        const = start("serve_bench:constant_app()", {})
+        # The service as shipped: metrics, access log (to a file), answer cache on; no keys.
+        service = start("service.wsgi:app", base_env)
+        uncached = start("service.wsgi:app", {**base_env, "XSELL_ANSWER_CACHE": "0"})
+        plain = start("service.wsgi:app", {**base_env, "XSELL_METRICS": "false",
+                                           "XSELL_ACCESS_LOG": "false"})
+        keyed = start("service.wsgi:app", {**base_env, "XSELL_ACCESS_LOG": "false",
+                                           "XSELL_API_KEYS": keys})
+        reqs = endpoint_requests(items, customers, baskets)
+        scripts = {}
+        for name, rs in [("constant", [("GET", "/", None)]), *reqs.items()]:
+            scripts[name] = os.path.join(work, f"{name}.lua")
+            lua_script(scripts[name], rs, {})
+        scripts["keyed"] = os.path.join(work, "keyed.lua")
+        lua_script(scripts["keyed"], reqs["also-bought"], {"X-API-Key": "bench-key-1"})
+
+        def measure(server, script):
+            return wrk(server.port, script, args.duration, args.connections, args.wrk_threads)
+
+        for server, script in [(const, "constant"), (service, "also-bought"),
+                               (uncached, "also-bought"), (plain, "also-bought"),
+                               (keyed, "keyed")]:
+            wrk(server.port, scripts[script], 1.0, args.connections, args.wrk_threads)
+        for name in reqs:  # warm every endpoint (caches, lazily built parts)
+            wrk(service.port, scripts[name], 1.0, args.connections, args.wrk_threads)
+            wrk(uncached.port, scripts[name], 1.0, args.connections, args.wrk_threads)
+
+        def compare(server, script):
+            """Median over rounds of (rps, p99) relative to the constant app around it."""
+            ratios, p99s, last, errors = [], [], None, 0
+            before = measure(const, scripts["constant"])
+            for _ in range(args.rounds):
+                res = measure(server, scripts[script])
+                after = measure(const, scripts["constant"])
+                ratios.append(res["rps"] / ((before["rps"] + after["rps"]) / 2))
+                p99s.append(res["p99_ms"] / ((before["p99_ms"] + after["p99_ms"]) / 2))
+                errors += res["non_2xx"] + (1 if res["socket_errors"] else 0)
+                before, last = after, res
+            return _median(ratios), _median(p99s), last, after, errors
+
+        ok = True
+        print()
+        rows = [("also-bought", service, "also-bought"), ("basket", service, "basket"),
+                ("next-best", service, "next-best"),
+                ("next-best-history", service, "next-best-history"),
+                ("also-bought, cache off", uncached, "also-bought"),
+                ("next-best, cache off", uncached, "next-best")]
+        for label, server, script in rows:
+            ratio, p99_ratio, res, ref, errors = compare(server, script)
+            target = TARGETS[script]
+            line = (f"{label:<24} {res['rps']:7.0f} req/s  p99 {res['p99_ms']:7.2f} ms | "
+                    f"constant {ref['rps']:7.0f} req/s  p99 {ref['p99_ms']:6.2f} ms | "
+                    f"throughput x{ratio:.2f} (target >= {target})")
+            if script == "also-bought":
+                line += f"  p99 x{p99_ratio:.2f} (target <= 1.5)"
+            if "cache off" not in label:
+                ok &= ratio >= target and (script != "also-bought" or p99_ratio <= 1.5)
+            if errors:
+                line += f"  ERRORS {errors}"
+                ok = False
+            print(line, flush=True)
+
+        # Auth + metrics overhead on also-bought: both off vs both on, runs interleaved.
+        plain_rps, keyed_rps = [], []
+        for _ in range(args.rounds):
+            plain_rps.append(measure(plain, scripts["also-bought"])["rps"])
+            res = measure(keyed, scripts["keyed"])
+            keyed_rps.append(res["rps"])
+            ok &= res["non_2xx"] == 0
+        overhead = 1 - _median(keyed_rps) / _median(plain_rps)
+        print(f"\nalso-bought, no keys, no metrics (no access log) {_median(plain_rps):7.0f} req/s")
+        print(f"also-bought, API keys + metrics (no access log)  {_median(keyed_rps):7.0f} req/s"
+              f"   overhead {overhead:+.1%} (target <= 10%)")
+        ok &= overhead <= 0.10
+        for server in servers:
+            server.stop()
+        servers.clear()
+
+        # Memory: total PSS of master + workers, 4 workers vs 1, after a mixed warm-up load.
+        pss = {}
+        mixed = os.path.join(work, "mix.lua")
+        lua_script(mixed, [r for rs in reqs.values() for r in rs[:50]], {})
+        for n in (1, 4):
+            server = Gunicorn("service.wsgi:app", n, {**base_env, "XSELL_ACCESS_LOG": "false"},
+                              log)
+            try:
+                server.wait()
+                wrk(server.port, mixed, 2, 8, 1)
+                pss[n] = server.pss_kib()
+            finally:
+                server.stop()
+        mem_ratio = pss[4] / pss[1]
+        print(f"\nPSS total (master + workers): 1 worker {pss[1] / 1024:.1f} MiB, 4 workers "
+              f"{pss[4] / 1024:.1f} MiB   x{mem_ratio:.2f} (target <= 1.5)")
+        ok &= mem_ratio <= 1.5
+
+        loaded = load_time(models)
+        swap = measure_swap(models, log)
+        print(f"demo model load + verify + smoke queries: {loaded:.3f} s (target < 1 s)")
+        print(f"model swap: pointer change -> 20 answers in a row from the new version after "
+              f"{swap['swap_s']:.2f} s (poll interval {swap['interval_s']:g} s + load "
+              f"{swap['load_s']:.3f} s = {swap['interval_s'] + swap['load_s']:.2f} s)")
+        ok &= loaded < 1.0 and swap["swap_s"] <= swap["interval_s"] + swap["load_s"] + 0.5
+        print("\nall targets met" if ok else "\nSOME TARGETS MISSED")
+        return 0
+    finally:
+        for server in servers:
+            server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""gunicorn settings for ``xsell serve`` (``-c python:service.gunicorn_conf service.wsgi:app``).
+
+Sizing: the request work is numpy on small vectors, CPU-bound and short, so
+one worker per core (``XSELL_WORKERS``) with a few threads each (gthread:
+keep-alive connections, and a slow client does not hold a whole worker).
+BLAS gets one thread per process: many workers each starting a BLAS pool the
+size of the machine would oversubscribe it many times.
+
+The app (and the first model) is loaded once in the master and forked
+(``preload_app``), so the workers share the interpreter's and the model's
+pages; the arrays are memory-mapped besides. Threads do not survive fork, so
+each worker starts its own model watcher in ``post_worker_init``.
+"""
+
+import gc
+import os
+import shutil
+import tempfile
+
+# Before numpy is imported anywhere (the app is imported after this module).
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+
+def _limit_malloc_arenas(n: int = 2) -> None:
+    """glibc gives every thread its own malloc arena; with gthread workers that is private
+    memory per worker that the model does not need (same as MALLOC_ARENA_MAX=2)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-8, n)  # M_ARENA_MAX
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+_limit_malloc_arenas()
+
+# prometheus_client's multiprocess mode: every worker writes its values here.
+_OWN_METRICS_DIR = None
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    _OWN_METRICS_DIR = tempfile.mkdtemp(prefix="xsell-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _OWN_METRICS_DIR
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+bind = os.environ.get("XSELL_BIND", "127.0.0.1:8000")
+workers = int(os.environ.get("XSELL_WORKERS") or max(1, min(_cpus(), 16)))
+worker_class = "gthread"
+threads = int(os.environ.get("XSELL_THREADS") or 4)
+preload_app = True
+# A request never takes seconds; a worker silent for this long is stuck and is replaced.
+timeout = int(os.environ.get("XSELL_WORKER_TIMEOUT") or 30)
+# On SIGTERM: stop accepting, finish requests in flight for up to this long.
+graceful_timeout = int(os.environ.get("XSELL_GRACEFUL_TIMEOUT") or 20)
+keepalive = 5
+backlog = 2048
+# Request line and header limits (gunicorn answers 4xx above them).
+limit_request_line = 8190
+limit_request_fields = 100
+limit_request_field_size = 8190
+# Our JSON access log replaces gunicorn's.
+accesslog = None
+errorlog = "-"
+loglevel = os.environ.get("XSELL_LOG_LEVEL", "info").lower()
+proc_name = "xsell"
+# gunicorn 27's runtime control socket: off (one fixed path per user would clash
+# between instances on one host).
+control_socket_disable = True
+
+
+def when_ready(server):
+    # In the master, before the first fork: build lazily created state once, shared by all.
+    app = getattr(server.app, "callable", None)
+    if app is not None and "xsell" in getattr(app, "extensions", {}):
+        from service.app import warm_up
+
+        warm_up(app)
+
+
+def pre_fork(server, worker):
+    # Objects allocated so far (the preloaded app and model) are never collected, so the
+    # collector does not touch (and copy) their pages in every worker.
+    gc.freeze()
+
+
+def post_worker_init(worker):
+    app = getattr(worker, "wsgi", None)
+    state = getattr(app, "extensions", {}).get("xsell") if app is not None else None
+    if state is None:
+        return
+    store = state.store
+    store.check()  # the master may hold an older version than CURRENT by now
+    store.ensure_watcher()
+    store.install_sighup()
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    if _OWN_METRICS_DIR:
+        shutil.rmtree(_OWN_METRICS_DIR, ignore_errors=True)

@@ -1,0 +1,356 @@
+"""The OpenAPI 3 document of the service (``GET /openapi.json``).
+
+Written by hand next to the views it describes; ``tests/service/test_openapi.py``
+validates it, checks that it names every route of the app, and runs
+schemathesis against a live server with it.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from .params import MAX_ID_LENGTH
+
+_ERROR_CODES = ["invalid_parameter", "invalid_body", "invalid_json", "too_many_items",
+                "missing_api_key", "invalid_api_key", "forbidden", "unknown_item",
+                "unknown_customer", "no_evidence", "not_found", "method_not_allowed",
+                "payload_too_large", "not_implemented", "no_model", "internal_error"]
+
+_NONEMPTY = {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH}
+
+SCHEMAS = {
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "additionalProperties": False,
+        "properties": {"error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "additionalProperties": False,
+            "properties": {
+                "code": {"type": "string", "description": "machine-readable, e.g. "
+                         + ", ".join(_ERROR_CODES)},
+                "message": {"type": "string", "description": "what is wrong and what to do"},
+            },
+        }},
+    },
+    "Reason": {
+        "type": "object",
+        "required": ["because_of", "support"],
+        "additionalProperties": False,
+        "properties": {
+            "because_of": {"type": "array", "items": {"type": "string"},
+                           "description": "query or history item ids behind this item"},
+            "support": {"type": "integer", "nullable": True, "minimum": 0,
+                        "description": "customers behind the evidence (co-bought with the "
+                                       "first because_of item; buyers for popular items)"},
+            "lift": {"type": "number", "description": "P(item | because_of[0]) / P(item)"},
+            "confidence": {"type": "number", "description": "P(item | because_of[0])"},
+            "price_ratio": {"type": "number",
+                            "description": "upsell/downsell: price / because_of[0]'s price"},
+        },
+    },
+    "Recommendation": {
+        "type": "object",
+        "required": ["item_id", "score", "name", "category", "price", "in_stock", "reason"],
+        "properties": {
+            "item_id": {"type": "string"},
+            "score": {"type": "number"},
+            "name": {"type": "string"},
+            "category": {"type": "string", "nullable": True},
+            "price": {"type": "number", "nullable": True},
+            "in_stock": {"type": "boolean"},
+            "metadata": {"type": "object", "description": "further catalog columns"},
+            "reason": {"$ref": "#/components/schemas/Reason"},
+        },
+    },
+    "Recommendations": {
+        "type": "object",
+        "required": ["model_version", "strategy", "recommendations"],
+        "properties": {
+            "model_version": {"type": "string"},
+            "strategy": {"type": "string", "description": "co-purchase, als, blend, "
+                         "popular-fallback, ..."},
+            "recommendations": {"type": "array",
+                                "items": {"$ref": "#/components/schemas/Recommendation"}},
+            "unknown_items": {"type": "array", "items": {"type": "string"},
+                              "description": "ids of the request the model does not know"},
+            "truncated_by_floor": {"type": "boolean", "description": "the relevance floor "
+                                   "removed candidates: fewer items than asked"},
+        },
+    },
+    "LikelyBuyers": {
+        "type": "object",
+        "required": ["model_version", "strategy", "customers"],
+        "properties": {
+            "model_version": {"type": "string"},
+            "strategy": {"type": "string"},
+            "customers": {"type": "array", "items": {
+                "type": "object", "required": ["customer_id", "score"],
+                "properties": {"customer_id": {"type": "string"},
+                               "score": {"type": "number"}}}},
+        },
+    },
+    "Filters": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "category": {"oneOf": [{"type": "string", "minLength": 1},
+                                   {"type": "array", "items": _NONEMPTY}]},
+            "categories": {"oneOf": [{"type": "string", "minLength": 1},
+                                     {"type": "array", "items": _NONEMPTY}]},
+            "min_price": {"type": "number", "minimum": 0, "nullable": True},
+            "max_price": {"type": "number", "minimum": 0, "nullable": True},
+            "in_stock": {"type": "boolean", "nullable": True},
+            "exclude": {"oneOf": [{"type": "string"},
+                                  {"type": "array", "items": _NONEMPTY}]},
+            "customer_id": {"type": "string", "nullable": True},
+            "max_per_category": {"type": "integer", "minimum": 1, "maximum": 100,
+                                 "nullable": True},
+            "min_support": {"type": "integer", "minimum": 0, "maximum": 10**9,
+                            "nullable": True},
+            "min_score": {"type": "number", "minimum": 0, "nullable": True},
+        },
+    },
+    "BasketRequest": {
+        "type": "object",
+        "required": ["items"],
+        "additionalProperties": False,
+        "properties": {
+            "items": {"type": "array", "minItems": 1, "maxItems": 100,
+                      "items": {"type": "string", "minLength": 1,
+                                "maxLength": MAX_ID_LENGTH}},
+            "customer_id": {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH,
+                            "nullable": True},
+            "limit": {"type": "integer", "minimum": 1, "maximum": 100, "nullable": True},
+            "fallback": {"type": "boolean", "nullable": True},
+            "filters": {"$ref": "#/components/schemas/Filters"},
+        },
+    },
+    "HistoryRequest": {
+        "type": "object",
+        "required": ["history"],
+        "additionalProperties": False,
+        "properties": {
+            "history": {"type": "array", "maxItems": 1000,
+                        "items": {"type": "string", "minLength": 1,
+                                  "maxLength": MAX_ID_LENGTH}},
+            "customer_id": {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH,
+                            "nullable": True},
+            "limit": {"type": "integer", "minimum": 1, "maximum": 100, "nullable": True},
+            "fallback": {"type": "boolean", "nullable": True},
+            "filters": {"$ref": "#/components/schemas/Filters"},
+        },
+    },
+    "ModelFacts": {
+        "type": "object",
+        "required": ["model_version", "trained_at", "data", "metrics", "store"],
+        "properties": {
+            "model_version": {"type": "string"},
+            "trained_at": {"type": "string", "nullable": True},
+            "created_at": {"type": "string", "nullable": True},
+            "xsell_version": {"type": "string", "nullable": True},
+            "published": {"type": "boolean", "nullable": True},
+            "data": {"type": "object"},
+            "metrics": {"type": "object"},
+            "baselines": {"type": "object"},
+            "blend": {"type": "object"},
+            "gate": {"type": "object"},
+            "store": {"type": "object", "description": "reload state: pointer, reloads, "
+                      "reload_failures, last_error (a new version that could not be served)"},
+        },
+    },
+}
+
+_ID = {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH}
+QUERY_PARAMETERS = [
+    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
+                                                "maximum": 100, "default": 10}},
+    {"name": "category", "in": "query", "style": "form", "explode": True,
+     "description": "only these categories (repeatable)",
+     "schema": {"type": "array", "items": {"type": "string"}}},
+    {"name": "min_price", "in": "query", "schema": {"type": "number", "minimum": 0}},
+    {"name": "max_price", "in": "query", "schema": {"type": "number", "minimum": 0}},
+    {"name": "in_stock", "in": "query", "description": "true: only items in stock",
+     "schema": {"type": "boolean"}},
+    {"name": "exclude", "in": "query", "description": "comma-separated item ids",
+     "schema": {"type": "string"}},
+    {"name": "customer_id", "in": "query",
+     "description": "never recommend what this customer already bought", "schema": _ID},
+    {"name": "fallback", "in": "query",
+     "description": "true (default): unknown or too-new ids get popular items, marked "
+                    "popular-fallback; false: 404",
+     "schema": {"type": "boolean", "default": True}},
+    {"name": "max_per_category", "in": "query",
+     "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
+    {"name": "min_support", "in": "query",
+     "description": "relevance floor: customers behind the evidence (model default if absent)",
+     "schema": {"type": "integer", "minimum": 0, "maximum": 1000000000}},
+    {"name": "min_score", "in": "query", "description": "relevance floor on the score",
+     "schema": {"type": "number", "minimum": 0}},
+]
+_REQUEST_ID = {"X-Request-ID": {"description": "the caller's X-Request-ID, or a new one",
+                                "schema": {"type": "string"}}}
+
+
+def _error(description: str) -> dict:
+    return {"description": description, "headers": _REQUEST_ID,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+def _json(schema: str, description: str) -> dict:
+    return {"description": description, "headers": _REQUEST_ID,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}}
+
+
+def _errors(*statuses: int) -> dict:
+    text = {
+        400: "an invalid parameter or body",
+        401: "a missing or wrong API key (when keys are configured)",
+        403: "a key whose role may not call this, or a non-loopback client without keys",
+        404: "an unknown id with fallback=false, or no such path",
+        405: "method not allowed",
+        413: "the body is larger than the limit",
+        415: "unsupported media type",
+        500: "a bug in the service (never caused by a request)",
+        501: "this model release does not answer this kind of query yet",
+        503: "no model is loaded yet",
+    }
+    return {str(s): _error(text[s]) for s in statuses}
+
+
+# 'Authorization: Bearer <key>' is accepted too; documented in the descriptions only, since
+# a second scheme would read as "either header" to clients and fuzzers alike.
+_SECURITY = [{"ApiKey": []}]
+
+
+def _operation(summary: str, role: str, ok: dict, errors: tuple, parameters=None,
+               body: str | None = None, op_id: str = "") -> dict:
+    op = {"summary": summary, "operationId": op_id,
+          "description": f"Role: {role} or above (when API keys are configured: send "
+                         "'X-API-Key: <key>' or 'Authorization: Bearer <key>').",
+          "security": _SECURITY,
+          "responses": {"200": ok, **_errors(*errors)}}
+    if parameters:
+        op["parameters"] = parameters
+    if body:
+        op["requestBody"] = {"required": True, "content": {"application/json": {
+            "schema": {"$ref": f"#/components/schemas/{body}"}}}}
+    return op
+
+
+def _path_param(name: str) -> dict:
+    return {"name": name, "in": "path", "required": True, "schema": _ID}
+
+
+_GET_ERRORS = (400, 401, 403, 404, 405, 500, 503)
+_POST_ERRORS = (400, 401, 403, 404, 405, 413, 500, 503)
+
+
+def _item_get(summary: str, op_id: str, extra=()) -> dict:
+    return {"get": _operation(summary, "storefront", _json("Recommendations", "recommendations"),
+                              tuple(sorted(set(_GET_ERRORS) | set(extra))),
+                              [_path_param("item_id"), *QUERY_PARAMETERS], op_id=op_id)}
+
+
+def _document() -> dict:
+    paths = {
+        "/v1/items/{item_id}/also-bought": _item_get(
+            "Customers who bought this item also chose (complements)", "alsoBought"),
+        "/v1/items/{item_id}/upsell": _item_get(
+            "A higher-priced alternative to this item", "itemUpsell", (501,)),
+        "/v1/items/{item_id}/downsell": _item_get(
+            "A cheaper alternative to this item", "itemDownsell", (501,)),
+        "/v1/items/{item_id}/likely-buyers": {"get": _operation(
+            "Customers most likely to buy this item next", "crm",
+            _json("LikelyBuyers", "customers"), _GET_ERRORS,
+            [_path_param("item_id"), *QUERY_PARAMETERS], op_id="likelyBuyers")},
+        "/v1/customers/{customer_id}/next-best-products": {"get": _operation(
+            "Next-best products for a known customer", "crm",
+            _json("Recommendations", "recommendations"), _GET_ERRORS,
+            [_path_param("customer_id"), *QUERY_PARAMETERS], op_id="nextBestProducts")},
+        "/v1/customers/{customer_id}/upsell": {"get": _operation(
+            "The next tier of what this customer already bought", "crm",
+            _json("Recommendations", "recommendations"), (*_GET_ERRORS, 501),
+            [_path_param("customer_id"), *QUERY_PARAMETERS], op_id="customerUpsell")},
+        "/v1/recommendations/basket": {"post": _operation(
+            "Cart completion for several items at once", "storefront",
+            _json("Recommendations", "recommendations"), _POST_ERRORS, QUERY_PARAMETERS,
+            body="BasketRequest", op_id="basket")},
+        "/v1/recommendations/next-best": {"post": _operation(
+            "Next-best products for a customer the model has not seen, from a history",
+            "storefront", _json("Recommendations", "recommendations"), _POST_ERRORS,
+            QUERY_PARAMETERS, body="HistoryRequest", op_id="nextBestFromHistory")},
+        "/v1/model": {"get": _operation(
+            "The current model: version, trained_at, data counts, evaluation metrics",
+            "admin", _json("ModelFacts", "model facts"), (401, 403, 405, 500, 503),
+            op_id="model")},
+        "/healthz": {"get": {"summary": "Liveness", "operationId": "healthz", "security": [],
+                             "responses": {"200": {"description": "alive", "content": {
+                                 "application/json": {"schema": {
+                                     "type": "object", "required": ["status"],
+                                     "properties": {"status": {"type": "string"}}}}}},
+                                 **_errors(405, 500)}}},
+        "/readyz": {"get": {"summary": "Readiness: a model is loaded", "operationId": "readyz",
+                            "security": [],
+                            "responses": {"200": {"description": "ready", "content": {
+                                "application/json": {"schema": {
+                                    "type": "object", "required": ["status", "model_version"],
+                                    "properties": {"status": {"type": "string"},
+                                                   "model_version": {"type": "string"},
+                                                   "last_error": {"type": "object"}}}}}},
+                                **_errors(405, 500, 503)}}},
+        "/metrics": {"get": {"summary": "Prometheus metrics", "operationId": "metrics",
+                             "security": [],
+                             "responses": {"200": {"description": "Prometheus text format",
+                                                   "content": {"text/plain": {
+                                                       "schema": {"type": "string"}}}},
+                                           **_errors(405, 500)}}},
+        "/openapi.json": {"get": {"summary": "This document", "operationId": "openapi",
+                                  "security": [],
+                                  "responses": {"200": {"description": "OpenAPI 3",
+                                                        "content": {"application/json": {
+                                                            "schema": {"type": "object"}}}},
+                                                **_errors(405, 500)}}},
+        "/dashboard": {"get": {"summary": "The merchandiser dashboard (HTML)",
+                               "operationId": "dashboard", "security": _SECURITY,
+                               "description": "Role: admin (when API keys are configured).",
+                               "responses": {"200": {"description": "HTML page",
+                                                     "content": {"text/html": {
+                                                         "schema": {"type": "string"}}}},
+                                             **_errors(401, 403, 405, 500, 503)}}},
+    }
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "xsell", "version": _version(),
+                 "description": "Cross-sell and upsell recommendations. Errors are "
+                                "{\"error\": {\"code\", \"message\"}}."},
+        "paths": paths,
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {
+                "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key",
+                           "description": "or 'Authorization: Bearer <key>'"},
+            },
+        },
+    }
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("xsell")
+    except Exception:  # not installed (a source checkout)
+        from recsys import __version__
+
+        return __version__
+
+
+_CACHE: dict = {}
+
+
+def document() -> dict:
+    if "doc" not in _CACHE:
+        _CACHE["doc"] = _document()
+    return copy.deepcopy(_CACHE["doc"])

@@ -1,0 +1,212 @@
+"""Turning query parameters and JSON bodies into validated queries (400 with a clear message)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from recsys.exceptions import ConfigError
+from recsys.rules import Filters
+
+from .errors import bad_request
+
+MAX_ID_LENGTH = 256
+_TRUE = ("true", "1", "yes", "on")
+_FALSE = ("false", "0", "no", "off")
+FILTER_FIELDS = ("category", "min_price", "max_price", "in_stock", "exclude", "customer_id",
+                 "max_per_category", "min_support", "min_score")
+
+
+@dataclass
+class Query:
+    limit: int
+    filters: Filters
+    fallback: bool
+
+
+def parse_bool(name: str, value) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+    raise bad_request(f"{name} must be true or false, not {value!r}")
+
+
+def parse_int(name: str, value, low: int, high: int) -> int:
+    if isinstance(value, bool):
+        raise bad_request(f"{name} must be an integer from {low} to {high}, not {value!r}")
+    if isinstance(value, str):
+        try:
+            value = int(value.strip())
+        except ValueError:
+            raise bad_request(f"{name} must be an integer from {low} to {high}, "
+                              f"not {value!r}") from None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or not low <= value <= high:
+        raise bad_request(f"{name} must be an integer from {low} to {high}, not {value!r}")
+    return value
+
+
+def parse_price(name: str, value) -> float:
+    if isinstance(value, bool):
+        raise bad_request(f"{name} must be a number, not {value!r}")
+    try:
+        number = float(value.strip() if isinstance(value, str) else value)
+    except (TypeError, ValueError):
+        raise bad_request(f"{name} must be a number, not {value!r}") from None
+    if not math.isfinite(number) or number < 0:
+        raise bad_request(f"{name} must be a finite number >= 0, not {value!r}")
+    return number
+
+
+def check_id(name: str, value) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise bad_request(f"{name} must be a non-empty string, not {value!r}")
+    if len(value) > MAX_ID_LENGTH:
+        raise bad_request(f"{name} is longer than {MAX_ID_LENGTH} characters")
+    return value
+
+
+def id_list(name: str, value, max_items: int, allow_empty: bool = True) -> list[str]:
+    if not isinstance(value, list):
+        raise bad_request(f"{name} must be a JSON array of id strings, not "
+                          f"{type(value).__name__}")
+    if len(value) > max_items:
+        raise bad_request(f"{name} holds {len(value)} ids; at most {max_items} are allowed",
+                          code="too_many_items")
+    if not value and not allow_empty:
+        raise bad_request(f"{name} must hold at least one id")
+    for pos, item in enumerate(value):
+        if not isinstance(item, str) or not item.strip():
+            raise bad_request(f"{name}[{pos}] must be a non-empty string, not {item!r}")
+        if len(item) > MAX_ID_LENGTH:
+            raise bad_request(f"{name}[{pos}] is longer than {MAX_ID_LENGTH} characters")
+    return value
+
+
+def _split_ids(values: list[str]) -> list[str]:
+    out = []
+    for value in values:
+        out.extend(part.strip() for part in value.split(",") if part.strip())
+    return out
+
+
+def _finish(filters: Filters) -> Filters:
+    try:
+        return filters.validate()
+    except ConfigError as exc:
+        raise bad_request(str(exc)) from None
+
+
+SINGLE_VALUED = ("limit", "min_price", "max_price", "in_stock", "customer_id", "fallback",
+                 "max_per_category", "min_support", "min_score")
+
+
+def _check_single(args) -> None:
+    for name in SINGLE_VALUED:
+        if len(args.getlist(name)) > 1:
+            raise bad_request(f"{name} is given more than once; give it once")
+
+
+def filters_from_args(args) -> Filters:
+    """Filters from query parameters (``category`` repeatable, ``exclude`` comma-separated)."""
+    _check_single(args)
+    filters = Filters()
+    categories = [c for c in args.getlist("category") if c != ""]
+    filters.categories = categories
+    if "min_price" in args:
+        filters.min_price = parse_price("min_price", args["min_price"])
+    if "max_price" in args:
+        filters.max_price = parse_price("max_price", args["max_price"])
+    if "in_stock" in args:
+        filters.in_stock = parse_bool("in_stock", args["in_stock"])
+    exclude = _split_ids(args.getlist("exclude"))
+    if len(exclude) > 1000:
+        raise bad_request("exclude holds more than 1000 ids", code="too_many_items")
+    filters.exclude = exclude
+    if "customer_id" in args:
+        filters.customer_id = check_id("customer_id", args["customer_id"])
+    if "max_per_category" in args:
+        filters.max_per_category = parse_int("max_per_category", args["max_per_category"], 1, 100)
+    _relevance_floor(filters, args, "")
+    return filters
+
+
+def _relevance_floor(filters: Filters, source, prefix: str) -> None:
+    """``min_support`` / ``min_score``: the relevance floor (the model's default when absent)."""
+    if hasattr(filters, "min_support") and source.get("min_support") is not None:
+        filters.min_support = parse_int(f"{prefix}min_support", source["min_support"], 0,
+                                        10**9)
+    if hasattr(filters, "min_score") and source.get("min_score") is not None:
+        filters.min_score = parse_price(f"{prefix}min_score", source["min_score"])
+
+
+def filters_from_body(body, filters: Filters) -> Filters:
+    """Apply a body's ``filters`` object on top of ``filters`` (from the query string)."""
+    if body is None:
+        return filters
+    if not isinstance(body, dict):
+        raise bad_request("filters must be a JSON object")
+    unknown = sorted(set(body) - set(FILTER_FIELDS) - {"categories"})
+    if unknown:
+        raise bad_request(f"filters: unknown field(s) {', '.join(unknown)}; known: "
+                          f"{', '.join(FILTER_FIELDS)}")
+    for key in ("category", "categories"):
+        if key in body:
+            value = body[key]
+            value = [value] if isinstance(value, str) else value
+            filters.categories = id_list(f"filters.{key}", value, 1000)
+    for key in ("min_price", "max_price"):
+        if key in body and body[key] is not None:
+            setattr(filters, key, parse_price(f"filters.{key}", body[key]))
+    if "in_stock" in body and body["in_stock"] is not None:
+        if not isinstance(body["in_stock"], bool):
+            raise bad_request("filters.in_stock must be true or false")
+        filters.in_stock = body["in_stock"]
+    if "exclude" in body:
+        value = body["exclude"]
+        value = _split_ids([value]) if isinstance(value, str) else value
+        filters.exclude = id_list("filters.exclude", value, 1000)
+    if "customer_id" in body and body["customer_id"] is not None:
+        filters.customer_id = check_id("filters.customer_id", body["customer_id"])
+    if "max_per_category" in body and body["max_per_category"] is not None:
+        filters.max_per_category = parse_int("filters.max_per_category",
+                                             body["max_per_category"], 1, 100)
+    _relevance_floor(filters, body, "filters.")
+    return filters
+
+
+def query_from_args(args, settings: dict) -> Query:
+    limit = settings["DEFAULT_LIMIT"]
+    if "limit" in args:
+        limit = parse_int("limit", args["limit"], 1, settings["MAX_LIMIT"])
+    fallback = parse_bool("fallback", args["fallback"]) if "fallback" in args else True
+    return Query(limit, _finish(filters_from_args(args)), fallback)
+
+
+def query_from_body(args, body: dict, settings: dict, allowed: set[str]) -> Query:
+    """A POST query: query parameters first, then the body's ``limit``/``fallback``/``filters``."""
+    known = allowed | {"limit", "fallback", "filters", "customer_id"}
+    unknown = sorted(set(body) - known)
+    if unknown:
+        raise bad_request(f"unknown body field(s) {', '.join(unknown)}; known: "
+                          f"{', '.join(sorted(known))}", code="invalid_body")
+    query = query_from_args(args, settings)
+    if body.get("limit") is not None:
+        query.limit = parse_int("limit", body["limit"], 1, settings["MAX_LIMIT"])
+    if body.get("fallback") is not None:
+        if not isinstance(body["fallback"], bool):
+            raise bad_request("fallback must be true or false")
+        query.fallback = body["fallback"]
+    if "filters" in body and not isinstance(body["filters"], dict):
+        raise bad_request("filters must be a JSON object")
+    filters = filters_from_body(body.get("filters"), query.filters)
+    if body.get("customer_id") is not None:
+        filters.customer_id = check_id("customer_id", body["customer_id"])
+    query.filters = _finish(filters)
+    return query

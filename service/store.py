@@ -1,0 +1,254 @@
+"""The model store: the current model version, swapped in without a restart.
+
+A watcher thread checks the ``CURRENT`` pointer of the models folder every
+``RELOAD_INTERVAL`` seconds (and at once on SIGHUP). A new version is loaded
+and verified (checksums, then a smoke query) on that thread, off the request
+path, and then swapped in by one reference assignment, which is atomic in
+CPython: a request sees the old model or the new one, never half of each.
+If the new version is unreadable or fails its checks, the old one keeps
+answering and the error is logged and shown by ``/v1/model``.
+
+Arrays stay memory-mapped (``recsys.artifacts``), so the gunicorn workers
+share one copy of their pages. Threads do not survive ``fork``: under a
+preloading gunicorn every worker starts its own watcher (``ensure_watcher``,
+called from the post-fork hook and, as a safety net, on each request).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from datetime import datetime, timezone
+
+import numpy as np
+
+from recsys.artifacts import current_version, load_version
+from recsys.exceptions import NoModelError, XsellError
+from recsys.recommender import Recommender
+
+log = logging.getLogger(__name__)
+
+
+def _utc(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds")
+
+
+class ServedModel:
+    """A loaded version plus the per-process caches the request path uses."""
+
+    def __init__(self, recommender: Recommender, load_seconds: float, cache_size: int = 0):
+        self.recommender = recommender
+        # Finished answers (JSON bytes) of GET queries: an answer depends only on the model
+        # and the request, so it stays right until this model is swapped out with its cache.
+        self.cache_size = cache_size
+        self.answers: dict = {}
+        self.version = recommender.version
+        self.manifest = recommender.manifest
+        self.loaded_at = time.time()
+        self.load_seconds = load_seconds
+        self._items: dict[int, dict] = {}
+        self._customer_activity = None
+        self.strategy_cache: dict[str, str] = {}
+
+    def item_info(self, item_idx: int) -> dict:
+        """``item_id``, ``name``, ``category``, ``price``, ``in_stock`` (+ ``metadata``), cached."""
+        info = self._items.get(item_idx)
+        if info is None:
+            rec = self.recommender
+            info = {"item_id": rec.items.id_of(item_idx), **rec.describe(item_idx)}
+            self._items[item_idx] = info
+        return info
+
+    def cached(self, key):
+        return self.answers.get(key) if self.cache_size else None
+
+    def remember(self, key, value) -> None:
+        if not self.cache_size:
+            return
+        answers = self.answers
+        if len(answers) >= self.cache_size:
+            try:  # oldest first (dicts keep insertion order); another thread may race us
+                del answers[next(iter(answers))]
+            except (KeyError, StopIteration, RuntimeError):
+                pass
+        answers[key] = value
+
+    def customer_activity(self) -> np.ndarray:
+        """Purchases per known customer (for the likely-buyers fallback)."""
+        if self._customer_activity is None:
+            history = self.recommender.history
+            self._customer_activity = np.asarray(history.sum(axis=1)).ravel().astype(np.float32)
+        return self._customer_activity
+
+
+def load_model(models_dir: str, version: str, cache_size: int = 0) -> ServedModel:
+    """Load and verify one version; raises ``XsellError`` (or OSError) if it is not usable."""
+    start = time.perf_counter()
+    loaded = load_version(models_dir, version, verify=True)
+    rec = Recommender.load(loaded)
+    if len(rec.items) == 0:
+        raise XsellError(f"version {version}: the model has no items")
+    # Smoke queries: touch every array a request will touch, so a broken file fails here
+    # (and, in a preloading gunicorn master, lazily built parts are built before the fork).
+    rec.popular(1, None, np.zeros(0, dtype=np.int64))
+    probe = int(np.argmax(rec.popularity.counts_))
+    rec.also_bought(probe, 1)
+    rec.basket(np.asarray([probe]), 1)
+    rec.next_best_for_history(np.asarray([probe]), 1)
+    if len(rec.customers):
+        rec.next_best(0, 1)
+    return ServedModel(rec, time.perf_counter() - start, cache_size)
+
+
+class ModelStore:
+    """Holds the current :class:`ServedModel` of a models folder and keeps it current."""
+
+    def __init__(self, models_dir: str | None, interval: float = 5.0, on_event=None,
+                 cache_size: int = 0):
+        self.models_dir = models_dir
+        self.cache_size = cache_size
+        self.interval = float(interval)
+        self.on_event = on_event  # callback(kind: "reload" | "failure", seconds)
+        self._model: ServedModel | None = None
+        self._load_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._force = False
+        self._stop = False
+        self._thread: threading.Thread | None = None
+        self._thread_pid: int | None = None
+        self.pointer: str | None = None
+        self.pointer_error: str | None = None
+        self.failed_version: str | None = None
+        self.last_error: dict | None = None
+        self.last_check: float | None = None
+        self.reloads = 0
+        self.reload_failures = 0
+
+    @property
+    def model(self) -> ServedModel | None:
+        return self._model
+
+    # ------------------------------------------------------------ checking
+    def check(self, force: bool = False) -> bool:
+        """Load the version ``CURRENT`` points at if it is new; True when a swap happened."""
+        if not self.models_dir:
+            return False
+        with self._load_lock:
+            self.last_check = time.time()
+            try:
+                pointer = current_version(self.models_dir)
+                self.pointer_error = None if pointer else (
+                    f"{self.models_dir} has no CURRENT pointer (no model published yet, "
+                    f"or the folder was removed)")
+            except XsellError as exc:
+                pointer, self.pointer_error = None, str(exc)
+            self.pointer = pointer
+            if pointer is None:
+                return False
+            current = self._model.version if self._model is not None else None
+            if pointer == current and self.failed_version is not None:
+                # The pointer was moved back (e.g. 'xsell models promote'): not an error now.
+                self.failed_version = None
+                self.last_error = None
+            if pointer == current or (pointer == self.failed_version and not force):
+                return False
+            try:
+                model = load_model(self.models_dir, pointer, self.cache_size)
+            except NoModelError as exc:
+                self._fail(pointer, exc)
+                return False
+            except (XsellError, OSError, ValueError, KeyError, IndexError, TypeError,
+                    MemoryError) as exc:
+                self._fail(pointer, exc)
+                return False
+            self._model = model
+            self.failed_version = None
+            self.last_error = None
+            self.reloads += 1
+            log.info("model version %s now serving (previous %s, loaded in %.3f s)",
+                     pointer, current, model.load_seconds)
+            if self.on_event:
+                self.on_event("reload", model.load_seconds)
+            return True
+
+    def _fail(self, version: str, exc: BaseException) -> None:
+        self.failed_version = version
+        self.reload_failures += 1
+        serving = self._model.version if self._model is not None else None
+        self.last_error = {"version": version, "message": str(exc), "at": _utc(time.time())}
+        log.error("model version %s cannot be served, still serving %s: %s",
+                  version, serving or "nothing", exc)
+        if self.on_event:
+            self.on_event("failure", 0.0)
+
+    # ------------------------------------------------------------- watcher
+    def request_check(self, force: bool = True) -> None:
+        """Ask the watcher to check now (safe to call from a signal handler)."""
+        self._force = self._force or force
+        self._wake.set()
+
+    def ensure_watcher(self) -> None:
+        """Start the watcher thread in this process if it is not running (e.g. after fork)."""
+        if self.interval <= 0 or not self.models_dir:
+            return
+        pid = os.getpid()
+        if self._thread is not None and self._thread_pid == pid and self._thread.is_alive():
+            return
+        with self._load_lock:
+            if self._thread is not None and self._thread_pid == pid and self._thread.is_alive():
+                return
+            self._stop = False
+            self._wake = threading.Event()
+            self._thread = threading.Thread(target=self._run, name="xsell-model-watcher",
+                                            daemon=True)
+            self._thread_pid = pid
+            self._thread.start()
+
+    def install_sighup(self) -> bool:
+        """On SIGHUP, check the pointer at once (main thread only; gunicorn workers call it)."""
+        if threading.current_thread() is not threading.main_thread():
+            return False
+        signal.signal(signal.SIGHUP, lambda *_: self.request_check(force=True))
+        return True
+
+    def stop(self) -> None:
+        self._stop = True
+        self._wake.set()
+        if self._thread is not None and self._thread_pid == os.getpid():
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop:
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            if self._stop:
+                break
+            force, self._force = self._force, False
+            try:
+                self.check(force=force)
+            except Exception:  # the watcher must never die
+                log.exception("model watcher: unexpected error")
+
+    # -------------------------------------------------------------- status
+    def status(self) -> dict:
+        model = self._model
+        out = {
+            "models_dir": self.models_dir,
+            "pointer": self.pointer,
+            "reload_interval_s": self.interval,
+            "reloads": self.reloads,
+            "reload_failures": self.reload_failures,
+            "last_check": _utc(self.last_check),
+            "last_error": self.last_error,
+        }
+        if self.pointer_error:
+            out["pointer_error"] = self.pointer_error
+        if model is not None:
+            out["loaded_at"] = _utc(model.loaded_at)
+            out["load_seconds"] = round(model.load_seconds, 4)
+        return out
