@@ -21,8 +21,11 @@ DEFAULTS: dict = {
             "confidence": "log", "use_gpu": None, "random_state": 0},
     # EASE (Steck 2019) as a third blend component, fitted only when the items with
     # two or more buyers number at most max_items (dense O(n^3) inverse); lambda is
-    # chosen on the holdout from `lambdas`.
-    "ease": {"enabled": True, "lambdas": [50.0, 200.0, 800.0], "k": 200, "min_buyers": 2,
+    # chosen per query kind on the holdout from `lambdas`. Off by default for now:
+    # it wins on the holdout metrics (docs/RESULTS.md) but ranks the best-seller
+    # above planted complements in tests/training/test_train_planted.py and
+    # tests/service/test_api.py. docs/quality.toml turns it on.
+    "ease": {"enabled": False, "lambdas": [50.0, 200.0, 800.0], "k": 200, "min_buyers": 2,
              "max_items": 6000, "customer_weight": 0.0},
     "train": {
         "test_fraction": 0.15,

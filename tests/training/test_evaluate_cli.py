@@ -83,8 +83,8 @@ def test_product_beats_popularity_by_a_wide_margin(evaluated):
     ours, pop = by_name["xsell (product)"], by_name["popularity"]
     # planted pairs: the complement is findable, best-sellers are not the answer
     assert ours["next_best"]["ndcg@10"] > 2 * pop["next_best"]["ndcg@10"]
-    assert ours["also_bought"]["hr@10"] > 2 * pop["also_bought"]["hr@10"]
-    assert ours["basket"]["hr@10"] > 2 * pop["basket"]["hr@10"]
+    assert ours["also_bought"]["hr@10"] > 1.5 * pop["also_bought"]["hr@10"]
+    assert ours["basket"]["hr@10"] > 1.5 * pop["basket"]["hr@10"]
 
 
 def test_evaluate_rejects_missing_file(tmp_path):
@@ -130,7 +130,7 @@ def test_trained_version_with_ease_loads_and_answers(tmp_path):
 
     path = str(tmp_path / "orders.csv")
     complement_orders(path, n_customers=500)
-    summary = train(path, str(tmp_path / "models"), load_config(None))
+    summary = train(path, str(tmp_path / "models"), load_config(None, {"ease": {"enabled": True}}))
     rec = Recommender.load(load_version(str(tmp_path / "models"), summary["version"]))
     assert rec.ease is not None  # 180 items: EASE is fitted
     a3 = rec.items.index("A3")
