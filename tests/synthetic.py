@@ -2,8 +2,13 @@
 
 Ten complementary pairs (``A0``/``B0`` ... ``A9``/``B9``): a customer who buys
 ``Ai`` buys ``Bi`` too, in the same basket or a later one, far more often than
-chance. Twenty noise items ``P0``..``P19`` have power-law popularity; ``P0`` is
-the best-seller, bought by most customers. So:
+chance. Twenty noise items ``P0``..``P19``: ``P0`` is the best-seller (in 15% of all
+orders, three times any other noise item), the others are one per order at
+random. A customer
+buys ``Bi`` in the basket of their first ``Ai`` (40%) or in a later order
+(60% each, until bought), so next to ``Ai`` and after it, ``Bi`` is by
+construction the likelier item; the best-seller is popular but not the right
+answer. So:
 
 - also-bought(``Ai``) must rank ``Bi`` first (and vice versa);
 - a customer holding ``Ai`` but not ``Bi`` (the ``Q*`` customers) must get
@@ -25,8 +30,6 @@ START = datetime(2025, 1, 1)
 def planted_orders(path: str, n_customers: int = 600, seed: int = 0) -> dict:
     """Write a planted orders CSV to ``path``; return the truth about it."""
     rng = np.random.default_rng(seed)
-    noise_p = 1.0 / np.arange(1, N_NOISE + 1) ** 1.2
-    noise_p /= noise_p.sum()
     rows = []
     order_no = 0
 
@@ -45,12 +48,13 @@ def planted_orders(path: str, n_customers: int = 600, seed: int = 0) -> dict:
         days = np.sort(rng.uniform(0, 360, n_orders))
         bought_b = False
         for o, day in enumerate(days):
-            items = list(rng.choice([f"P{j}" for j in range(N_NOISE)], size=2, p=noise_p))
-            if rng.random() < 0.6:
+            items = [f"P{int(rng.integers(1, N_NOISE))}"]
+            if rng.random() < 0.15:
                 items.append("P0")
             if o == 0 or rng.random() < 0.3:
                 items.append(f"A{pair}")
-            if (o > 0 or rng.random() < 0.5) and not bought_b and rng.random() < 0.8:
+            # The complement follows its anchor: in the same basket or a later one.
+            if not bought_b and rng.random() < (0.4 if o == 0 else 0.6):
                 items.append(f"B{pair}")
                 bought_b = True
             add_order(customer, items, float(day))

@@ -21,11 +21,9 @@ DEFAULTS: dict = {
             "confidence": "log", "use_gpu": None, "random_state": 0},
     # EASE (Steck 2019) as a third blend component, fitted only when the items with
     # two or more buyers number at most max_items (dense O(n^3) inverse); lambda is
-    # chosen per query kind on the holdout from `lambdas`. Off by default for now:
-    # it wins on the holdout metrics (docs/RESULTS.md) but ranks the best-seller
-    # above planted complements in tests/training/test_train_planted.py and
-    # tests/service/test_api.py. docs/quality.toml turns it on.
-    "ease": {"enabled": False, "lambdas": [50.0, 200.0, 800.0], "k": 200, "min_buyers": 2,
+    # chosen per query kind on the holdout from `lambdas`; the blend search decides
+    # whether it is used at all (docs/RESULTS.md).
+    "ease": {"enabled": True, "lambdas": [50.0, 200.0, 800.0], "k": 200, "min_buyers": 2,
              "max_items": 6000, "customer_weight": 0.0},
     "train": {
         "test_fraction": 0.15,
@@ -37,15 +35,15 @@ DEFAULTS: dict = {
         # Queries per protocol on the internal holdout (seeded sample above this).
         "max_eval_queries": 2000,
         "k": 10,
-        # Weights of ALS (co-purchase gets 1 - w) tried per query kind on the holdout.
+        # Weight levels of each component in the blends tried per query kind.
         "blend_grid": [0.0, 0.25, 0.5, 0.75, 1.0],
         # Weights of a popularity prior tried with every blend (others scaled by 1 - p;
-        # 1.0 = popularity alone). Off by default: on the holdout metrics a prior wins
-        # on grocery-like and sampled data (see docs/RESULTS.md), but it puts the
-        # best-seller above a planted complement on item pages, which the product's
-        # semantics (tests/training/test_train_planted.py) forbid. Opt in with e.g.
-        # [0.0, 0.1, 0.3, 1.0].
-        "popularity_grid": [0.0],
+        # 1.0 = popularity alone, allowed for next-best only, see max_item_popularity):
+        # how much best-sellers should pull is measured on the holdout, not assumed.
+        "popularity_grid": [0.0, 0.1, 0.3, 1.0],
+        # Item-anchored answers (also-bought, basket) may lean on best-sellers at
+        # most this much: an item page must answer about its item.
+        "max_item_popularity": 0.3,
     },
     # Upsell/downsell substitutes (recsys.models.substitutes) and their price bands.
     "substitutes": {"k": 50, "als_weight": 1.0, "shrink": 5.0, "max_basket_share": 0.5,

@@ -222,20 +222,52 @@ def evaluate_blends(rec: Recommender, data, levels: list[float], k: int,
     return {tuple(zip(components, ws, strict=True)): r for ws, r in results.items()}
 
 
-def choose_blend(results: dict[tuple, dict], k: int) -> tuple[dict, dict]:
-    """Per query kind, the blend with the best primary metric (ties: the earlier candidate)."""
+ITEM_KINDS = ("also_bought", "basket")
+
+
+def choose_blend(results: dict[tuple, dict], k: int,
+                 max_item_popularity: float = 1.0) -> tuple[dict, dict]:
+    """Per query kind, the blend to ship, chosen on the holdout by the one-standard-error rule.
+
+    The best primary metric sets the bar; every blend within one standard error
+    of it (sqrt(m(1 - m)/n), an upper bound for a mean of [0, 1] scores over n
+    queries) is as good as the data can tell, and among those the one closest
+    to the even blend of the models (no popularity) wins, so that a small
+    holdout cannot push the product to an extreme blend on noise (Breiman et
+    al. 1984's rule for choosing among models that the data cannot separate).
+
+    For item-anchored queries (also-bought, basket) popularity may pull at most
+    ``max_item_popularity``: an item page must answer about its item. Where
+    best-sellers win the holdout there, that measures how often any basket holds
+    them, not what goes with this item; a list that ignores the item reads as
+    the hard sell the product is meant to avoid.
+    """
     blend = {kind: dict(weights) for kind, weights in DEFAULT_BLEND.items()}
     chosen_metrics: dict = {}
-    keys = list(results)
     for kind, metric in PRIMARY.items():
-        scored = [(res[kind][f"{metric}@{k}"], -i) for i, res in enumerate(results.values())
-                  if kind in res]
-        if not scored:
+        cap = max_item_popularity if kind in ITEM_KINDS else 1.0
+        candidates = [(key, res[kind]) for key, res in results.items()
+                      if kind in res and dict(key).get("popularity", 0.0) <= cap + 1e-9]
+        if not candidates:
             continue
-        _, neg_i = max(scored)
-        best = keys[-neg_i]
-        blend[kind] = {name: w for name, w in best if w > 0 or name != "popularity"}
-        chosen_metrics[kind] = results[best][kind]
+        values = [entry[f"{metric}@{k}"] for _, entry in candidates]
+        best = max(values)
+        n = max(int(candidates[values.index(best)][1].get("queries", 1)), 1)
+        bar = best - float(np.sqrt(max(best * (1 - best), 0.0) / n))
+        models = [name for name, _ in candidates[0][0] if name != "popularity"]
+        even = {name: 1.0 / len(models) for name in models}
+
+        def distance(key):
+            weights = dict(key)
+            return sum(abs(weights.get(name, 0.0) - even.get(name, 0.0))
+                       for name in set(weights) | set(even))
+
+        eligible = [(distance(key), -value, i) for i, ((key, _), value)
+                    in enumerate(zip(candidates, values)) if value >= bar]
+        _, _, i = min(eligible)
+        key, entry = candidates[i]
+        blend[kind] = {name: w for name, w in key if w > 0 or name != "popularity"}
+        chosen_metrics[kind] = entry
     return blend, chosen_metrics
 
 
@@ -352,7 +384,8 @@ def fit_product(inter, config: dict, progress_factory=None, timer: Timer | None 
         rec_tr = make_rec(ease_tr)
         results = evaluate_blends(rec_tr, data, [float(w) for w in train_cfg["blend_grid"]], k,
                                   train_cfg.get("popularity_grid", [0.0]))
-        blend, metrics = choose_blend(results, k)
+        blend, metrics = choose_blend(results, k,
+                                      float(train_cfg.get("max_item_popularity", 1.0)))
         pop_metrics = evaluate(PopularityScorer(pop_tr.counts_, rec_tr.known_items), data, k)
 
     ease_lams = {kind: lams[kind] for kind, w in blend.items()

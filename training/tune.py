@@ -47,7 +47,7 @@ def score_settings(inter_train, data, config: dict, k: int = 10) -> dict:
     levels = [float(w) for w in config["train"]["blend_grid"]]
     results = evaluate_blends(make_rec(ease), data, levels, k,
                               config["train"].get("popularity_grid", [0.0]))
-    _, metrics = choose_blend(results, k)
+    _, metrics = choose_blend(results, k, float(config["train"].get("max_item_popularity", 1.0)))
     return {kind: metrics[kind][f"{PRIMARY[kind]}@{k}"] for kind in metrics}
 
 
