@@ -12,6 +12,7 @@ evaluation (see ``training.train``), stored in the manifest.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -314,10 +315,14 @@ class Recommender:
 
         accepted: list[np.ndarray] = []
         chosen = np.zeros(0, dtype=np.int64)
+        # Pair supports the floor counted, kept for the explanations (counted once per answer).
+        counted: list[tuple[np.ndarray, np.ndarray]] = []
         for pos in _ranked_chunks(cand_scores, limit * 4 + 50):
             if min_support > 0:
-                support = self._floor_support(cand[pos], evidence,
-                                              None if sources is None else sources[pos])
+                pairs = self._pair_supports(cand[pos], evidence,
+                                            None if sources is None else sources[pos])
+                counted.append((pos, pairs))
+                support = _floor_of(pairs)
                 strong = support >= min_support
                 floored += int((~strong).sum())
                 pos = pos[strong]
@@ -332,7 +337,8 @@ class Recommender:
         best = cand[chosen]
         scores = cand_scores[chosen]
         src = None if sources is None else sources[chosen]
-        items = self._explain_many(best, scores, evidence, mode, src, history_row)
+        items = self._explain_many(best, scores, evidence, mode, src, history_row,
+                                   support=_counted_for(counted, len(cand), chosen))
         return Answer(strategy, items, truncated_by_floor=bool(floored and len(items) < limit))
 
     # ------------------------------------------------------- evidence, reasons
@@ -356,27 +362,30 @@ class Recommender:
         if not len(a_idx) or not len(b_idx):
             return np.zeros((len(a_idx), len(b_idx)), dtype=np.int64)
         buyers = self.buyers
-        if len(a_idx) > _MARK_LIMIT:
+        if len(a_idx) > _MARK_LIMIT and len(b_idx) > _MARK_LIMIT:
             left = buyers[:, a_idx].astype(np.float32)
             both = left.T @ buyers[:, b_idx].astype(np.float32)
             return np.rint(both.toarray()).astype(np.int64)
-        # Few evidence items (every single query): mark each one's buyers and count the
-        # marks among each candidate's buyers, straight from the CSC arrays.
+        # One side is small (every single query): mark each of its items' buyers in turn
+        # and count the marks among the other side's buyers, straight from the CSC arrays.
+        swap = len(b_idx) < len(a_idx)
+        marked, counted = (b_idx, a_idx) if swap else (a_idx, b_idx)
         indptr, indices = buyers.indptr, buyers.indices
-        pos, owner = _segments(indptr, b_idx)
+        pos, owner = _segments(indptr, counted)
         customers = indices[pos]
-        out = np.zeros((len(a_idx), len(b_idx)), dtype=np.int64)
+        out = np.empty((len(marked), len(counted)), dtype=np.int64)
         mark = np.zeros(buyers.shape[0], dtype=bool)
-        for r, a in enumerate(a_idx):
+        for r, a in enumerate(marked.tolist()):
             theirs = indices[indptr[a]:indptr[a + 1]]
             mark[theirs] = True
-            out[r] = np.bincount(owner[mark[customers]], minlength=len(b_idx))
+            out[r] = np.bincount(owner[mark[customers]], minlength=len(counted))
             mark[theirs] = False
-        return out
+        return out.T if swap else out
 
-    def _floor_support(self, cand: np.ndarray, evidence: np.ndarray | None,
+    def _pair_supports(self, cand: np.ndarray, evidence: np.ndarray | None,
                        sources: np.ndarray | None) -> np.ndarray:
-        """Support used by the floor: with the item's source, or the best evidence item."""
+        """Supports the floor needs: with each candidate's source (1-D, per candidate) or
+        with every evidence item (2-D, evidence x candidates)."""
         if sources is not None:
             out = np.zeros(len(cand), dtype=np.int64)
             for s in np.unique(sources):
@@ -385,26 +394,41 @@ class Recommender:
             return out
         if evidence is None or not len(evidence):
             return np.zeros(len(cand), dtype=np.int64)
-        return self.pair_support(evidence, cand).max(axis=0)
+        return self.pair_support(evidence, cand)
+
+    def _floor_support(self, cand: np.ndarray, evidence: np.ndarray | None,
+                       sources: np.ndarray | None) -> np.ndarray:
+        """Support used by the floor: with the item's source, or the best evidence item."""
+        return _floor_of(self._pair_supports(cand, evidence, sources))
 
     def _explain_many(self, best: np.ndarray, scores: np.ndarray, evidence: np.ndarray | None,
                       mode: str, sources: np.ndarray | None,
-                      history_row: sp.csr_matrix | None) -> list[Recommendation]:
-        recs = [Recommendation(int(j), float(s)) for j, s in zip(best, scores)]
+                      history_row: sp.csr_matrix | None,
+                      support: np.ndarray | None = None) -> list[Recommendation]:
+        """Reasons for the chosen items. ``support``: pair supports the floor already
+        counted for them (1-D with ``sources``, else evidence x best), or None."""
+        recs = [Recommendation(j, s) for j, s in zip(best.tolist(), scores.tolist(), strict=True)]
         if not recs:
             return recs
+        both = None  # support of (because_of[0], item) per recommendation with a reason
         if mode == "substitute":
-            for rec, a in zip(recs, sources):
-                rec.because_of = [int(a)]
-                p_a, p_j = float(self.meta.price[a]), float(self.meta.price[rec.item_idx])
-                if p_a > 0 and np.isfinite(p_a) and np.isfinite(p_j):
+            price = self.meta.price
+            p_src, p_best = price[sources].tolist(), price[best].tolist()
+            for rec, a, p_a, p_j in zip(recs, sources.tolist(), p_src, p_best, strict=True):
+                rec.because_of = [a]
+                if p_a > 0 and math.isfinite(p_a) and math.isfinite(p_j):
                     rec.price_ratio = round(p_j / p_a, 4)
+            if support is not None and support.ndim == 1:
+                both = support
         elif evidence is not None and len(evidence):
-            support = self.pair_support(evidence, best)  # evidence x best
+            if support is None or support.ndim != 2:
+                support = self.pair_support(evidence, best)  # evidence x best
             sims = None
             if self.copurchase is not None:
                 sims = _csr_values(self.copurchase.similarity_, evidence, best)
             als_because = self._als_because(history_row, best) if mode == "als" else None
+            evidence_list = evidence.tolist()
+            first_row = np.full(len(recs), -1, dtype=np.int64)
             for col, rec in enumerate(recs):
                 because = als_because[col] if als_because else []
                 if not because:
@@ -413,9 +437,12 @@ class Recommender:
                     order = order[(support[order, col] > 0) | (sim_col[order] > 0)]
                     if not len(order) and len(evidence) == 1:
                         order = np.zeros(1, dtype=np.int64)
-                    because = [int(evidence[o]) for o in order]
+                    because = [evidence_list[o] for o in order.tolist()]
+                    if because:
+                        first_row[col] = order[0]
                 rec.because_of = because
-        self._add_statistics(recs)
+            both = _support_of_first(support, evidence, recs, first_row)
+        self._add_statistics(recs, both)
         return recs
 
     def _als_because(self, history_row: sp.csr_matrix, best: np.ndarray) -> list[list[int]]:
@@ -452,30 +479,31 @@ class Recommender:
             out.append([int(history[o]) for o in order if contributions[o, col] > 0])
         return out
 
-    def _add_statistics(self, recs: list[Recommendation]) -> None:
-        """support, confidence and lift of (because_of[0] -> item), from customer counts."""
+    def _add_statistics(self, recs: list[Recommendation], both: np.ndarray | None = None) -> None:
+        """support, confidence and lift of (because_of[0] -> item), from customer counts.
+
+        ``both``: the supports already counted, one per recommendation with a reason."""
         pairs = [(r.because_of[0], r.item_idx) for r in recs if r.because_of]
         if not pairs:
             return
         a = np.asarray([p[0] for p in pairs], dtype=np.int64)
         b = np.asarray([p[1] for p in pairs], dtype=np.int64)
-        both = np.zeros(len(pairs), dtype=np.int64)
-        for source in np.unique(a):
-            at = a == source
-            both[at] = self.pair_support([source], b[at])[0]
+        if both is None:
+            both = np.zeros(len(pairs), dtype=np.int64)
+            for source in np.unique(a):
+                at = a == source
+                both[at] = self.pair_support([source], b[at])[0]
         counts = self.popularity.counts_
         n_customers = max(len(self.customers), 1)
+        n_a, n_b = counts[a].tolist(), counts[b].tolist()
         at = 0
-        for rec in recs:
-            if not rec.because_of:
-                continue
-            support, n_a, n_b = int(both[at]), int(counts[a[at]]), int(counts[b[at]])
-            at += 1
+        for rec, support in zip((r for r in recs if r.because_of), both.tolist(), strict=True):
             rec.support = support
-            if n_a > 0:
-                rec.confidence = round(support / n_a, 6)
-                if n_b > 0:
-                    rec.lift = round(rec.confidence / (n_b / n_customers), 6)
+            if n_a[at] > 0:
+                rec.confidence = round(support / n_a[at], 6)
+                if n_b[at] > 0:
+                    rec.lift = round(rec.confidence / (n_b[at] / n_customers), 6)
+            at += 1
 
     def describe(self, item_idx: int) -> dict:
         """Catalog metadata of an item: name, category, price, in_stock, metadata."""
@@ -764,3 +792,45 @@ def _csr_values(m: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndar
     hit = cols[order][at] == entry_cols
     out[owner[hit], order[at[hit]]] = m.data[pos[hit]]
     return out
+
+
+def _floor_of(pairs: np.ndarray) -> np.ndarray:
+    """The floor's support per candidate: with its source (1-D) or its best evidence (2-D)."""
+    if pairs.ndim == 1:
+        return pairs
+    return pairs.max(axis=0)
+
+
+def _counted_for(counted: list[tuple[np.ndarray, np.ndarray]], n_cand: int,
+                 chosen: np.ndarray) -> np.ndarray | None:
+    """The floor's pair supports of the ``chosen`` candidate positions (None: not counted)."""
+    if not counted:
+        return None
+    column = np.full(n_cand, -1, dtype=np.int64)
+    start = 0
+    for pos, _ in counted:
+        column[pos] = np.arange(start, start + len(pos))
+        start += len(pos)
+    cols = column[chosen]
+    if (cols < 0).any():
+        return None
+    pairs = counted[0][1] if len(counted) == 1 else np.concatenate([p for _, p in counted], axis=-1)
+    return pairs[..., cols]
+
+
+def _support_of_first(support: np.ndarray, evidence: np.ndarray, recs: list[Recommendation],
+                      first_row: np.ndarray) -> np.ndarray | None:
+    """support[(row of because_of[0]), col] for every recommendation with a reason; None when
+    a reason's first item is not an evidence item (then it is counted afresh)."""
+    cols = [col for col, r in enumerate(recs) if r.because_of]
+    rows = first_row[cols]
+    need = rows < 0
+    if need.any():
+        firsts = np.asarray([recs[c].because_of[0] for c in cols], dtype=np.int64)[need]
+        order = np.argsort(evidence, kind="stable")
+        at = np.minimum(np.searchsorted(evidence[order], firsts), len(evidence) - 1)
+        if not (evidence[order][at] == firsts).all():
+            return None
+        rows = rows.copy()
+        rows[need] = order[at]
+    return support[rows, cols]
