@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -52,6 +53,12 @@ _BECAUSE = 3
 _MASK_CACHE = 16
 # Up to this many evidence items, supports are counted from the raw CSC arrays.
 _MARK_LIMIT = 64
+# Above this many buyer entries on the larger side, a sparse product counts pair supports.
+_FLAG_ENTRIES = 30000
+# Up to this many items on the smaller side, pair supports are counted by marking.
+_MARK_ITEMS = 3
+# Up to this many query/history items, one query's co-purchase scores are added row by row.
+_DIRECT_ROWS = 64
 
 
 @dataclass
@@ -106,6 +113,7 @@ class Recommender:
         self._mask_cache: dict = {}
         self._buyers = None
         self._als_gram = None
+        self._scratch = threading.local()
 
     # ---------------------------------------------------------------- blend
     def _weights(self, kind: str) -> dict[str, float]:
@@ -362,14 +370,44 @@ class Recommender:
         if not len(a_idx) or not len(b_idx):
             return np.zeros((len(a_idx), len(b_idx)), dtype=np.int64)
         buyers = self.buyers
-        if len(a_idx) > _MARK_LIMIT and len(b_idx) > _MARK_LIMIT:
+        indptr = buyers.indptr
+        big = a_idx if len(a_idx) >= len(b_idx) else b_idx
+        if min(len(a_idx), len(b_idx)) > _MARK_LIMIT \
+                or int((indptr[big + 1] - indptr[big]).sum()) > _FLAG_ENTRIES:
             left = buyers[:, a_idx].astype(np.float32)
             both = left.T @ buyers[:, b_idx].astype(np.float32)
             return np.rint(both.toarray()).astype(np.int64)
-        # One side is small (every single query): mark each of its items' buyers in turn
-        # and count the marks among the other side's buyers, straight from the CSC arrays.
+        if min(len(a_idx), len(b_idx)) <= _MARK_ITEMS:
+            return self._marked_support(a_idx, b_idx)
+        # One side is small (every single query). Give each customer who bought a ``cols``
+        # item a row of 0/1 flags (one per cols item), then sum, for each ``rows`` item,
+        # the flag rows of its buyers: straight from the CSC arrays, no sparse product.
+        swap = len(a_idx) < len(b_idx)  # flag the side with fewer items
+        rows, cols = (b_idx, a_idx) if swap else (a_idx, b_idx)
+        indices = buyers.indices
+        pos, owner = _segments(indptr, cols)
+        who = indices[pos]
+        slot = self._customer_slots()
+        slot[who] = np.arange(len(who), dtype=np.int32)  # one entry stands for each customer
+        flags = np.zeros((len(who), len(cols)), dtype=np.int32)
+        flags[slot[who], owner] = 1
+        pos_r, owner_r = _segments(indptr, rows)
+        entry = slot[indices[pos_r]]
+        slot[who] = -1
+        hit = entry >= 0
+        out = np.zeros((len(rows), len(cols)), dtype=np.int64)
+        if hit.any():
+            owner_r, entry = owner_r[hit], entry[hit]
+            starts = np.flatnonzero(np.r_[True, owner_r[1:] != owner_r[:-1]])
+            out[owner_r[starts]] = np.add.reduceat(flags[entry], starts, axis=0)
+        return out.T if swap else out
+
+    def _marked_support(self, a_idx: np.ndarray, b_idx: np.ndarray) -> np.ndarray:
+        """pair_support for a side of very few items: mark each one's buyers in turn and
+        count the marks among the other side's buyers."""
         swap = len(b_idx) < len(a_idx)
         marked, counted = (b_idx, a_idx) if swap else (a_idx, b_idx)
+        buyers = self.buyers
         indptr, indices = buyers.indptr, buyers.indices
         pos, owner = _segments(indptr, counted)
         customers = indices[pos]
@@ -382,16 +420,25 @@ class Recommender:
             mark[theirs] = False
         return out.T if swap else out
 
+    def _customer_slots(self) -> np.ndarray:
+        """A per-thread scratch array over customers, all -1 between uses."""
+        scratch = self._scratch
+        slot = getattr(scratch, "slot", None)
+        if slot is None or len(slot) != self.buyers.shape[0]:
+            slot = scratch.slot = np.full(self.buyers.shape[0], -1, dtype=np.int32)
+        return slot
+
     def _pair_supports(self, cand: np.ndarray, evidence: np.ndarray | None,
                        sources: np.ndarray | None) -> np.ndarray:
         """Supports the floor needs: with each candidate's source (1-D, per candidate) or
         with every evidence item (2-D, evidence x candidates)."""
         if sources is not None:
-            out = np.zeros(len(cand), dtype=np.int64)
-            for s in np.unique(sources):
-                at = sources == s
-                out[at] = self.pair_support([s], cand[at])[0]
-            return out
+            if not len(cand):
+                return np.zeros(0, dtype=np.int64)
+            unique, row = np.unique(sources, return_inverse=True)
+            if len(unique) == 1:
+                return self.pair_support(unique, cand)[0]
+            return self.pair_support(unique, cand)[row, np.arange(len(cand))]
         if evidence is None or not len(evidence):
             return np.zeros(len(cand), dtype=np.int64)
         return self.pair_support(evidence, cand)
@@ -521,19 +568,58 @@ class Recommender:
 
     def also_bought(self, item_idx: int, limit: int = 10, filters: Filters | None = None) -> Answer:
         query = np.asarray([item_idx])
-        return self.answer("also_bought", self.score_items("also_bought", [query])[0], limit,
+        return self.answer("also_bought", self._query_scores("also_bought", query), limit,
                            filters, query)
 
     def basket(self, item_idx: np.ndarray, limit: int = 10, filters: Filters | None = None) -> Answer:
         query = np.unique(np.asarray(item_idx, dtype=np.int64))
-        return self.answer("basket", self.score_items("basket", [query])[0], limit, filters, query)
+        return self.answer("basket", self._query_scores("basket", query), limit, filters, query)
 
     def next_best(self, customer_idx: int, limit: int = 10, filters: Filters | None = None) -> Answer:
-        scores = self.score_customers(np.asarray([customer_idx]))[0]
-        row = self.history[customer_idx]
+        customer_idx = int(customer_idx)
+        row = _csr_row(self.history, customer_idx)
+        weights = self._weights("next_best")
+        if "copurchase" in weights and row.nnz <= _DIRECT_ROWS:
+            parts = {"copurchase": self._normalise(self._copurchase_part(
+                row.indices, np.log1p(row.data.astype(np.float32))))}
+            rest = tuple(name for name in weights if name != "copurchase")
+            if rest:
+                parts.update(self.customer_parts(np.asarray([customer_idx]), names=rest))
+            scores = self.combine(parts, weights, 1)[0]
+        else:
+            scores = self.score_customers(np.asarray([customer_idx]))[0]
         bought = row.indices.astype(np.int64)
         return self.answer("next_best", scores, limit, filters, bought, history_idx=bought,
                            history_row=row)
+
+    def _query_scores(self, kind: str, query: np.ndarray) -> np.ndarray:
+        """``score_items(kind, [query])[0]`` for one item query, with the co-purchase part
+        read from the similarity rows (no sparse product); other parts from ``item_parts``."""
+        weights = self._weights(kind)
+        if "copurchase" not in weights or len(query) > _DIRECT_ROWS:
+            return self.score_items(kind, [query])[0]
+        parts = {"copurchase": self._normalise(self._copurchase_part(query, None))}
+        rest = tuple(name for name in weights if name != "copurchase")
+        if rest:
+            parts.update(self.item_parts(kind, [query], names=rest))
+        return self.combine(parts, weights, 1)[0]
+
+    def _copurchase_part(self, rows: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
+        """``(query @ similarity_).toarray()`` for one query row (items ``rows`` with
+        ``weights``, 1 when None): the similarity rows added in the same order and float32
+        arithmetic as scipy's product, so the scores are bit for bit the same."""
+        sim = self.copurchase.similarity_
+        indptr, indices, data = sim.indptr, sim.indices, sim.data
+        out = np.zeros((1, sim.shape[1]), dtype=np.float32)
+        row = out[0]
+        values = [None] * len(rows) if weights is None else weights.tolist()
+        for j, w in zip(np.asarray(rows).tolist(), values, strict=True):
+            lo, hi = indptr[j], indptr[j + 1]
+            if w is None or w == 1.0:
+                row[indices[lo:hi]] += data[lo:hi]
+            else:
+                row[indices[lo:hi]] += np.float32(w) * data[lo:hi]
+        return out
 
     def next_best_for_history(self, item_idx: np.ndarray, limit: int = 10,
                               filters: Filters | None = None) -> Answer:
@@ -834,3 +920,10 @@ def _support_of_first(support: np.ndarray, evidence: np.ndarray, recs: list[Reco
         rows = rows.copy()
         rows[need] = order[at]
     return support[rows, cols]
+
+
+def _csr_row(m: sp.csr_matrix, row: int) -> sp.csr_matrix:
+    """``m[row]`` as a 1 x n CSR matrix, sliced from the arrays (no scipy indexing)."""
+    lo, hi = int(m.indptr[row]), int(m.indptr[row + 1])
+    return sp.csr_matrix((np.array(m.data[lo:hi]), np.array(m.indices[lo:hi]),
+                          np.asarray([0, hi - lo], dtype=m.indices.dtype)), shape=(1, m.shape[1]))
