@@ -85,7 +85,8 @@ def main() -> int:
         rec = Recommender.load(load_version(models, current_version(models)))
         ref = ReferenceRecommender.of(rec)
         print(f"model {rec.version}: {len(rec.items)} items, {len(rec.customers)} customers; "
-              f"{args.queries} queries per method, best of {args.rounds} interleaved rounds (process CPU time)")
+              f"{args.queries} queries per method, best of {args.rounds} interleaved rounds "
+              "(process CPU time)")
         print(f"{'method':<28}{'reference ms':>13}{'optimised ms':>14}{'speed-up':>10}"
               f"{'answers':>10}")
         ok = True
