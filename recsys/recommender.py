@@ -470,23 +470,29 @@ class Recommender:
         elif evidence is not None and len(evidence):
             if support is None or support.ndim != 2:
                 support = self.pair_support(evidence, best)  # evidence x best
-            sims = None
-            if self.copurchase is not None:
-                sims = _csr_values(self.copurchase.similarity_, evidence, best)
             als_because = self._als_because(history_row, best) if mode == "als" else None
             evidence_list = evidence.tolist()
             first_row = np.full(len(recs), -1, dtype=np.int64)
+            if als_because is None or not all(als_because):
+                # Evidence items by support, then similarity (stable): the best _BECAUSE of
+                # them with any evidence; a single query item is always its own reason.
+                if len(evidence) == 1:
+                    orders = np.zeros((1, len(recs)), dtype=np.int64)
+                    valid = np.ones((1, len(recs)), dtype=bool)
+                else:
+                    sims = np.zeros(support.shape) if self.copurchase is None else \
+                        _csr_values(self.copurchase.similarity_, evidence, best)
+                    orders = np.lexsort((-sims, -support), axis=0)[:_BECAUSE]
+                    cols = np.arange(len(recs))
+                    valid = (support[orders, cols] > 0) | (sims[orders, cols] > 0)
+                orders, valid = orders.T.tolist(), valid.T.tolist()
             for col, rec in enumerate(recs):
                 because = als_because[col] if als_because else []
                 if not because:
-                    sim_col = sims[:, col] if sims is not None else np.zeros(len(evidence))
-                    order = np.lexsort((-sim_col, -support[:, col]))[:_BECAUSE]
-                    order = order[(support[order, col] > 0) | (sim_col[order] > 0)]
-                    if not len(order) and len(evidence) == 1:
-                        order = np.zeros(1, dtype=np.int64)
-                    because = [evidence_list[o] for o in order.tolist()]
+                    rows = [o for o, v in zip(orders[col], valid[col], strict=True) if v]
+                    because = [evidence_list[o] for o in rows]
                     if because:
-                        first_row[col] = order[0]
+                        first_row[col] = rows[0]
                 rec.because_of = because
             both = _support_of_first(support, evidence, recs, first_row)
         self._add_statistics(recs, both)
