@@ -113,6 +113,7 @@ class Recommender:
         self._mask_cache: dict = {}
         self._buyers = None
         self._als_gram = None
+        self._als_base = None
         self._scratch = threading.local()
 
     # ---------------------------------------------------------------- blend
@@ -508,29 +509,35 @@ class Recommender:
         once per answer instead of once per item.
         """
         als = self.als
-        weighted = als.weight(history_row).tocsr()
-        history = np.asarray(weighted.indices, dtype=np.int64)
+        if als.confidence == "log" and history_row.shape[0] == 1:
+            # als.weight for one row, without building sparse matrices: log(1 + count).
+            history = np.asarray(history_row.indices, dtype=np.int64)
+            values = np.log1p(np.asarray(history_row.data, dtype=np.float32))
+        else:
+            weighted = als.weight(history_row).tocsr()
+            history = np.asarray(weighted.indices, dtype=np.int64)
+            values = weighted.data
         if not len(history):
             return [[] for _ in best]
-        confidence = als.alpha * np.asarray(weighted.data, dtype=np.float64)
+        confidence = als.alpha * np.asarray(values, dtype=np.float64)
         factors = np.asarray(als.item_factors_)
         y_hist = factors[history].astype(np.float64)
-        if self._als_gram is None:
+        if self._als_base is None:  # Y'Y + reg I: once per model version
             full = factors.astype(np.float64)
             self._als_gram = full.T @ full
-        a = self._als_gram + als.regularization * np.eye(factors.shape[1]) \
-            + (y_hist.T * (confidence - 1.0)) @ y_hist
+            self._als_base = self._als_gram + als.regularization * np.eye(factors.shape[1])
+        a = self._als_base + (y_hist.T * (confidence - 1.0)) @ y_hist
         try:
             weighted_items = cho_solve(cho_factor(a), factors[best].astype(np.float64).T)
         except np.linalg.LinAlgError as exc:  # explain is an aid: never fail an answer for it
             log.debug("ALS explain: %s", exc)
             return [[] for _ in best]
         contributions = (y_hist @ weighted_items) * confidence[:, None]  # history x best
-        out = []
-        for col in range(len(best)):
-            order = np.argsort(-contributions[:, col], kind="stable")[:_BECAUSE]
-            out.append([int(history[o]) for o in order if contributions[o, col] > 0])
-        return out
+        order = np.argsort(-contributions, axis=0, kind="stable")[:_BECAUSE]
+        positive = np.take_along_axis(contributions, order, axis=0) > 0
+        history_list = history.tolist()
+        return [[history_list[o] for o, p in zip(col_order, col_ok, strict=True) if p]
+                for col_order, col_ok in zip(order.T.tolist(), positive.T.tolist(), strict=True)]
 
     def _add_statistics(self, recs: list[Recommendation], both: np.ndarray | None = None) -> None:
         """support, confidence and lift of (because_of[0] -> item), from customer counts.
