@@ -389,12 +389,14 @@ class Recommender:
         pos, owner = _segments(indptr, cols)
         who = indices[pos]
         slot = self._customer_slots()
-        slot[who] = np.arange(len(who), dtype=np.int32)  # one entry stands for each customer
-        flags = np.zeros((len(who), len(cols)), dtype=np.int32)
-        flags[slot[who], owner] = 1
-        pos_r, owner_r = _segments(indptr, rows)
-        entry = slot[indices[pos_r]]
-        slot[who] = -1
+        try:
+            slot[who] = np.arange(len(who), dtype=np.int32)  # one entry stands for each customer
+            flags = np.zeros((len(who), len(cols)), dtype=np.int32)
+            flags[slot[who], owner] = 1
+            pos_r, owner_r = _segments(indptr, rows)
+            entry = slot[indices[pos_r]]
+        finally:
+            slot[who] = -1
         hit = entry >= 0
         out = np.zeros((len(rows), len(cols)), dtype=np.int64)
         if hit.any():
