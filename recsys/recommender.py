@@ -12,6 +12,8 @@ evaluation (see ``training.train``), stored in the manifest.
 from __future__ import annotations
 
 import logging
+import math
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -61,6 +63,12 @@ _BECAUSE = 3
 _MASK_CACHE = 16
 # Up to this many evidence items, supports are counted from the raw CSC arrays.
 _MARK_LIMIT = 64
+# Above this many buyer entries on the larger side, a sparse product counts pair supports.
+_FLAG_ENTRIES = 30000
+# Up to this many items on the smaller side, pair supports are counted by marking.
+_MARK_ITEMS = 3
+# Up to this many query/history items, one query's co-purchase scores are added row by row.
+_DIRECT_ROWS = 64
 
 
 @dataclass
@@ -122,6 +130,8 @@ class Recommender:
         self._mask_cache: dict = {}
         self._buyers = None
         self._als_gram = None
+        self._als_base = None
+        self._scratch = threading.local()
 
     # ---------------------------------------------------------------- blend
     def _weights(self, kind: str) -> dict[str, float]:
@@ -356,10 +366,14 @@ class Recommender:
 
         accepted: list[np.ndarray] = []
         chosen = np.zeros(0, dtype=np.int64)
+        # Pair supports the floor counted, kept for the explanations (counted once per answer).
+        counted: list[tuple[np.ndarray, np.ndarray]] = []
         for pos in _ranked_chunks(cand_scores, limit * 4 + 50):
             if min_support > 0:
-                support = self._floor_support(cand[pos], evidence,
-                                              None if sources is None else sources[pos])
+                pairs = self._pair_supports(cand[pos], evidence,
+                                            None if sources is None else sources[pos])
+                counted.append((pos, pairs))
+                support = _floor_of(pairs)
                 strong = support >= min_support
                 floored += int((~strong).sum())
                 pos = pos[strong]
@@ -374,7 +388,8 @@ class Recommender:
         best = cand[chosen]
         scores = cand_scores[chosen]
         src = None if sources is None else sources[chosen]
-        items = self._explain_many(best, scores, evidence, mode, src, history_row)
+        items = self._explain_many(best, scores, evidence, mode, src, history_row,
+                                   support=_counted_for(counted, len(cand), chosen))
         return Answer(strategy, items, truncated_by_floor=bool(floored and len(items) < limit))
 
     # ------------------------------------------------------- evidence, reasons
@@ -398,66 +413,134 @@ class Recommender:
         if not len(a_idx) or not len(b_idx):
             return np.zeros((len(a_idx), len(b_idx)), dtype=np.int64)
         buyers = self.buyers
-        if len(a_idx) > _MARK_LIMIT:
+        indptr = buyers.indptr
+        big = a_idx if len(a_idx) >= len(b_idx) else b_idx
+        if min(len(a_idx), len(b_idx)) > _MARK_LIMIT \
+                or int((indptr[big + 1] - indptr[big]).sum()) > _FLAG_ENTRIES:
             left = buyers[:, a_idx].astype(np.float32)
             both = left.T @ buyers[:, b_idx].astype(np.float32)
             return np.rint(both.toarray()).astype(np.int64)
-        # Few evidence items (every single query): mark each one's buyers and count the
-        # marks among each candidate's buyers, straight from the CSC arrays.
+        if min(len(a_idx), len(b_idx)) <= _MARK_ITEMS:
+            return self._marked_support(a_idx, b_idx)
+        # One side is small (every single query). Give each customer who bought a ``cols``
+        # item a row of 0/1 flags (one per cols item), then sum, for each ``rows`` item,
+        # the flag rows of its buyers: straight from the CSC arrays, no sparse product.
+        swap = len(a_idx) < len(b_idx)  # flag the side with fewer items
+        rows, cols = (b_idx, a_idx) if swap else (a_idx, b_idx)
+        indices = buyers.indices
+        pos, owner = _segments(indptr, cols)
+        who = indices[pos]
+        slot = self._customer_slots()
+        try:
+            slot[who] = np.arange(len(who), dtype=np.int32)  # one entry stands for each customer
+            flags = np.zeros((len(who), len(cols)), dtype=np.int32)
+            flags[slot[who], owner] = 1
+            pos_r, owner_r = _segments(indptr, rows)
+            entry = slot[indices[pos_r]]
+        finally:
+            slot[who] = -1
+        hit = entry >= 0
+        out = np.zeros((len(rows), len(cols)), dtype=np.int64)
+        if hit.any():
+            owner_r, entry = owner_r[hit], entry[hit]
+            starts = np.flatnonzero(np.r_[True, owner_r[1:] != owner_r[:-1]])
+            out[owner_r[starts]] = np.add.reduceat(flags[entry], starts, axis=0)
+        return out.T if swap else out
+
+    def _marked_support(self, a_idx: np.ndarray, b_idx: np.ndarray) -> np.ndarray:
+        """pair_support for a side of very few items: mark each one's buyers in turn and
+        count the marks among the other side's buyers."""
+        swap = len(b_idx) < len(a_idx)
+        marked, counted = (b_idx, a_idx) if swap else (a_idx, b_idx)
+        buyers = self.buyers
         indptr, indices = buyers.indptr, buyers.indices
-        pos, owner = _segments(indptr, b_idx)
+        pos, owner = _segments(indptr, counted)
         customers = indices[pos]
-        out = np.zeros((len(a_idx), len(b_idx)), dtype=np.int64)
+        out = np.empty((len(marked), len(counted)), dtype=np.int64)
         mark = np.zeros(buyers.shape[0], dtype=bool)
-        for r, a in enumerate(a_idx):
+        for r, a in enumerate(marked.tolist()):
             theirs = indices[indptr[a]:indptr[a + 1]]
             mark[theirs] = True
-            out[r] = np.bincount(owner[mark[customers]], minlength=len(b_idx))
+            out[r] = np.bincount(owner[mark[customers]], minlength=len(counted))
             mark[theirs] = False
-        return out
+        return out.T if swap else out
+
+    def _customer_slots(self) -> np.ndarray:
+        """A per-thread scratch array over customers, all -1 between uses."""
+        scratch = self._scratch
+        slot = getattr(scratch, "slot", None)
+        if slot is None or len(slot) != self.buyers.shape[0]:
+            slot = scratch.slot = np.full(self.buyers.shape[0], -1, dtype=np.int32)
+        return slot
+
+    def _pair_supports(self, cand: np.ndarray, evidence: np.ndarray | None,
+                       sources: np.ndarray | None) -> np.ndarray:
+        """Supports the floor needs: with each candidate's source (1-D, per candidate) or
+        with every evidence item (2-D, evidence x candidates)."""
+        if sources is not None:
+            if not len(cand):
+                return np.zeros(0, dtype=np.int64)
+            unique, row = np.unique(sources, return_inverse=True)
+            if len(unique) == 1:
+                return self.pair_support(unique, cand)[0]
+            return self.pair_support(unique, cand)[row, np.arange(len(cand))]
+        if evidence is None or not len(evidence):
+            return np.zeros(len(cand), dtype=np.int64)
+        return self.pair_support(evidence, cand)
 
     def _floor_support(self, cand: np.ndarray, evidence: np.ndarray | None,
                        sources: np.ndarray | None) -> np.ndarray:
         """Support used by the floor: with the item's source, or the best evidence item."""
-        if sources is not None:
-            out = np.zeros(len(cand), dtype=np.int64)
-            for s in np.unique(sources):
-                at = sources == s
-                out[at] = self.pair_support([s], cand[at])[0]
-            return out
-        if evidence is None or not len(evidence):
-            return np.zeros(len(cand), dtype=np.int64)
-        return self.pair_support(evidence, cand).max(axis=0)
+        return _floor_of(self._pair_supports(cand, evidence, sources))
 
     def _explain_many(self, best: np.ndarray, scores: np.ndarray, evidence: np.ndarray | None,
                       mode: str, sources: np.ndarray | None,
-                      history_row: sp.csr_matrix | None) -> list[Recommendation]:
-        recs = [Recommendation(int(j), float(s)) for j, s in zip(best, scores)]
+                      history_row: sp.csr_matrix | None,
+                      support: np.ndarray | None = None) -> list[Recommendation]:
+        """Reasons for the chosen items. ``support``: pair supports the floor already
+        counted for them (1-D with ``sources``, else evidence x best), or None."""
+        recs = [Recommendation(j, s) for j, s in zip(best.tolist(), scores.tolist(), strict=True)]
         if not recs:
             return recs
+        both = None  # support of (because_of[0], item) per recommendation with a reason
         if mode == "substitute":
-            for rec, a in zip(recs, sources):
-                rec.because_of = [int(a)]
-                p_a, p_j = float(self.meta.price[a]), float(self.meta.price[rec.item_idx])
-                if p_a > 0 and np.isfinite(p_a) and np.isfinite(p_j):
+            price = self.meta.price
+            p_src, p_best = price[sources].tolist(), price[best].tolist()
+            for rec, a, p_a, p_j in zip(recs, sources.tolist(), p_src, p_best, strict=True):
+                rec.because_of = [a]
+                if p_a > 0 and math.isfinite(p_a) and math.isfinite(p_j):
                     rec.price_ratio = round(p_j / p_a, 4)
+            if support is not None and support.ndim == 1:
+                both = support
         elif evidence is not None and len(evidence):
-            support = self.pair_support(evidence, best)  # evidence x best
-            sims = None
-            if self.copurchase is not None:
-                sims = _csr_values(self.copurchase.similarity_, evidence, best)
+            if support is None or support.ndim != 2:
+                support = self.pair_support(evidence, best)  # evidence x best
             als_because = self._als_because(history_row, best) if mode == "als" else None
+            evidence_list = evidence.tolist()
+            first_row = np.full(len(recs), -1, dtype=np.int64)
+            if als_because is None or not all(als_because):
+                # Evidence items by support, then similarity (stable): the best _BECAUSE of
+                # them with any evidence; a single query item is always its own reason.
+                if len(evidence) == 1:
+                    orders = np.zeros((1, len(recs)), dtype=np.int64)
+                    valid = np.ones((1, len(recs)), dtype=bool)
+                else:
+                    sims = np.zeros(support.shape) if self.copurchase is None else \
+                        _csr_values(self.copurchase.similarity_, evidence, best)
+                    orders = np.lexsort((-sims, -support), axis=0)[:_BECAUSE]
+                    cols = np.arange(len(recs))
+                    valid = (support[orders, cols] > 0) | (sims[orders, cols] > 0)
+                orders, valid = orders.T.tolist(), valid.T.tolist()
             for col, rec in enumerate(recs):
                 because = als_because[col] if als_because else []
                 if not because:
-                    sim_col = sims[:, col] if sims is not None else np.zeros(len(evidence))
-                    order = np.lexsort((-sim_col, -support[:, col]))[:_BECAUSE]
-                    order = order[(support[order, col] > 0) | (sim_col[order] > 0)]
-                    if not len(order) and len(evidence) == 1:
-                        order = np.zeros(1, dtype=np.int64)
-                    because = [int(evidence[o]) for o in order]
+                    rows = [o for o, v in zip(orders[col], valid[col], strict=True) if v]
+                    because = [evidence_list[o] for o in rows]
+                    if because:
+                        first_row[col] = rows[0]
                 rec.because_of = because
-        self._add_statistics(recs)
+            both = _support_of_first(support, evidence, recs, first_row)
+        self._add_statistics(recs, both)
         return recs
 
     def _als_because(self, history_row: sp.csr_matrix, best: np.ndarray) -> list[list[int]]:
@@ -470,54 +553,61 @@ class Recommender:
         once per answer instead of once per item.
         """
         als = self.als
-        weighted = als.weight(history_row).tocsr()
-        history = np.asarray(weighted.indices, dtype=np.int64)
+        if als.confidence == "log" and history_row.shape[0] == 1:
+            # als.weight for one row, without building sparse matrices: log(1 + count).
+            history = np.asarray(history_row.indices, dtype=np.int64)
+            values = np.log1p(np.asarray(history_row.data, dtype=np.float32))
+        else:
+            weighted = als.weight(history_row).tocsr()
+            history = np.asarray(weighted.indices, dtype=np.int64)
+            values = weighted.data
         if not len(history):
             return [[] for _ in best]
-        confidence = als.alpha * np.asarray(weighted.data, dtype=np.float64)
+        confidence = als.alpha * np.asarray(values, dtype=np.float64)
         factors = np.asarray(als.item_factors_)
         y_hist = factors[history].astype(np.float64)
-        if self._als_gram is None:
+        if self._als_base is None:  # Y'Y + reg I: once per model version
             full = factors.astype(np.float64)
             self._als_gram = full.T @ full
-        a = self._als_gram + als.regularization * np.eye(factors.shape[1]) \
-            + (y_hist.T * (confidence - 1.0)) @ y_hist
+            self._als_base = self._als_gram + als.regularization * np.eye(factors.shape[1])
+        a = self._als_base + (y_hist.T * (confidence - 1.0)) @ y_hist
         try:
             weighted_items = cho_solve(cho_factor(a), factors[best].astype(np.float64).T)
         except np.linalg.LinAlgError as exc:  # explain is an aid: never fail an answer for it
             log.debug("ALS explain: %s", exc)
             return [[] for _ in best]
         contributions = (y_hist @ weighted_items) * confidence[:, None]  # history x best
-        out = []
-        for col in range(len(best)):
-            order = np.argsort(-contributions[:, col], kind="stable")[:_BECAUSE]
-            out.append([int(history[o]) for o in order if contributions[o, col] > 0])
-        return out
+        order = np.argsort(-contributions, axis=0, kind="stable")[:_BECAUSE]
+        positive = np.take_along_axis(contributions, order, axis=0) > 0
+        history_list = history.tolist()
+        return [[history_list[o] for o, p in zip(col_order, col_ok, strict=True) if p]
+                for col_order, col_ok in zip(order.T.tolist(), positive.T.tolist(), strict=True)]
 
-    def _add_statistics(self, recs: list[Recommendation]) -> None:
-        """support, confidence and lift of (because_of[0] -> item), from customer counts."""
+    def _add_statistics(self, recs: list[Recommendation], both: np.ndarray | None = None) -> None:
+        """support, confidence and lift of (because_of[0] -> item), from customer counts.
+
+        ``both``: the supports already counted, one per recommendation with a reason."""
         pairs = [(r.because_of[0], r.item_idx) for r in recs if r.because_of]
         if not pairs:
             return
         a = np.asarray([p[0] for p in pairs], dtype=np.int64)
         b = np.asarray([p[1] for p in pairs], dtype=np.int64)
-        both = np.zeros(len(pairs), dtype=np.int64)
-        for source in np.unique(a):
-            at = a == source
-            both[at] = self.pair_support([source], b[at])[0]
+        if both is None:
+            both = np.zeros(len(pairs), dtype=np.int64)
+            for source in np.unique(a):
+                at = a == source
+                both[at] = self.pair_support([source], b[at])[0]
         counts = self.popularity.counts_
         n_customers = max(len(self.customers), 1)
+        n_a, n_b = counts[a].tolist(), counts[b].tolist()
         at = 0
-        for rec in recs:
-            if not rec.because_of:
-                continue
-            support, n_a, n_b = int(both[at]), int(counts[a[at]]), int(counts[b[at]])
-            at += 1
+        for rec, support in zip((r for r in recs if r.because_of), both.tolist(), strict=True):
             rec.support = support
-            if n_a > 0:
-                rec.confidence = round(support / n_a, 6)
-                if n_b > 0:
-                    rec.lift = round(rec.confidence / (n_b / n_customers), 6)
+            if n_a[at] > 0:
+                rec.confidence = round(support / n_a[at], 6)
+                if n_b[at] > 0:
+                    rec.lift = round(rec.confidence / (n_b[at] / n_customers), 6)
+            at += 1
 
     def describe(self, item_idx: int) -> dict:
         """Catalog metadata of an item: name, category, price, in_stock, metadata."""
@@ -535,19 +625,58 @@ class Recommender:
 
     def also_bought(self, item_idx: int, limit: int = 10, filters: Filters | None = None) -> Answer:
         query = np.asarray([item_idx])
-        return self.answer("also_bought", self.score_items("also_bought", [query])[0], limit,
+        return self.answer("also_bought", self._query_scores("also_bought", query), limit,
                            filters, query)
 
     def basket(self, item_idx: np.ndarray, limit: int = 10, filters: Filters | None = None) -> Answer:
         query = np.unique(np.asarray(item_idx, dtype=np.int64))
-        return self.answer("basket", self.score_items("basket", [query])[0], limit, filters, query)
+        return self.answer("basket", self._query_scores("basket", query), limit, filters, query)
 
     def next_best(self, customer_idx: int, limit: int = 10, filters: Filters | None = None) -> Answer:
-        scores = self.score_customers(np.asarray([customer_idx]))[0]
-        row = self.history[customer_idx]
+        customer_idx = int(customer_idx)
+        row = _csr_row(self.history, customer_idx)
+        weights = self._weights("next_best")
+        if "copurchase" in weights and row.nnz <= _DIRECT_ROWS:
+            parts = {"copurchase": self._normalise(self._copurchase_part(
+                row.indices, np.log1p(row.data.astype(np.float32))))}
+            rest = tuple(name for name in weights if name != "copurchase")
+            if rest:
+                parts.update(self.customer_parts(np.asarray([customer_idx]), names=rest))
+            scores = self.combine(parts, weights, 1)[0]
+        else:
+            scores = self.score_customers(np.asarray([customer_idx]))[0]
         bought = row.indices.astype(np.int64)
         return self.answer("next_best", scores, limit, filters, bought, history_idx=bought,
                            history_row=row)
+
+    def _query_scores(self, kind: str, query: np.ndarray) -> np.ndarray:
+        """``score_items(kind, [query])[0]`` for one item query, with the co-purchase part
+        read from the similarity rows (no sparse product); other parts from ``item_parts``."""
+        weights = self._weights(kind)
+        if "copurchase" not in weights or len(query) > _DIRECT_ROWS:
+            return self.score_items(kind, [query])[0]
+        parts = {"copurchase": self._normalise(self._copurchase_part(query, None))}
+        rest = tuple(name for name in weights if name != "copurchase")
+        if rest:
+            parts.update(self.item_parts(kind, [query], names=rest))
+        return self.combine(parts, weights, 1)[0]
+
+    def _copurchase_part(self, rows: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
+        """``(query @ similarity_).toarray()`` for one query row (items ``rows`` with
+        ``weights``, 1 when None): the similarity rows added in the same order and float32
+        arithmetic as scipy's product, so the scores are bit for bit the same."""
+        sim = self.copurchase.similarity_
+        indptr, indices, data = sim.indptr, sim.indices, sim.data
+        out = np.zeros((1, sim.shape[1]), dtype=np.float32)
+        row = out[0]
+        values = [None] * len(rows) if weights is None else weights.tolist()
+        for j, w in zip(np.asarray(rows).tolist(), values, strict=True):
+            lo, hi = indptr[j], indptr[j + 1]
+            if w is None or w == 1.0:
+                row[indices[lo:hi]] += data[lo:hi]
+            else:
+                row[indices[lo:hi]] += np.float32(w) * data[lo:hi]
+        return out
 
     def next_best_for_history(self, item_idx: np.ndarray, limit: int = 10,
                               filters: Filters | None = None) -> Answer:
@@ -829,3 +958,52 @@ def _csr_values(m: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndar
     hit = cols[order][at] == entry_cols
     out[owner[hit], order[at[hit]]] = m.data[pos[hit]]
     return out
+
+
+def _floor_of(pairs: np.ndarray) -> np.ndarray:
+    """The floor's support per candidate: with its source (1-D) or its best evidence (2-D)."""
+    if pairs.ndim == 1:
+        return pairs
+    return pairs.max(axis=0)
+
+
+def _counted_for(counted: list[tuple[np.ndarray, np.ndarray]], n_cand: int,
+                 chosen: np.ndarray) -> np.ndarray | None:
+    """The floor's pair supports of the ``chosen`` candidate positions (None: not counted)."""
+    if not counted:
+        return None
+    column = np.full(n_cand, -1, dtype=np.int64)
+    start = 0
+    for pos, _ in counted:
+        column[pos] = np.arange(start, start + len(pos))
+        start += len(pos)
+    cols = column[chosen]
+    if (cols < 0).any():
+        return None
+    pairs = counted[0][1] if len(counted) == 1 else np.concatenate([p for _, p in counted], axis=-1)
+    return pairs[..., cols]
+
+
+def _support_of_first(support: np.ndarray, evidence: np.ndarray, recs: list[Recommendation],
+                      first_row: np.ndarray) -> np.ndarray | None:
+    """support[(row of because_of[0]), col] for every recommendation with a reason; None when
+    a reason's first item is not an evidence item (then it is counted afresh)."""
+    cols = [col for col, r in enumerate(recs) if r.because_of]
+    rows = first_row[cols]
+    need = rows < 0
+    if need.any():
+        firsts = np.asarray([recs[c].because_of[0] for c in cols], dtype=np.int64)[need]
+        order = np.argsort(evidence, kind="stable")
+        at = np.minimum(np.searchsorted(evidence[order], firsts), len(evidence) - 1)
+        if not (evidence[order][at] == firsts).all():
+            return None
+        rows = rows.copy()
+        rows[need] = order[at]
+    return support[rows, cols]
+
+
+def _csr_row(m: sp.csr_matrix, row: int) -> sp.csr_matrix:
+    """``m[row]`` as a 1 x n CSR matrix, sliced from the arrays (no scipy indexing)."""
+    lo, hi = int(m.indptr[row]), int(m.indptr[row + 1])
+    return sp.csr_matrix((np.array(m.data[lo:hi]), np.array(m.indices[lo:hi]),
+                          np.asarray([0, hi - lo], dtype=m.indices.dtype)), shape=(1, m.shape[1]))

@@ -24,12 +24,19 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 def _limit_malloc_arenas(n: int = 2) -> None:
     """glibc gives every thread its own malloc arena; with gthread workers that is private
-    memory per worker that the model does not need (same as MALLOC_ARENA_MAX=2)."""
+    memory per worker that the model does not need (same as MALLOC_ARENA_MAX=2; the
+    thresholds below as MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_)."""
     try:
         import ctypes
 
         libc = ctypes.CDLL("libc.so.6")
         libc.mallopt(-8, n)  # M_ARENA_MAX
+        # Blocks of 128 KiB and more come from mmap and go back to the system when freed,
+        # and the heap is trimmed above 128 KiB free: without this glibc raises its mmap
+        # threshold after the first large numpy temporaries are freed and each worker keeps
+        # them in its own heap (private memory, about a quarter of a worker's on the demo).
+        libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 128 * 1024)  # M_TRIM_THRESHOLD
     except (OSError, AttributeError):  # not glibc
         pass
 
