@@ -62,8 +62,11 @@ def top_indices(scores: np.ndarray, k: int) -> np.ndarray:
     return part[np.argsort(-scores[part], kind="stable")]
 
 
-def top_indices_rows(scores: np.ndarray, k: int) -> np.ndarray:
+def top_indices_rows(scores: np.ndarray, k: int, above: float | None = None) -> np.ndarray:
     """Row-wise top-k of a 2-D array, best first; -1 where a row has fewer finite scores.
+
+    With ``above``, only entries strictly greater than it count (the rest as -inf),
+    without a masked copy of ``scores``.
 
     Exact, and much faster than a row-wise argpartition for wide rows: split each
     row into blocks and take the k-th largest block maximum as a threshold. The
@@ -73,25 +76,32 @@ def top_indices_rows(scores: np.ndarray, k: int) -> np.ndarray:
     n_rows, n_cols = scores.shape
     if n_rows == 0 or k <= 0:
         return np.full((n_rows, max(k, 0)), -1, dtype=np.int64)
-    n_blocks = 64
-    if n_cols < 16 * n_blocks or k > n_blocks // 2:
+    # Blocks of about 8-30 columns: few candidates survive the threshold.
+    n_blocks = max(64, 16 * k)
+    if n_cols < 8 * n_blocks:
+        if above is not None:
+            scores = np.where(scores > above, scores, -np.inf)
         return _top_rows_partition(scores, k)
+    floor = -np.inf if above is None else above
     width = n_cols // n_blocks
     main = width * n_blocks
     head = scores[:, :main].reshape(n_rows, n_blocks, width).max(axis=2)
     threshold = np.partition(head, n_blocks - k, axis=1)[:, n_blocks - k]
     # Candidates: entries >= threshold inside blocks whose maximum reaches it,
     # plus the few tail columns that do not fill a whole block.
-    block_rows, block_ids = np.nonzero(head >= threshold[:, None])
+    threshold = np.maximum(threshold, np.nextafter(np.float32(floor), np.float32(np.inf))) \
+        if above is not None else threshold
+    block_rows, block_ids = np.nonzero((head >= threshold[:, None]) & (head > floor))
     cols = block_ids[:, None] * width + np.arange(width)
     values = scores[block_rows[:, None], cols]
     hit_r, hit_c = np.nonzero(values >= threshold[block_rows][:, None])
     rows, cols = block_rows[hit_r], cols[hit_r, hit_c]
     if main < n_cols:
-        tail_r, tail_c = np.nonzero(scores[:, main:] >= threshold[:, None])
+        tail = scores[:, main:]
+        tail_r, tail_c = np.nonzero((tail >= threshold[:, None]) & (tail > floor))
         rows, cols = np.concatenate([rows, tail_r]), np.concatenate([cols, tail_c + main])
     values = scores[rows, cols]
-    finite = np.isfinite(values)
+    finite = np.isfinite(values) & (values > floor)
     rows, cols, values = rows[finite], cols[finite], values[finite]
     order = np.lexsort((cols, -values, rows))
     rows, cols = rows[order], cols[order]

@@ -132,3 +132,13 @@ def test_blocked_row_topk_is_exact_on_wide_rows():
         expected = finite[np.lexsort((finite, -scores[row, finite]))][:10]
         assert got[row, : len(expected)].tolist() == expected.tolist()
         assert (got[row, len(expected):] == -1).all()
+
+
+def test_row_topk_above_a_floor_matches_masking_first():
+    rng = np.random.default_rng(8)
+    scores = np.where(rng.random((40, 6000)) < 0.01, rng.random((40, 6000)), 0.0).astype(np.float32)
+    scores[2] = 0.0  # nothing above the floor
+    got = top_indices_rows(scores, 100, above=0.0)
+    expected = top_indices_rows(np.where(scores > 0, scores, -np.inf), 100)
+    assert got.tolist() == expected.tolist()
+    assert (got[2] == -1).all()
