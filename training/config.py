@@ -38,12 +38,14 @@ DEFAULTS: dict = {
         # Weight levels of each component in the blends tried per query kind.
         "blend_grid": [0.0, 0.25, 0.5, 0.75, 1.0],
         # Weights of a popularity prior tried with every blend (others scaled by 1 - p;
-        # 1.0 = popularity alone, allowed for next-best only, see max_item_popularity):
+        # 1.0 = popularity alone; see max_item_popularity for item pages):
         # how much best-sellers should pull is measured on the holdout, not assumed.
         "popularity_grid": [0.0, 0.1, 0.3, 1.0],
-        # Item-anchored answers (also-bought, basket) may lean on best-sellers at
-        # most this much: an item page must answer about its item.
-        "max_item_popularity": 0.3,
+        # The most popularity may pull on item-anchored answers (also-bought,
+        # basket). 1.0 lets the holdout decide, best-sellers alone included, which
+        # is what wins on sparse or line-sampled data; a shop that wants item pages
+        # always anchored on the item sets e.g. 0.3.
+        "max_item_popularity": 1.0,
     },
     # Upsell/downsell substitutes (recsys.models.substitutes) and their price bands.
     "substitutes": {"k": 50, "als_weight": 1.0, "shrink": 5.0, "max_basket_share": 0.5,

@@ -261,10 +261,8 @@ def choose_blend(results: dict[tuple, dict], k: int,
     al. 1984's rule for choosing among models that the data cannot separate).
 
     For item-anchored queries (also-bought, basket) popularity may pull at most
-    ``max_item_popularity``: an item page must answer about its item. Where
-    best-sellers win the holdout there, that measures how often any basket holds
-    them, not what goes with this item; a list that ignores the item reads as
-    the hard sell the product is meant to avoid.
+    ``max_item_popularity`` (a shop's choice: 1.0 lets the holdout decide, best-
+    sellers alone included, which is what wins on sparse or line-sampled data).
     """
     blend = {kind: dict(weights) for kind, weights in DEFAULT_BLEND.items()}
     chosen_metrics: dict = {}
