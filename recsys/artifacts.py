@@ -15,6 +15,7 @@ at any point leaves the previous current version untouched.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -80,7 +81,14 @@ class VersionWriter:
         if array.dtype == object:
             raise TypeError(f"array {name!r} has dtype object: not storable without pickle")
         path = os.path.join(self.tmp, f"{name}.npy")
-        np.save(path, array, allow_pickle=False)
+        try:
+            np.save(path, array, allow_pickle=False)
+        except OSError as exc:
+            # numpy reports a short write ("N requested and M written") without an
+            # errno: on a regular file that is a full disk.
+            if exc.errno in (None, errno.ENOSPC):
+                raise OSError(errno.ENOSPC, f"no space left writing {name}.npy ({exc})") from exc
+            raise
         self.files.append(f"{name}.npy")
 
     def add_sparse(self, name: str, matrix: sp.csr_matrix) -> None:

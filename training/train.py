@@ -240,7 +240,7 @@ def evaluate_blends(rec: Recommender, data, levels: list[float], k: int,
             if cand not in grid:  # p = 1 (popularity alone) arises once per blend
                 grid.append(cand)
     components = components + ("popularity",)
-    results = evaluate_variants(BlendScorer(rec, grid, components), data, k)
+    results = evaluate_variants(BlendScorer(rec, grid, components), data, k, per_query=True)
     return {tuple(zip(components, ws, strict=True)): r for ws, r in results.items()}
 
 
@@ -253,12 +253,12 @@ def choose_blend(results: dict[tuple, dict], k: int,
                  max_item_popularity: float = 1.0) -> tuple[dict, dict]:
     """Per query kind, the blend to ship, chosen on the holdout by the one-standard-error rule.
 
-    The best primary metric sets the bar; every blend within one standard error
-    of it (sqrt(m(1 - m)/n), an upper bound for a mean of [0, 1] scores over n
-    queries) is as good as the data can tell, and among those the one closest
-    to the even blend of the models (no popularity) wins, so that a small
-    holdout cannot push the product to an extreme blend on noise (Breiman et
-    al. 1984's rule for choosing among models that the data cannot separate).
+    The best primary metric sets the bar; every blend whose mean per-query
+    difference to the best is within one standard error of that difference
+    (paired over the same queries) is as good as the data can tell, and among
+    those the one closest to the even blend of the models (no popularity) wins,
+    so that a small holdout cannot push the product to an extreme blend on noise
+    (Breiman et al. 1984's one-standard-error rule).
 
     For item-anchored queries (also-bought, basket) popularity may pull at most
     ``max_item_popularity`` (a shop's choice: 1.0 lets the holdout decide, best-
@@ -273,9 +273,8 @@ def choose_blend(results: dict[tuple, dict], k: int,
         if not candidates:
             continue
         values = [entry[f"{metric}@{k}"] for _, entry in candidates]
-        best = max(values)
-        n = max(int(candidates[values.index(best)][1].get("queries", 1)), 1)
-        bar = best - float(np.sqrt(max(best * (1 - best), 0.0) / n))
+        best_i = int(np.argmax(values))
+        best_per_query = candidates[best_i][1].get("_per_query", {}).get(metric)
         models = [name for name, _ in candidates[0][0] if name != "popularity"]
         even = {name: 1.0 / len(models) for name in models}
 
@@ -284,12 +283,22 @@ def choose_blend(results: dict[tuple, dict], k: int,
             return sum(abs(weights.get(name, 0.0) - even.get(name, 0.0))
                        for name in set(weights) | set(even))
 
+        def as_good(i):
+            """Within one standard error of the best, on paired per-query differences."""
+            if i == best_i:
+                return True
+            mine = candidates[i][1].get("_per_query", {}).get(metric)
+            if best_per_query is None or mine is None or len(mine) < 2:
+                return False
+            diff = np.asarray(best_per_query) - np.asarray(mine)
+            return float(diff.mean()) <= float(diff.std(ddof=1) / np.sqrt(len(diff)))
+
         eligible = [(distance(key), -value, i) for i, ((key, _), value)
-                    in enumerate(zip(candidates, values)) if value >= bar]
+                    in enumerate(zip(candidates, values)) if as_good(i)]
         _, _, i = min(eligible)
         key, entry = candidates[i]
         blend[kind] = {name: w for name, w in key if w > 0 or name != "popularity"}
-        chosen_metrics[kind] = entry
+        chosen_metrics[kind] = {m: v for m, v in entry.items() if m != "_per_query"}
     return blend, chosen_metrics
 
 
@@ -488,7 +497,10 @@ def train(orders: str, models_dir: str, config: dict, catalog: str | None = None
             "blend": blend,
             "metrics": metrics,
             "baselines": {"popularity": pop_metrics},
-            "blend_search": {_blend_key(w): r for w, r in results.items()},
+            "blend_search": {_blend_key(w): {kind: {m: v for m, v in entry.items()
+                                                    if m != "_per_query"}
+                                             for kind, entry in r.items()}
+                             for w, r in results.items()},
             "gate": gate,
             "published": gate["passed"],
             "previous_version": previous,
