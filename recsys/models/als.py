@@ -41,7 +41,6 @@ class ALSModel:
         self.item_factors_ = None
         self._solver = None
         self._item_gram = None
-        self._unit_items = None
 
     # ------------------------------------------------------------ fitting
     def weight(self, counts: sp.csr_matrix) -> sp.csr_matrix:
@@ -82,7 +81,6 @@ class ALSModel:
         self.item_factors_ = np.ascontiguousarray(solver.item_factors, dtype=np.float32)
         self._solver = None
         self._item_gram = None
-        self._unit_items = None
         log.info("ALS fitted on %s (gpu=%s)", customer_items.shape, use_gpu)
         return self
 
@@ -92,7 +90,6 @@ class ALSModel:
         self.item_factors_ = item_factors
         self._solver = None
         self._item_gram = None
-        self._unit_items = None
         return self
 
     # ------------------------------------------------------------ scoring
@@ -144,16 +141,6 @@ class ALSModel:
         return self.score_similar_rows(sp.csr_matrix(
             (np.ones(len(item_idx), dtype=np.float32), np.asarray(item_idx), [0, len(item_idx)]),
             shape=(1, self.item_factors_.shape[0])))[0]
-
-    def score_similar_rows(self, queries: sp.csr_matrix) -> np.ndarray:
-        """Summed cosine similarities for a batch of item-set queries (queries x items)."""
-        check_fitted(self, "item_factors_")
-        if self._unit_items is None:
-            factors = np.asarray(self.item_factors_, dtype=np.float32)
-            norms = np.linalg.norm(factors, axis=1)
-            norms[norms == 0] = 1.0
-            self._unit_items = factors / norms[:, None]
-        return np.asarray(queries @ self._unit_items) @ self._unit_items.T
 
     def score_similar_rows(self, query_rows: sp.csr_matrix) -> np.ndarray:
         """:meth:`score_similar` for a batch: (queries x items) binary rows, one matmul."""
