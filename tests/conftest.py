@@ -19,3 +19,22 @@ def planted(tmp_path_factory):
     path = tmp_path_factory.mktemp("planted") / "orders.csv"
     truth = planted_orders(str(path))
     return str(path), truth
+
+
+@pytest.fixture(scope="session")
+def tier_model(tmp_path_factory):
+    """The planted upsell tiers (tests/recsys/tiers.py) trained once: (models dir, version, truth).
+
+    Read-only for the tests that share it.
+    """
+    from tests.recsys.tiers import write_tiers
+    from training.config import load_config
+    from training.train import train
+
+    tmp = tmp_path_factory.mktemp("tiers")
+    orders, catalog = str(tmp / "orders.csv"), str(tmp / "catalog.csv")
+    truth = write_tiers(orders, catalog)
+    config = load_config(None, {"als": {"factors": 16, "iterations": 10},
+                                "train": {"max_eval_queries": 300}})
+    summary = train(orders, str(tmp / "models"), config, catalog=catalog)
+    return str(tmp / "models"), summary["version"], truth

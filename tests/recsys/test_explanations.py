@@ -9,23 +9,15 @@ import pytest
 from recsys.artifacts import load_version
 from recsys.recommender import Recommender
 from recsys.rules import Filters
-from tests.recsys.tiers import write_tiers
-from training.config import load_config
-from training.train import train
 
 
 @pytest.fixture(scope="module")
-def tiers(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("explain")
-    orders, catalog = str(tmp / "orders.csv"), str(tmp / "catalog.csv")
-    truth = write_tiers(orders, catalog)
-    config = load_config(None, {"als": {"factors": 16, "iterations": 10},
-                                "train": {"max_eval_queries": 300}})
-    summary = train(orders, str(tmp / "models"), config, catalog=catalog)
+def tiers(tier_model):
+    models, version, truth = tier_model
     buyers = defaultdict(set)
     for customer, _, item, *_ in truth["rows"]:
         buyers[str(item)].add(customer)
-    return str(tmp / "models"), summary["version"], truth, buyers
+    return models, version, truth, buyers
 
 
 def load(tiers, next_best_blend=None):

@@ -10,23 +10,15 @@ from recsys.exceptions import ConfigError
 from recsys.recommender import Recommender
 from recsys.rules import Filters, Floor, ItemMeta, build_item_meta, diversify, item_mask
 from recsys.vocab import Vocab
-from tests.recsys.tiers import write_tiers
-from training.config import load_config
 from training.export import export
-from training.train import train
 
 LOOSE = dict(min_support=0, min_score=0.0)  # floor off: every known item is a candidate
 
 
 @pytest.fixture(scope="module")
-def tiers(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("rules")
-    orders, catalog = str(tmp / "orders.csv"), str(tmp / "catalog.csv")
-    truth = write_tiers(orders, catalog)
-    config = load_config(None, {"als": {"factors": 16, "iterations": 10},
-                                "train": {"max_eval_queries": 300}})
-    summary = train(orders, str(tmp / "models"), config, catalog=catalog)
-    return Recommender.load(load_version(str(tmp / "models"), summary["version"])), truth
+def tiers(tier_model):
+    models, version, truth = tier_model
+    return Recommender.load(load_version(models, version)), truth
 
 
 def names(rec, answer):

@@ -7,21 +7,12 @@ from __future__ import annotations
 
 import pytest
 
-from tests.recsys.tiers import write_tiers
 from tests.service.conftest import make_app
-from training.config import load_config
-from training.train import train
 
 
 @pytest.fixture(scope="module")
-def tiers(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("tiers")
-    orders, catalog = str(tmp / "orders.csv"), str(tmp / "catalog.csv")
-    truth = write_tiers(orders, catalog)
-    config = load_config(None, {"als": {"factors": 16, "iterations": 10},
-                                "train": {"max_eval_queries": 300}})
-    summary = train(orders, str(tmp / "models"), config, catalog=catalog)
-    return str(tmp / "models"), summary["version"], truth
+def tiers(tier_model):
+    return tier_model
 
 
 @pytest.fixture
