@@ -18,6 +18,14 @@ _ERROR_CODES = ["invalid_parameter", "invalid_body", "invalid_json", "too_many_i
 
 _NONEMPTY = {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH}
 
+# Options that every POST recommendation body takes besides its own ids.
+_REQUEST_OPTIONS = {
+    "customer_id": {**_NONEMPTY, "nullable": True},
+    "limit": {"type": "integer", "minimum": 1, "maximum": 100, "nullable": True},
+    "fallback": {"type": "boolean", "nullable": True},
+    "filters": {"$ref": "#/components/schemas/Filters"},
+}
+
 SCHEMAS = {
     "Error": {
         "type": "object",
@@ -117,14 +125,8 @@ SCHEMAS = {
         "required": ["items"],
         "additionalProperties": False,
         "properties": {
-            "items": {"type": "array", "minItems": 1, "maxItems": 100,
-                      "items": {"type": "string", "minLength": 1,
-                                "maxLength": MAX_ID_LENGTH}},
-            "customer_id": {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH,
-                            "nullable": True},
-            "limit": {"type": "integer", "minimum": 1, "maximum": 100, "nullable": True},
-            "fallback": {"type": "boolean", "nullable": True},
-            "filters": {"$ref": "#/components/schemas/Filters"},
+            "items": {"type": "array", "minItems": 1, "maxItems": 100, "items": _NONEMPTY},
+            **_REQUEST_OPTIONS,
         },
     },
     "HistoryRequest": {
@@ -132,14 +134,8 @@ SCHEMAS = {
         "required": ["history"],
         "additionalProperties": False,
         "properties": {
-            "history": {"type": "array", "maxItems": 1000,
-                        "items": {"type": "string", "minLength": 1,
-                                  "maxLength": MAX_ID_LENGTH}},
-            "customer_id": {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH,
-                            "nullable": True},
-            "limit": {"type": "integer", "minimum": 1, "maximum": 100, "nullable": True},
-            "fallback": {"type": "boolean", "nullable": True},
-            "filters": {"$ref": "#/components/schemas/Filters"},
+            "history": {"type": "array", "maxItems": 1000, "items": _NONEMPTY},
+            **_REQUEST_OPTIONS,
         },
     },
     "ModelFacts": {
@@ -162,7 +158,6 @@ SCHEMAS = {
     },
 }
 
-_ID = {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH}
 QUERY_PARAMETERS = [
     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
                                                 "maximum": 100, "default": 10}},
@@ -176,7 +171,7 @@ QUERY_PARAMETERS = [
     {"name": "exclude", "in": "query", "description": "comma-separated item ids",
      "schema": {"type": "string"}},
     {"name": "customer_id", "in": "query",
-     "description": "never recommend what this customer already bought", "schema": _ID},
+     "description": "never recommend what this customer already bought", "schema": _NONEMPTY},
     {"name": "fallback", "in": "query",
      "description": "true (default): unknown or too-new ids get popular items, marked "
                     "popular-fallback; false: 404",
@@ -240,7 +235,7 @@ def _operation(summary: str, role: str, ok: dict, errors: tuple, parameters=None
 
 
 def _path_param(name: str) -> dict:
-    return {"name": name, "in": "path", "required": True, "schema": _ID}
+    return {"name": name, "in": "path", "required": True, "schema": _NONEMPTY}
 
 
 _GET_ERRORS = (400, 401, 403, 404, 405, 500, 503)

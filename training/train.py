@@ -97,9 +97,12 @@ class Timer:
 
 
 def fit_models(inter, config: dict, progress_factory, warm_start: ALSModel | None = None,
-               als_iterations: int | None = None):
-    """Fit popularity, co-purchase and ALS on one set of interactions."""
-    customer_items = inter.customer_items()
+               als_iterations: int | None = None, customer_items=None):
+    """Fit popularity, co-purchase and ALS on one set of interactions.
+
+    ``customer_items``: ``inter.customer_items()`` when the caller has it already.
+    """
+    customer_items = inter.customer_items() if customer_items is None else customer_items
     order_items = None if inter.customer_is_order else inter.order_items()
     popularity = PopularityModel().fit(customer_items)
     bar = progress_factory("co-purchase", customer_items.shape[1])
@@ -399,6 +402,7 @@ def fit_product(inter, config: dict, progress_factory=None, timer: Timer | None 
     holdout_iterations = min(total_iterations, int(train_cfg["holdout_als_iterations"]))
     with timer.stage("fit_holdout"):
         hist_tr, pop_tr, cp_tr, als_tr = fit_models(train_part, config, progress_factory,
+                                                    customer_items=data.train_customer_items,
                                                     als_iterations=holdout_iterations)
         pause_for_tests("fit")
 
