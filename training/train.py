@@ -168,6 +168,10 @@ def fit_substitutes(inter, customer_items, popularity, als, meta, config: dict):
     return subs, rules
 
 
+# Items per component and query that the blend search ranks over.
+_POOL = 100
+
+
 class BlendScorer:
     """Scores every weight vector of ``grid`` from one computation of the component scores."""
 
@@ -248,8 +252,6 @@ def evaluate_blends(rec: Recommender, data, levels: list[float], k: int,
 
 
 ITEM_KINDS = ("also_bought", "basket")
-# Items per component and query that the blend search ranks over.
-_POOL = 100
 
 
 def choose_blend(results: dict[tuple, dict], k: int,
