@@ -100,7 +100,8 @@ class Recommender:
                  als: ALSModel | None, meta: ItemMeta, blend: dict | None = None,
                  version: str | None = None, manifest: dict | None = None,
                  substitutes: SubstituteModel | None = None, rules: dict | None = None,
-                 ease: "EASEModel | dict[str, EASEModel] | None" = None):
+                 ease: "EASEModel | dict[str, EASEModel] | None" = None,
+                 history_decay: sp.csr_matrix | None = None):
         self.items = items
         self.customers = customers
         self.history = history
@@ -114,6 +115,9 @@ class Recommender:
                              if m is not None and m.similarity_ is not None}
         self.ease = next(iter(self.ease_by_kind.values()), None)
         self.meta = meta
+        # Recency factors of the history pairs for next-best (recsys.models.recency), with
+        # exactly ``history``'s sparsity pattern; None = full histories.
+        self.history_decay = history_decay
         self.blend = {k: dict(v) for k, v in (blend or DEFAULT_BLEND).items()}
         self.version = version
         self.manifest = manifest or {}
@@ -187,15 +191,24 @@ class Recommender:
         parts = {}
         for name in names or tuple(self._weights("next_best")):
             if name == "copurchase":
-                part = self.copurchase.score_histories(_log_weights(self.history[customer_idx]))
+                part = self.copurchase.score_histories(self._nb_rows(customer_idx, True))
             elif name == "ease":
-                part = self._ease("next_best").score_histories(_binary(self.history[customer_idx]))
+                part = self._ease("next_best").score_histories(self._nb_rows(customer_idx, False))
             elif name == "popularity":
                 part = self._popularity_part(len(customer_idx))
             else:
                 part = self.als.score_customers(customer_idx)
             parts[name] = self._normalise(part)
         return parts
+
+    def _nb_rows(self, customer_idx: np.ndarray, log_counts: bool) -> sp.csr_matrix:
+        """Known customers' history rows as the item-item components read them for next-best:
+        log(1 + purchases) (co-purchase) or 1 (EASE), times the recency factor if any."""
+        rows = self.history[customer_idx]
+        out = _log_weights(rows) if log_counts else _binary(rows)
+        if self.history_decay is not None:
+            out.data *= np.asarray(self.history_decay[customer_idx].data, dtype=np.float32)
+        return out
 
     def history_parts(self, histories: sp.csr_matrix) -> dict[str, np.ndarray]:
         parts = {}
@@ -637,8 +650,11 @@ class Recommender:
         row = _csr_row(self.history, customer_idx)
         weights = self._weights("next_best")
         if "copurchase" in weights and row.nnz <= _DIRECT_ROWS:
+            weights_row = np.log1p(row.data.astype(np.float32))
+            if self.history_decay is not None:
+                weights_row *= _csr_row(self.history_decay, customer_idx).data
             parts = {"copurchase": self._normalise(self._copurchase_part(
-                row.indices, np.log1p(row.data.astype(np.float32))))}
+                row.indices, weights_row))}
             rest = tuple(name for name in weights if name != "copurchase")
             if rest:
                 parts.update(self.customer_parts(np.asarray([customer_idx]), names=rest))
@@ -793,6 +809,8 @@ class Recommender:
         writer.add_array("items", self.items.ids)
         writer.add_array("customers", self.customers.ids)
         writer.add_sparse("history", self.history.astype(np.float32))
+        if self.history_decay is not None:
+            writer.add_sparse("history_decay", self.history_decay.astype(np.float32))
         writer.add_array("popularity_counts", self.popularity.counts_)
         buyers = self.buyers
         writer.add_array("buyers.indptr", np.asarray(buyers.indptr, dtype=np.int64))
@@ -862,6 +880,7 @@ class Recommender:
             als=als, meta=read_item_meta(loaded), blend=manifest.get("blend"),
             version=loaded.version, manifest=manifest, substitutes=substitutes, rules=rules,
             ease=ease,
+            history_decay=loaded.sparse("history_decay") if loaded.has("history_decay") else None,
         )
         if "buyers.indices.npy" in files:
             indices = np.asarray(loaded.array("buyers.indices"))

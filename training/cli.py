@@ -282,9 +282,12 @@ def models_prune(models_dir, keep):
               help="Write an HTML report with charts.")
 @click.option("--tune", "tune_out", default=None, type=click.Path(),
               help="Also search the product's settings on the validation split; write a config.")
+@click.option("--baseline-cache", default=None, type=click.Path(),
+              help="JSON file of the baselines' results: read when it matches this data and "
+                   "these settings, else written (iterate on the product without re-tuning).")
 @handle_errors
 def evaluate_cmd(orders, catalog, columns, config_path, exclude_items, k, max_queries, skip,
-                 ease_max_items, json_out, report_out, tune_out):
+                 ease_max_items, json_out, report_out, tune_out, baseline_cache):
     """Compare the product with tuned baselines on a temporal holdout (EVALUATION.md)."""
     from training.config import load_config
     from training.evaluate import cli_evaluate
@@ -294,7 +297,7 @@ def evaluate_cmd(orders, catalog, columns, config_path, exclude_items, k, max_qu
     cli_evaluate(orders, config, catalog=catalog, columns=parse_columns(columns) or None, k=k,
                  max_queries=max_queries or None, skip=tuple(filter(None, skip.split(","))),
                  ease_max_items=ease_max_items, json_out=json_out, report_out=report_out,
-                 tune_out=tune_out,
+                 tune_out=tune_out, baseline_cache=baseline_cache,
                  on_report=echo_report, echo=lambda text: click.echo(text, err=True),
                  out=click.echo)
 

@@ -46,6 +46,11 @@ DEFAULTS: dict = {
         # is what wins on sparse or line-sampled data; a shop that wants item pages
         # always anchored on the item sets e.g. 0.3.
         "max_item_popularity": 1.0,
+        # Next-best recency (recsys.models.recency), off by default: half-lives in days
+        # tried on the holdout, e.g. [30, 90, 365]; one is adopted only if its best blend
+        # beats full histories by two standard errors (training.train.choose_recency).
+        # Needs timestamps. docs/RESULTS.md says why it is not on by default.
+        "recency_half_lives": [],
     },
     # Upsell/downsell substitutes (recsys.models.substitutes) and their price bands.
     "substitutes": {"k": 50, "als_weight": 1.0, "shrink": 5.0, "max_basket_share": 0.5,

@@ -52,8 +52,15 @@ def run_evaluation(orders: str, config: dict, catalog: str | None = None,
                    columns: dict | None = None, k: int = 10, max_queries: int | None = 10000,
                    val_max_queries: int | None = 3000, skip: tuple[str, ...] = (),
                    ease_max_items: int = 20000, n_boot: int = 1000, progress=None,
-                   on_report=None) -> dict:
-    """Run the whole comparison; returns a JSON-able dict (see :func:`format_table`)."""
+                   on_report=None, baseline_cache: str | None = None) -> dict:
+    """Run the whole comparison; returns a JSON-able dict (see :func:`format_table`).
+
+    ``baseline_cache``: a JSON file holding the baselines' results (per query
+    too) of an earlier run on the same data, split and grids. When it exists
+    and matches, the baselines are read from it instead of tuned again (they do
+    not depend on the product's settings); otherwise they are tuned and it is
+    written. For iterating on the product; the figures are the same either way.
+    """
     from training.train import fit_product
 
     started = time.perf_counter()
@@ -81,16 +88,28 @@ def run_evaluation(orders: str, config: dict, catalog: str | None = None,
     train_fit = fit_data(train_part, meta.recommendable)
     val_fit = fit_data(val_train, meta.recommendable)
 
-    models = []
-    per_query: dict[str, dict] = {}
-    for family in default_families(inter.customer_is_order, ease_max_items=ease_max_items,
-                                   skip=skip):
-        _say(progress, f"baseline {family.name}: tuning {len(family.grid)} setting(s)")
-        tuned = tune_baseline(family, val_fit, val_data, train_fit, test_data, k)
-        models.append({"name": tuned.name, "kind": "baseline", "results": tuned.results,
-                       "settings": tuned.settings, "fit_seconds": tuned.fit_seconds,
-                       "tune_seconds": tuned.tune_seconds, "skipped": tuned.skipped})
-        per_query[tuned.name] = tuned.per_query
+    cache_key = {"orders": orders, "catalog": catalog, "columns": columns,
+                 "data": config["data"], "test_fraction": test_fraction, "k": k,
+                 "max_queries": max_queries, "val_max_queries": val_max_queries,
+                 "skip": sorted(skip), "ease_max_items": ease_max_items,
+                 "lines": inter.n_lines, "test_lines": int(s.test.sum())}
+    cached = _read_baseline_cache(baseline_cache, cache_key)
+    if cached is not None:
+        _say(progress, f"baselines: read from {baseline_cache}")
+        models, per_query = cached
+    else:
+        models = []
+        per_query: dict[str, dict] = {}
+        for family in default_families(inter.customer_is_order, ease_max_items=ease_max_items,
+                                       skip=skip):
+            _say(progress, f"baseline {family.name}: tuning {len(family.grid)} setting(s)")
+            tuned = tune_baseline(family, val_fit, val_data, train_fit, test_data, k)
+            models.append({"name": tuned.name, "kind": "baseline", "results": tuned.results,
+                           "settings": tuned.settings, "fit_seconds": tuned.fit_seconds,
+                           "tune_seconds": tuned.tune_seconds, "skipped": tuned.skipped})
+            per_query[tuned.name] = tuned.per_query
+        if baseline_cache:
+            _write_baseline_cache(baseline_cache, cache_key, models, per_query)
 
     _say(progress, "product: fitting as `xsell train` does, on the training period")
     t0 = time.perf_counter()
@@ -125,6 +144,35 @@ def run_evaluation(orders: str, config: dict, catalog: str | None = None,
         "comparison": comparison,
         "seconds": round(time.perf_counter() - started, 1),
     }
+
+
+def _read_baseline_cache(path: str | None, key: dict):
+    """(models, per_query) from ``path`` when it was written for ``key``; else None."""
+    import json
+    import os
+
+    if not path or not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as fh:
+            stored = json.load(fh)
+    except (OSError, ValueError) as exc:
+        log.warning("baseline cache %s unreadable (%s): tuning the baselines again", path, exc)
+        return None
+    if stored.get("key") != jsonable(key):
+        log.warning("baseline cache %s is for other data or settings: tuning again", path)
+        return None
+    per_query = {name: {kind: {m: np.asarray(v) for m, v in metrics.items()}
+                        for kind, metrics in kinds.items()}
+                 for name, kinds in stored["per_query"].items()}
+    return stored["models"], per_query
+
+
+def _write_baseline_cache(path: str, key: dict, models: list[dict], per_query: dict) -> None:
+    import json
+
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(jsonable({"key": key, "models": models, "per_query": per_query}), fh)
 
 
 def compare(models: list[dict], per_query: dict, k: int, n_boot: int = 1000) -> dict:
@@ -206,14 +254,15 @@ def cli_evaluate(orders: str, config: dict, catalog=None, columns=None, k: int =
                  max_queries: int | None = 10000, skip: tuple[str, ...] = (),
                  ease_max_items: int = 20000, json_out: str | None = None,
                  report_out: str | None = None,
-                 tune_out: str | None = None, on_report=None, echo=None, out=None) -> dict:
+                 tune_out: str | None = None, on_report=None, echo=None, out=None,
+                 baseline_cache: str | None = None) -> dict:
     """What ``xsell evaluate`` does: run, print the table, write JSON / HTML / tuned config."""
     import json
 
     result = jsonable(run_evaluation(orders, config, catalog=catalog, columns=columns, k=k,
                                      max_queries=max_queries, skip=skip, progress=echo,
                                      ease_max_items=ease_max_items,
-                                     on_report=on_report))
+                                     on_report=on_report, baseline_cache=baseline_cache))
     (out or print)(format_table(result))
     if json_out:
         with open(json_out, "w", encoding="utf-8") as fh:

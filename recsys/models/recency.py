@@ -1,0 +1,68 @@
+"""Recency weights for next-best: a customer's recent purchases say more about the next one.
+
+Each (customer, item) pair of the history gets the factor
+
+    0.5 ** (age / half_life),   age = days from the customer's last purchase of the item
+                                      to the customer's last purchase of anything
+
+so the items of a customer's latest order weigh 1 and an item last bought one
+half-life before that weighs 0.5. The reference is the customer's own last
+order, not "now": the item-item components (co-purchase, EASE) score a history
+linearly and each component's scores are scaled to their maximum per customer,
+so a factor common to all of a customer's items (how long ago the customer was
+last seen) would change nothing; the age *within* the history is what ranks.
+
+The half-life is chosen on the trainer's holdout among a few values, "none"
+included (``train.recency_half_lives``): a shop whose customers drift from one
+range to the next (wholesale gifts) gets a short one, a shop of steady
+re-purchases keeps full histories.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+DAY = 86400.0
+
+
+def last_purchase_age(inter, history: sp.csr_matrix) -> sp.csr_matrix | None:
+    """Days from each history pair's last purchase to the customer's last purchase.
+
+    Returned with exactly ``history``'s sparsity pattern (same ``indptr`` and
+    ``indices``, sorted), so its ``data`` lines up with ``history.data``. None
+    without timestamps.
+    """
+    if inter.timestamp is None:
+        return None
+    ok = inter.customer_idx >= 0
+    c = inter.customer_idx[ok].astype(np.int64)
+    i = inter.item_idx[ok].astype(np.int64)
+    t = inter.timestamp[ok].astype(np.float64) / DAY
+    n_customers, n_items = history.shape
+    last_customer = np.full(n_customers, -np.inf)
+    np.maximum.at(last_customer, c, t)
+    # Last time per (customer, item): sort by pair then time, keep each pair's final line.
+    order = np.lexsort((t, i, c))
+    c, i, t = c[order], i[order], t[order]
+    final = np.r_[(c[1:] != c[:-1]) | (i[1:] != i[:-1]), True]
+    c, i, t = c[final], i[final], t[final]
+    age = (last_customer[c] - t).astype(np.float32)
+    # Pairs come sorted by (customer, item): the same order as a canonical CSR.
+    hist = history.tocsr()
+    hist.sort_indices()
+    out = sp.csr_matrix((age, i.astype(hist.indices.dtype), np.asarray(hist.indptr).copy()),
+                        shape=history.shape)
+    if len(c) != hist.nnz or not np.array_equal(out.indices, hist.indices) or \
+            not np.array_equal(np.bincount(c, minlength=n_customers), np.diff(hist.indptr)):
+        raise ValueError("recency: the order lines do not match the history matrix")
+    return out
+
+
+def decay_weights(age: sp.csr_matrix, half_life_days: float) -> sp.csr_matrix:
+    """``0.5 ** (age / half_life_days)`` on ``age``'s pattern (float32)."""
+    if not half_life_days or half_life_days <= 0:
+        raise ValueError("recency: the half-life must be a positive number of days")
+    out = age.copy().astype(np.float32)
+    out.data = np.power(np.float32(0.5), out.data / np.float32(half_life_days)).astype(np.float32)
+    return out
