@@ -1,0 +1,101 @@
+"""The trainer's choices on its holdout: the blend per query kind and next-best recency."""
+
+import csv
+from datetime import datetime, timedelta
+
+import numpy as np
+import pytest
+
+from recsys.data import read_orders
+from training.config import load_config
+from training.train import choose_blend, fit_product
+
+N = 100
+
+
+def hits(*ranges):
+    out = np.zeros(N)
+    for lo, hi in ranges:
+        out[lo:hi] = 1.0
+    return out
+
+
+def results(**blends):
+    """{blend key: {"next_best": entry}} from per-query nDCG arrays, keyed like the trainer."""
+    names = {"best": (1.0, 0.0, 0.0), "even": (0.5, 0.5, 0.0), "pop": (0.0, 0.0, 1.0)}
+    out = {}
+    for name, per_query in blends.items():
+        cp, als, pop = names[name]
+        key = (("copurchase", cp), ("als", als), ("popularity", pop))
+        out[key] = {"next_best": {"ndcg@10": float(per_query.mean()),
+                                  "_per_query": {"ndcg": per_query}}}
+    return out
+
+
+def chosen(res):
+    return choose_blend(res, 10)[0]["next_best"]
+
+
+def test_the_best_model_blend_wins_over_a_more_even_one_the_data_cannot_separate():
+    # even: 0.29 vs best 0.30, paired difference 0.01 with standard error 0.03.
+    res = results(best=hits((0, 30)), even=hits((5, 34)), pop=hits((60, 70)))
+    assert chosen(res) == {"copurchase": 1.0, "als": 0.0}
+
+
+def test_best_sellers_only_when_no_model_blend_is_as_good():
+    # Popularity 0.40; the model blends are clearly below (differences of 10+ queries of 100
+    # with no query going their way).
+    res = results(best=hits((0, 25)), even=hits((0, 20)), pop=hits((0, 40)))
+    assert chosen(res) == {"copurchase": 0.0, "als": 0.0, "popularity": 1.0}
+    # Popularity best by a hair, a model blend within one standard error: the model blend.
+    res = results(best=hits((0, 29)), even=hits((0, 20)), pop=hits((2, 32)))
+    assert chosen(res) == {"copurchase": 1.0, "als": 0.0}
+
+
+def write_drift(path, recent_truth: bool, seed: int = 0):
+    """Pairs Ai -> Bi taught by one-order customers; query customers buy an old Aj, then a
+    recent Ak, then (after the holdout cutoff for most) the complement of the recent one
+    (``recent_truth``) or of either at random (no time signal)."""
+    rng = np.random.default_rng(seed)
+    start = datetime(2025, 1, 1)
+    rows, n = [], 0
+
+    def order(customer, items, day):
+        nonlocal n
+        n += 1
+        ts = (start + timedelta(days=float(day))).isoformat(timespec="seconds")
+        rows.extend([customer, f"O{n}", item, 1, 1.0, ts] for item in items)
+
+    for c in range(500):
+        i = int(rng.integers(10))
+        order(f"T{c}", [f"A{i}", f"B{i}"], rng.uniform(0, 300))
+    for c in range(400):
+        j, k = rng.choice(10, size=2, replace=False)
+        order(f"Q{c}", [f"A{j}"], rng.uniform(0, 60))
+        order(f"Q{c}", [f"A{k}"], rng.uniform(120, 200))
+        target = k if recent_truth or rng.random() < 0.5 else j
+        order(f"Q{c}", [f"B{target}"], rng.uniform(240, 300))
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        out = csv.writer(fh)
+        out.writerow(["customer_id", "order_id", "item_id", "quantity", "unit_price", "timestamp"])
+        out.writerows(rows)
+    return str(path)
+
+
+@pytest.mark.parametrize("recent_truth", [True, False])
+def test_recency_is_adopted_only_where_the_holdout_shows_it(tmp_path, recent_truth):
+    inter, _ = read_orders(write_drift(tmp_path / "o.csv", recent_truth))
+    config = load_config(None, {"als": {"factors": 8, "iterations": 4},
+                                "train": {"recency_half_lives": [0, 30, 365]}})
+    product = fit_product(inter, config)
+    if recent_truth:
+        assert product.half_life == 30.0
+        assert product.history_decay is not None
+        assert product.metrics["next_best"]["ndcg@10"] > 0.9
+    else:
+        assert product.half_life is None and product.history_decay is None
+    # Off by default: the same data without the setting keeps full histories.
+    if recent_truth:
+        plain = fit_product(inter, load_config(None, {"als": {"factors": 8, "iterations": 4}}))
+        assert plain.half_life is None
+        assert plain.metrics["next_best"]["ndcg@10"] < product.metrics["next_best"]["ndcg@10"]
