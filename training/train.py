@@ -39,7 +39,6 @@ from recsys.artifacts import (
 from recsys.data import ItemExclusion, read_catalog, read_orders
 from recsys.evaluation import (
     PRIMARY,
-    RecommenderScorer,
     PopularityScorer,
     build_eval_data,
     evaluate,
@@ -49,11 +48,11 @@ from recsys.evaluation import (
 )
 from recsys.exceptions import XsellError
 from recsys.models import ALSModel, CoPurchaseModel, PopularityModel
-from recsys.models.base import top_indices_rows
 from recsys.models.ease import EASEModel
 from recsys.models.substitutes import SubstituteModel
-from recsys.recommender import COMPONENTS, DEFAULT_BLEND, Recommender, _rows_matrix
+from recsys.recommender import COMPONENTS, DEFAULT_BLEND, Recommender
 from recsys.rules import build_item_meta
+from training.blend_search import BlendScorer
 
 log = logging.getLogger(__name__)
 
@@ -168,62 +167,6 @@ def fit_substitutes(inter, customer_items, popularity, als, meta, config: dict):
     return subs, rules
 
 
-# Items per component and query that the blend search ranks over.
-_POOL = 100
-
-
-class BlendScorer:
-    """Scores every weight vector of ``grid`` from one computation of the component scores."""
-
-    def __init__(self, rec: Recommender, grid: list[tuple], components: tuple[str, ...]):
-        self.rec = rec
-        self.grid = grid
-        self.components = components
-
-    def _topk_all(self, parts, n, exclude, k):
-        """Top k of every blend, ranked within a pool of each component's best items.
-
-        A blend's top items are almost always among the best ``_POOL`` of at
-        least one of its components, so each blend is ranked over that pool
-        (a few hundred columns) instead of the whole catalogue: the search costs
-        little more than one blend. It only chooses the weights; the chosen
-        blend's metrics are then measured exactly (see ``train``).
-        """
-        mask = np.zeros((n, len(self.rec.items)), dtype=np.float32)
-        mask[:, ~self.rec.known_items] = -np.inf
-        coo = exclude.tocoo()
-        mask[coo.row, coo.col] = -np.inf
-        # Only items a component actually scores (> 0) enter its part of the pool;
-        # excluded ones get -inf from the mask below.
-        pool = np.concatenate([top_indices_rows(part, _POOL, above=0.0)
-                               for part in parts.values()], axis=1)
-        pool.sort(axis=1)
-        pool[:, 1:][pool[:, 1:] == pool[:, :-1]] = -1  # each item once per row
-        valid = pool >= 0
-        safe = np.where(valid, pool, 0)
-        base = np.where(valid, self.rec._pop_tiebreak[safe] + np.take_along_axis(mask, safe, 1),
-                        -np.inf).astype(np.float32)
-        gathered = {name: np.take_along_axis(part, safe, 1) for name, part in parts.items()}
-        out = {}
-        for ws in self.grid:
-            scores = base.copy()
-            for name, w in zip(self.components, ws, strict=True):
-                if w > 0 and name in gathered:
-                    scores += np.float32(w) * gathered[name]
-            best = top_indices_rows(scores, k)
-            out[ws] = np.where(best >= 0, np.take_along_axis(pool, np.maximum(best, 0), 1), -1)
-        return out
-
-    def next_best(self, customer_idx, histories, k):
-        return self._topk_all(self.rec.customer_parts(customer_idx, self.components),
-                              len(customer_idx), histories, k)
-
-    def item_query(self, kind, query_lists, k):
-        parts = self.rec.item_parts(kind, query_lists, self.components)
-        return self._topk_all(parts, len(query_lists),
-                              _rows_matrix(query_lists, len(self.rec.items)), k)
-
-
 def available_components(rec: Recommender) -> tuple[str, ...]:
     return tuple(name for name in COMPONENTS if getattr(rec, name, None) is not None)
 
@@ -308,7 +251,7 @@ def choose_blend(results: dict[tuple, dict], k: int,
 
 
 def fit_ease(inter, config: dict, holdout_data=None, rec_factory=None, k: int = 10,
-             lambdas_by_kind: dict | None = None) -> tuple[dict, dict]:
+             lambdas_by_kind: dict | None = None, customer_items=None) -> tuple[dict, dict]:
     """EASE models per query kind on ``inter`` and the lambda of each.
 
     With ``holdout_data``, every lambda of ``ease.lambdas`` is scored there
@@ -321,7 +264,7 @@ def fit_ease(inter, config: dict, holdout_data=None, rec_factory=None, k: int = 
     lambdas = [float(x) for x in cfg.pop("lambdas")]
     if not cfg.pop("enabled", True):
         return {}, {}
-    customer_items = inter.customer_items()
+    customer_items = inter.customer_items() if customer_items is None else customer_items
     order_items = None if inter.customer_is_order else inter.order_items()
     gram = EASEModel(**cfg).gram(customer_items, order_items)
     if gram is None:
@@ -335,7 +278,8 @@ def fit_ease(inter, config: dict, holdout_data=None, rec_factory=None, k: int = 
     scored = []
     for lam in lambdas:
         cand = EASEModel(lam=lam, **cfg).fit(customer_items, order_items, gram=gram)
-        scored.append((lam, cand, evaluate(_EaseOnly(rec_factory(cand)), holdout_data, k)))
+        only = BlendScorer(rec_factory(cand), [(1.0,)], ("ease",))
+        scored.append((lam, cand, evaluate_variants(only, holdout_data, k)[(1.0,)]))
     models, chosen = {}, {}
     for kind, metric in PRIMARY.items():
         cands = [(res[kind][f"{metric}@{k}"], -i) for i, (_, _, res) in enumerate(scored)
@@ -344,23 +288,6 @@ def fit_ease(inter, config: dict, holdout_data=None, rec_factory=None, k: int = 
             _, neg_i = max(cands)
             chosen[kind], models[kind] = scored[-neg_i][0], scored[-neg_i][1]
     return models, chosen
-
-
-class _EaseOnly:
-    """Scores a recommender's EASE component alone (lambda selection)."""
-
-    def __init__(self, rec: Recommender):
-        self.rec = rec
-
-    def next_best(self, customer_idx, histories, k):
-        parts = self.rec.customer_parts(customer_idx, ("ease",))
-        return self.rec.top_k(self.rec.combine(parts, {"ease": 1.0}, len(customer_idx)), k,
-                              exclude=histories)
-
-    def item_query(self, kind, query_lists, k):
-        parts = self.rec.item_parts(kind, query_lists, ("ease",))
-        return self.rec.top_k(self.rec.combine(parts, {"ease": 1.0}, len(query_lists)), k,
-                              exclude=_rows_matrix(query_lists, len(self.rec.items)))
 
 
 @dataclass
@@ -415,16 +342,17 @@ def fit_product(inter, config: dict, progress_factory=None, timer: Timer | None 
             return Recommender(inter.items, inter.customers, hist_tr, pop_tr, cp_tr, als_tr,
                                meta_tr, ease=ease_model)
 
-        ease_tr, lams = fit_ease(train_part, config, data, make_rec, k)
+        ease_tr, lams = fit_ease(train_part, config, data, make_rec, k,
+                                 customer_items=data.train_customer_items)
 
     with timer.stage("evaluate"):
         rec_tr = make_rec(ease_tr)
         results = evaluate_blends(rec_tr, data, [float(w) for w in train_cfg["blend_grid"]], k,
                                   train_cfg.get("popularity_grid", [0.0]))
-        blend, _ = choose_blend(results, k, float(train_cfg.get("max_item_popularity", 1.0)))
-        # The search ranked within candidate pools; the shipped blend is measured exactly.
-        rec_tr.blend = {kind: dict(w) for kind, w in blend.items()}
-        metrics = evaluate(RecommenderScorer(rec_tr), data, k)
+        # The blend search is exact (training/blend_search.py): the chosen blend's
+        # holdout metrics are what the shipped recommender answers.
+        blend, metrics = choose_blend(results, k,
+                                      float(train_cfg.get("max_item_popularity", 1.0)))
         pop_metrics = evaluate(PopularityScorer(pop_tr.counts_, rec_tr.known_items), data, k)
 
     ease_lams = {kind: lams[kind] for kind, w in blend.items()
@@ -433,7 +361,10 @@ def fit_product(inter, config: dict, progress_factory=None, timer: Timer | None 
         if train_cfg.get("refit", True):
             models = fit_models(inter, config, progress_factory, warm_start=als_tr,
                                 als_iterations=max(1, total_iterations - holdout_iterations))
-            ease = fit_ease(inter, config, lambdas_by_kind=ease_lams)[0] if ease_lams else {}
+            ease = {}
+            if ease_lams:
+                ease = fit_ease(inter, config, lambdas_by_kind=ease_lams,
+                                customer_items=models[0])[0]
         else:
             models = (hist_tr, pop_tr, cp_tr, als_tr)
             ease = {kind: ease_tr[kind] for kind in ease_lams}
