@@ -27,12 +27,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import numpy as np
+import scipy.sparse as sp
 
 from recsys import __version__
 from recsys.artifacts import (
     VersionWriter,
     clean_temporary,
     current_version,
+    load_version,
     read_manifest,
     set_current,
 )
@@ -40,6 +42,7 @@ from recsys.data import ItemExclusion, read_catalog, read_orders
 from recsys.evaluation import (
     PRIMARY,
     PopularityScorer,
+    RecommenderScorer,
     build_eval_data,
     evaluate,
     evaluate_variants,
@@ -50,7 +53,7 @@ from recsys.exceptions import XsellError
 from recsys.models import ALSModel, CoPurchaseModel, PopularityModel
 from recsys.models.ease import EASEModel
 from recsys.models.substitutes import SubstituteModel
-from recsys.recommender import COMPONENTS, DEFAULT_BLEND, Recommender
+from recsys.recommender import COMPONENTS, DEFAULT_BLEND, Recommender, _rows_matrix
 from recsys.rules import build_item_meta
 from training.blend_search import BlendScorer
 
@@ -301,6 +304,7 @@ class FittedProduct:
     results: dict
     split: object
     holdout_models: tuple = field(repr=False, default=())
+    holdout_rec: Recommender | None = field(repr=False, default=None)
     ease: dict = field(default_factory=dict)
     ease_lambda: dict = field(default_factory=dict)
 
@@ -353,6 +357,7 @@ def fit_product(inter, config: dict, progress_factory=None, timer: Timer | None 
         # holdout metrics are what the shipped recommender answers.
         blend, metrics = choose_blend(results, k,
                                       float(train_cfg.get("max_item_popularity", 1.0)))
+        rec_tr.blend = {kind: dict(w) for kind, w in blend.items()}
         pop_metrics = evaluate(PopularityScorer(pop_tr.counts_, rec_tr.known_items), data, k)
 
     ease_lams = {kind: lams[kind] for kind, w in blend.items()
@@ -370,6 +375,7 @@ def fit_product(inter, config: dict, progress_factory=None, timer: Timer | None 
             ease = {kind: ease_tr[kind] for kind in ease_lams}
     return FittedProduct(models=models, blend=blend, metrics=metrics, pop_metrics=pop_metrics,
                          results=results, split=s, holdout_models=(hist_tr, pop_tr, cp_tr, als_tr),
+                         holdout_rec=rec_tr,
                          ease=ease, ease_lambda=ease_lams)
 
 
@@ -406,7 +412,10 @@ def train(orders: str, models_dir: str, config: dict, catalog: str | None = None
     s, blend, metrics, pop_metrics, results = (product.split, product.blend, product.metrics,
                                                 product.pop_metrics, product.results)
     hist, pop, cp, als = product.models
-    gate = _gate(metrics, pop_metrics, config["gate"], k, _current_manifest(models_dir))
+    current = _current_manifest(models_dir)
+    with timer.stage("evaluate"):
+        fresh = compare_with_current(inter, product, models_dir, current, config, k)
+    gate = _gate(metrics, pop_metrics, config["gate"], k, current, fresh)
 
     with timer.stage("write"):
         meta = build_item_meta(inter.items, cat, inter.item_prices())
@@ -426,6 +435,8 @@ def train(orders: str, models_dir: str, config: dict, catalog: str | None = None
                 "items": len(inter.items), "lines": inter.n_lines,
                 "split": {"method": s.method, "cutoff": s.cutoff,
                           "train_lines": int(s.train.sum()), "test_lines": int(s.test.sum())},
+                "time_range": (None if inter.timestamp is None else
+                               [int(inter.timestamp.min()), int(inter.timestamp.max())]),
             },
             "parameters": {"copurchase": config["copurchase"], "als": config["als"],
                            "ease": _ease_params(config, product.ease_lambda),
@@ -473,7 +484,8 @@ def _current_manifest(models_dir: str) -> dict | None:
         if version is None:
             return None
         manifest = read_manifest(models_dir, version)
-        return {"version": version, "metrics": manifest.get("metrics")}
+        return {"version": version, "metrics": manifest.get("metrics"),
+                "time_range": (manifest.get("data") or {}).get("time_range")}
     except (OSError, ValueError, XsellError) as exc:
         log.warning("current version unreadable, gate skips the comparison: %s", exc)
         return None
@@ -488,18 +500,97 @@ def _ease_params(config: dict, lambdas_by_kind: dict) -> dict:
     return dict(config["ease"], lambdas_by_kind=dict(lambdas_by_kind))
 
 
-def _gate(metrics: dict, pop_metrics: dict, gate_cfg: dict, k: int,
-          current: dict | None = None) -> dict:
-    """Publish only if the primary protocol beats popularity by the configured margin and,
-    when a current version exists, is not worse than its stored metrics beyond a tolerance.
+# Fewer fresh queries than this and the gate compares stored metrics instead.
+MIN_FRESH_QUERIES = 30
 
-    The current version is compared through the metrics stored in its manifest
-    (measured on its own holdout, by models that had not seen it), not by
-    scoring it on today's holdout: yesterday's model was trained on data up to
-    yesterday, which includes most of today's holdout period, so it would be
-    scored on orders it has seen and look better than it is. Stored metrics
-    compare two honest out-of-time measures; ``max_drop_vs_current`` absorbs
-    the noise of their different query sets.
+
+def compare_with_current(inter, product: FittedProduct, models_dir: str,
+                         current: dict | None, config: dict, k: int) -> dict | None:
+    """The current version and the new models scored on the same new holdout queries.
+
+    Only holdout orders placed after the current version's newest line are
+    used: the current version was trained on everything before that, so on
+    older holdout orders it would be scored on purchases it has seen. The new
+    models are the ones fitted on the training period (they have seen none of
+    the holdout). Returns None when there is nothing fair to compare on (no
+    current version, no timestamps, a version without a recorded time range,
+    or no newer orders); the gate then uses the current version's stored metrics.
+    """
+    newest = (current or {}).get("time_range")
+    if not newest or product.split.method != "temporal" or product.holdout_rec is None:
+        return None
+    times = inter.order_times()
+    fresh = product.split.test & (times[inter.order_idx] > int(newest[1]))
+    if not fresh.any():
+        return None
+    try:
+        current_rec = Recommender.load(load_version(models_dir, current["version"]))
+    except (OSError, ValueError, XsellError) as exc:
+        log.warning("current version unreadable, gate uses its stored metrics: %s", exc)
+        return None
+    data = build_eval_data(inter.subset(product.split.train), inter.subset(fresh),
+                           max_queries=config["train"]["max_eval_queries"])
+    ours = evaluate(RecommenderScorer(product.holdout_rec), data, k)
+    theirs = evaluate(VersionScorer(current_rec, inter.items, inter.customers), data, k)
+    return {"since": int(newest[1]), "fresh_lines": int(fresh.sum()), "new": ours,
+            "current": theirs}
+
+
+class VersionScorer:
+    """Scores a version trained on other vocabularies on queries in today's indexes.
+
+    Ids are mapped both ways; query items the version does not know are
+    dropped, customers it does not know are scored from their history, and
+    items it recommends that today's data lacks count as misses.
+    """
+
+    def __init__(self, rec: Recommender, items, customers):
+        self.rec = rec
+        self.to_theirs = rec.items.indices(items.ids)
+        self.to_ours = items.indices(rec.items.ids)
+        self.customers = rec.customers.indices(customers.ids)
+
+    def _theirs(self, m) -> sp.csr_matrix:
+        coo = m.tocoo()
+        cols = self.to_theirs[coo.col]
+        keep = cols >= 0
+        return sp.csr_matrix((coo.data[keep], (coo.row[keep], cols[keep])),
+                             shape=(m.shape[0], len(self.rec.items)))
+
+    def _ours(self, recs: np.ndarray) -> np.ndarray:
+        return np.where(recs >= 0, self.to_ours[np.maximum(recs, 0)], -1)
+
+    def next_best(self, customer_idx, histories, k):
+        theirs = self.customers[customer_idx]
+        hist = self._theirs(histories)
+        out = np.full((len(customer_idx), k), -1, dtype=np.int64)
+        known = np.flatnonzero(theirs >= 0)
+        new = np.flatnonzero(theirs < 0)
+        if len(known):
+            out[known] = self.rec.top_k(self.rec.score_customers(theirs[known]), k,
+                                        exclude=hist[known])
+        if len(new):
+            out[new] = self.rec.top_k(self.rec.score_histories(hist[new]), k, exclude=hist[new])
+        return self._ours(out)
+
+    def item_query(self, kind, query_lists, k):
+        lists = [self.to_theirs[q][self.to_theirs[q] >= 0] for q in query_lists]
+        scores = self.rec.score_items(kind, lists)
+        return self._ours(self.rec.top_k(scores, k,
+                                         exclude=_rows_matrix(lists, len(self.rec.items))))
+
+
+def _gate(metrics: dict, pop_metrics: dict, gate_cfg: dict, k: int,
+          current: dict | None = None, fresh: dict | None = None) -> dict:
+    """Publish only if the primary protocol beats popularity by the configured margin and,
+    when a current version exists, is not worse than it beyond ``max_drop_vs_current``.
+
+    The comparison with the current version is made on the same new holdout
+    queries (``fresh``, from :func:`compare_with_current`: the holdout orders
+    newer than anything the current version was trained on). Without such
+    orders (a retrain on the same data, no timestamps) it falls back to the
+    metrics stored in the current version's manifest, measured on its own
+    holdout by models that had not seen it.
     """
     margin = float(gate_cfg.get("min_lift_over_popularity", 0.0))
     tolerance = float(gate_cfg.get("max_drop_vs_current", 0.1))
@@ -513,10 +604,25 @@ def _gate(metrics: dict, pop_metrics: dict, gate_cfg: dict, k: int,
               f"(needs at least +{margin:.0%})")
     out = {"protocol": kind, "metric": metric, "value": ours, "popularity": base,
            "min_lift": margin}
+    fresh_new = ((fresh or {}).get("new") or {}).get(kind, {})
+    fresh_cur = ((fresh or {}).get("current") or {}).get(kind, {})
+    if fresh_new.get("queries", 0) >= MIN_FRESH_QUERIES and metric in fresh_cur:
+        mine, theirs = float(fresh_new[metric]), float(fresh_cur[metric])
+        out |= {"current_version": current.get("version"), "current_value": theirs,
+                "value_on_same_queries": mine, "same_queries": int(fresh_new["queries"]),
+                "compared_on": "new holdout orders after the current version's data",
+                "max_drop_vs_current": tolerance}
+        if mine < theirs * (1 - tolerance):
+            passed = False
+        reason += (f"; on the {fresh_new['queries']} holdout queries newer than the current "
+                   f"version's data: {mine:.4f} vs current version {theirs:.4f} "
+                   f"(may drop at most {tolerance:.0%})")
+        return {"passed": bool(passed), **out, "reason": reason}
     previous = ((current or {}).get("metrics") or {}).get(kind, {}).get(metric)
     if previous is not None:
         floor = float(previous) * (1 - tolerance)
         out |= {"current_version": current.get("version"), "current_value": float(previous),
+                "compared_on": "the current version's stored metrics (no newer holdout orders)",
                 "max_drop_vs_current": tolerance}
         if ours < floor:
             passed = False

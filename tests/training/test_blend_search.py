@@ -69,7 +69,7 @@ def test_every_blend_equals_the_recommenders_own_answers(holdout, pool):
     if pool == 12:  # 40 items: a small pool certifies some rows and not others
         assert 0 < scorer.fallback_rows < scorer.rows
     for ws in grid:
-        rec.blend = {kind: dict(zip(names, ws)) for kind in queries | {"next_best": 0}}
+        rec.blend = {kind: dict(zip(names, ws, strict=True)) for kind in queries | {"next_best": 0}}
         exact = RecommenderScorer(rec)
         assert np.array_equal(pooled["next_best"][ws], exact.next_best(customers, histories, 10))
         for kind, qs in queries.items():
@@ -81,7 +81,7 @@ def test_blend_metrics_equal_the_exact_evaluation(holdout):
     grid, names = _grid(rec)
     pooled = evaluate_variants(BlendScorer(rec, grid, names), data, 10)
     for ws in grid[::5]:
-        rec.blend = {kind: dict(zip(names, ws)) for kind in ("next_best", "basket",
+        rec.blend = {kind: dict(zip(names, ws, strict=True)) for kind in ("next_best", "basket",
                                                              "also_bought")}
         exact = evaluate(RecommenderScorer(rec), data, 10)
         assert exact == {kind: {m: v for m, v in entry.items()}
@@ -113,7 +113,8 @@ def test_pool_bounds_cover_every_item_outside_the_pool():
 def test_popularity_scorer_matches_a_full_ranking_with_ties():
     rng = np.random.default_rng(5)
     for trial in range(20):
-        n_items, n, k = int(rng.integers(5, 400)), int(rng.integers(1, 40)), int(rng.integers(1, 15))
+        n_items, n = int(rng.integers(5, 400)), int(rng.integers(1, 40))
+        k = int(rng.integers(1, 15))
         counts = rng.integers(0, 4, n_items)  # many ties, and zero-count items
         allowed = (counts > 0) & (rng.random(n_items) > 0.2)
         exclude = sp.random(n, n_items, density=min(1.0, 4 / n_items), format="csr",
