@@ -325,14 +325,28 @@ class PopularityScorer:
 
     def __init__(self, counts: np.ndarray, allowed: np.ndarray):
         self.scores = np.where(allowed, counts.astype(np.float64), -np.inf)
+        self._order = None
 
     def _top(self, n: int, exclude: sp.csr_matrix, k: int) -> np.ndarray:
-        from .models.base import top_indices_rows
-
-        scores = np.tile(self.scores, (n, 1))
+        """The best-sellers in one order (ties: lower index), minus each row's exclusions."""
+        if self._order is None:
+            order = np.argsort(-self.scores, kind="stable")
+            self._order = order[np.isfinite(self.scores[order])]
+        exclude = exclude.tocsr()
+        # Enough candidates for every row: k plus the most exclusions of any row.
+        width = min(len(self._order), k + int(np.diff(exclude.indptr).max(initial=0)))
+        cand = np.broadcast_to(self._order[:width], (n, width))
+        rank = np.full(len(self.scores), width, dtype=np.int64)
+        rank[self._order[:width]] = np.arange(width)
+        blocked = np.zeros((n, width + 1), dtype=bool)
         coo = exclude.tocoo()
-        scores[coo.row, coo.col] = -np.inf
-        return top_indices_rows(scores, k)
+        blocked[coo.row, rank[coo.col]] = True
+        ok = ~blocked[:, :width]
+        pos = np.cumsum(ok, axis=1) - 1
+        out = np.full((n, k), -1, dtype=np.int64)
+        rows, cols = np.nonzero(ok & (pos < k))
+        out[rows, pos[rows, cols]] = cand[rows, cols]
+        return out
 
     def next_best(self, customer_idx, histories, k):
         return self._top(len(customer_idx), histories, k)

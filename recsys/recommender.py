@@ -166,40 +166,60 @@ class Recommender:
             scores /= top
         return scores
 
+    def raw_item_part(self, name: str, kind: str, rows: sp.csr_matrix):
+        """One component's unnormalised scores for item-based queries (``rows``: binary
+        queries x items): a sparse matrix (co-purchase, EASE), a dense array (ALS) or
+        one row for every query (popularity). :meth:`item_parts` densifies and scales it."""
+        if name == "copurchase":
+            return rows @ self.copurchase.similarity_
+        if name == "ease":
+            return rows @ self._ease(kind).similarity_
+        if name == "popularity":
+            return self.popularity.scores_.astype(np.float32)
+        if kind == "basket":
+            return self.als.score_histories(rows)
+        return self.als.score_similar_rows(rows)
+
+    def raw_customer_part(self, name: str, customer_idx: np.ndarray):
+        """:meth:`raw_item_part` for the next-best scores of known customers."""
+        if name == "copurchase":
+            return self._nb_rows(customer_idx, True) @ self.copurchase.similarity_
+        if name == "ease":
+            return self._nb_rows(customer_idx, False) @ self._ease("next_best").similarity_
+        if name == "popularity":
+            return self.popularity.scores_.astype(np.float32)
+        return self.als.score_customers(customer_idx)
+
+    def raw_history_part(self, name: str, histories: sp.csr_matrix):
+        """:meth:`raw_item_part` for the next-best scores of unseen customers' histories."""
+        if name == "copurchase":
+            return _log_weights(histories) @ self.copurchase.similarity_
+        if name == "ease":
+            return _binary(histories) @ self._ease("next_best").similarity_
+        if name == "popularity":
+            return self.popularity.scores_.astype(np.float32)
+        return self.als.score_histories(histories)
+
+    def _dense_part(self, raw, n: int) -> np.ndarray:
+        if sp.issparse(raw):
+            return self._normalise(raw.toarray())
+        if raw.ndim == 1:
+            return self._normalise(np.broadcast_to(raw, (n, len(raw))))
+        return self._normalise(raw)
+
     def item_parts(self, kind: str, query_lists: list[np.ndarray],
                    names: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
         """Each component's normalised scores (queries x items) for item-based queries."""
-        parts = {}
-        for name in names or tuple(self._weights(kind)):
-            if name == "copurchase":
-                rows = _rows_matrix(query_lists, len(self.items))
-                part = (rows @ self.copurchase.similarity_).toarray()
-            elif name == "ease":
-                part = self._ease(kind).score_histories(_rows_matrix(query_lists, len(self.items)))
-            elif name == "popularity":
-                part = self._popularity_part(len(query_lists))
-            elif kind == "basket":
-                part = self.als.score_histories(_rows_matrix(query_lists, len(self.items)))
-            else:
-                part = self.als.score_similar_rows(_rows_matrix(query_lists, len(self.items)))
-            parts[name] = self._normalise(part)
-        return parts
+        rows = _rows_matrix(query_lists, len(self.items))
+        return {name: self._dense_part(self.raw_item_part(name, kind, rows), len(query_lists))
+                for name in names or tuple(self._weights(kind))}
 
     def customer_parts(self, customer_idx: np.ndarray, names: tuple[str, ...] | None = None
                        ) -> dict[str, np.ndarray]:
         """Each component's normalised next-best scores for known customers."""
-        parts = {}
-        for name in names or tuple(self._weights("next_best")):
-            if name == "copurchase":
-                part = self.copurchase.score_histories(self._nb_rows(customer_idx, True))
-            elif name == "ease":
-                part = self._ease("next_best").score_histories(self._nb_rows(customer_idx, False))
-            elif name == "popularity":
-                part = self._popularity_part(len(customer_idx))
-            else:
-                part = self.als.score_customers(customer_idx)
-            parts[name] = self._normalise(part)
-        return parts
+        return {name: self._dense_part(self.raw_customer_part(name, customer_idx),
+                                       len(customer_idx))
+                for name in names or tuple(self._weights("next_best"))}
 
     def _nb_rows(self, customer_idx: np.ndarray, log_counts: bool) -> sp.csr_matrix:
         """Known customers' history rows as the item-item components read them for next-best:
@@ -211,26 +231,12 @@ class Recommender:
         return out
 
     def history_parts(self, histories: sp.csr_matrix) -> dict[str, np.ndarray]:
-        parts = {}
-        for name in self._weights("next_best"):
-            if name == "copurchase":
-                part = self.copurchase.score_histories(_log_weights(histories))
-            elif name == "ease":
-                part = self._ease("next_best").score_histories(_binary(histories))
-            elif name == "popularity":
-                part = self._popularity_part(histories.shape[0])
-            else:
-                part = self.als.score_histories(histories)
-            parts[name] = self._normalise(part)
-        return parts
+        n = histories.shape[0]
+        return {name: self._dense_part(self.raw_history_part(name, histories), n)
+                for name in self._weights("next_best")}
 
     def _ease(self, kind: str) -> EASEModel:
         return self.ease_by_kind.get(kind) or self.ease_by_kind.get("next_best") or self.ease
-
-    def _popularity_part(self, n: int) -> np.ndarray:
-        """A popularity prior (buyers, scaled to [0, 1]) as a blend component."""
-        return np.broadcast_to(self.popularity.scores_.astype(np.float32),
-                               (n, len(self.popularity.scores_)))
 
     def combine(self, parts: dict[str, np.ndarray], weights: dict[str, float], n: int) -> np.ndarray:
         """Blend normalised component scores; popularity breaks the remaining ties."""

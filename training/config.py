@@ -70,9 +70,9 @@ DEFAULTS: dict = {
     "gate": {
         # Publish only if the primary metric beats popularity by this relative margin.
         "min_lift_over_popularity": 0.05,
-        # ... and only if it is not worse than the current version's stored holdout
-        # metric by more than this relative drop (see training.train._gate for why
-        # stored metrics and not a re-score of the current version).
+        # ... and only if it is not worse than the current version by more than this
+        # relative drop, both scored on the same holdout orders newer than the current
+        # version's data (its stored metrics when there are none: training.train._gate).
         "max_drop_vs_current": 0.10,
     },
 }

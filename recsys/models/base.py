@@ -114,16 +114,20 @@ def top_indices_rows(scores: np.ndarray, k: int, above: float | None = None) -> 
 
 
 def _top_rows_partition(scores: np.ndarray, k: int) -> np.ndarray:
+    """Narrow rows: the k-th largest value by partition, then the entries at or above it
+    ordered by value, ties by column (as the block path, so both agree on ties)."""
     n_rows, n_cols = scores.shape
     k_eff = min(k, n_cols)
+    out = np.full((n_rows, k), -1, dtype=np.int64)
     if k_eff == 0:
-        return np.full((n_rows, k), -1, dtype=np.int64)
-    part = np.argpartition(-scores, k_eff - 1, axis=1)[:, :k_eff]
-    vals = np.take_along_axis(scores, part, axis=1)
-    order = np.argsort(-vals, axis=1, kind="stable")
-    idx = np.take_along_axis(part, order, axis=1)
-    vals = np.take_along_axis(vals, order, axis=1)
-    idx = np.where(np.isfinite(vals), idx, -1)
-    if k_eff < k:
-        idx = np.hstack([idx, np.full((n_rows, k - k_eff), -1, dtype=idx.dtype)])
-    return idx
+        return out
+    kth = -np.partition(-scores, k_eff - 1, axis=1)[:, k_eff - 1]
+    rows, cols = np.nonzero((scores >= kth[:, None]) & np.isfinite(scores))
+    values = scores[rows, cols]
+    order = np.lexsort((cols, -values, rows))
+    rows, cols = rows[order], cols[order]
+    starts = np.searchsorted(rows, np.arange(n_rows))
+    rank = np.arange(len(rows)) - starts[rows]
+    keep = rank < k_eff
+    out[rows[keep], rank[keep]] = cols[keep]
+    return out

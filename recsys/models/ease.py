@@ -41,16 +41,17 @@ class EASEModel:
     def gram(self, customer_items: sp.csr_matrix, order_items: sp.csr_matrix | None
              ) -> tuple[np.ndarray, np.ndarray] | None:
         """(kept item indexes, X'X over them), or None when too many items for a dense inverse."""
-        x = customer_items.tocsr(copy=True).astype(np.float32)
-        x.data[:] = 1.0
-        buyers = np.diff(x.tocsc().indptr)
-        base = order_items if order_items is not None else x
-        weight = self.customer_weight if order_items is not None else 0.0
+        customer_items = customer_items.tocsr()
+        buyers = np.bincount(customer_items.indices, minlength=customer_items.shape[1])
         keep = np.flatnonzero(buyers >= self.min_buyers)
         if len(keep) > self.max_items or len(keep) < 2:
             log.info("EASE: %d items with >= %d buyers (max %d): not fitted",
                      len(keep), self.min_buyers, self.max_items)
             return None
+        x = customer_items.copy().astype(np.float32)
+        x.data[:] = 1.0
+        base = order_items if order_items is not None else x
+        weight = self.customer_weight if order_items is not None else 0.0
         o = base.tocsr()[:, keep].astype(np.float32)
         o.data[:] = 1.0
         g = (o.T @ o).toarray().astype(np.float64)

@@ -142,3 +142,30 @@ def test_row_topk_above_a_floor_matches_masking_first():
     expected = top_indices_rows(np.where(scores > 0, scores, -np.inf), 100)
     assert got.tolist() == expected.tolist()
     assert (got[2] == -1).all()
+
+
+def test_top_rows_break_ties_by_column_on_narrow_and_wide_rows():
+    rng = np.random.default_rng(11)
+    for n_cols in (30, 5000):  # the partition path and the block path
+        scores = rng.integers(0, 4, size=(50, n_cols)).astype(np.float32)  # many ties
+        scores[0, :] = -np.inf
+        got = top_indices_rows(scores, 12)
+        for r in range(50):
+            finite = np.flatnonzero(np.isfinite(scores[r]))
+            expected = finite[np.lexsort((finite, -scores[r, finite]))][:12]
+            assert list(got[r][got[r] >= 0]) == list(expected)
+
+
+def test_copurchase_row_cut_keeps_the_k_best_with_ties_by_column():
+    from recsys.models.copurchase import _top_k_segments
+
+    rng = np.random.default_rng(12)
+    counts = rng.integers(0, 40, size=30)
+    rows = np.repeat(np.arange(30), counts)
+    cols = np.concatenate([rng.choice(1000, c, replace=False) for c in counts])
+    values = rng.integers(0, 5, size=len(rows)).astype(np.float64)
+    kept = _top_k_segments(rows, cols, values, 30, 7)
+    for r in range(30):
+        seg = np.flatnonzero(rows == r)
+        expected = seg[np.lexsort((cols[seg], -values[seg]))][:7]
+        assert sorted(kept[rows[kept] == r]) == sorted(expected)

@@ -42,14 +42,27 @@ def test_the_best_model_blend_wins_over_a_more_even_one_the_data_cannot_separate
     assert chosen(res) == {"copurchase": 1.0, "als": 0.0}
 
 
-def test_best_sellers_only_when_no_model_blend_is_as_good():
-    # Popularity 0.40; the model blends are clearly below (differences of 10+ queries of 100
-    # with no query going their way).
+POPULAR = {"copurchase": 0.0, "als": 0.0, "popularity": 1.0}
+
+
+def test_best_sellers_when_the_holdout_cannot_separate_the_models_from_them():
+    # Popularity best, the model blends clearly below.
     res = results(best=hits((0, 25)), even=hits((0, 20)), pop=hits((0, 40)))
-    assert chosen(res) == {"copurchase": 0.0, "als": 0.0, "popularity": 1.0}
-    # Popularity best by a hair, a model blend within one standard error: the model blend.
-    res = results(best=hits((0, 29)), even=hits((0, 20)), pop=hits((2, 32)))
+    assert chosen(res) == POPULAR
+    # The best model blend 0.31 vs popularity 0.30: paired difference 0.01, standard
+    # error 0.017: not separable, best-sellers.
+    res = results(best=hits((0, 31)), even=hits((0, 20)), pop=hits((2, 32)))
+    assert chosen(res) == POPULAR
+    # 0.40 vs 0.30 with only one query going popularity's way: the model blend.
+    res = results(best=hits((0, 40)), even=hits((0, 20)), pop=hits((1, 30), (50, 51)))
     assert chosen(res) == {"copurchase": 1.0, "als": 0.0}
+    # A shop capping popularity on item pages never gets best-sellers alone there.
+    item = {key: {"basket": {"hr@10": e["next_best"]["ndcg@10"],
+                             "_per_query": {"hr": e["next_best"]["_per_query"]["ndcg"]}}}
+            for key, e in results(best=hits((0, 25)), even=hits((0, 20)),
+                                  pop=hits((0, 40))).items()}
+    assert choose_blend(item, 10, max_item_popularity=0.3)[0]["basket"] == \
+        {"copurchase": 1.0, "als": 0.0}
 
 
 def write_drift(path, recent_truth: bool, seed: int = 0):
