@@ -119,7 +119,8 @@ def run_evaluation(orders: str, config: dict, catalog: str | None = None,
     res = evaluate(RecommenderScorer(rec), test_data, k, per_query=True)
     per_query[PRODUCT] = {kind: r.pop("_per_query") for kind, r in res.items()}
     models.append({"name": PRODUCT, "kind": "product", "results": res,
-                   "settings": {"blend": product.blend}, "fit_seconds":
+                   "settings": {"blend": product.blend,
+                                "recency_half_life_days": product.half_life}, "fit_seconds":
                    {kind: fit_seconds for kind in res}, "tune_seconds": 0.0, "skipped": None})
 
     comparison = compare(models, per_query, k, n_boot)

@@ -152,3 +152,24 @@ def test_tune_scores_candidates_on_validation_and_writes_config(tmp_path):
     assert any("copurchase.alpha=0.3" in line for line in seen)
     assert any("als.factors=128" in line for line in seen)
     assert load_config(str(out))["copurchase"] == best["copurchase"]
+
+
+def test_baseline_cache_is_written_then_read_with_the_same_figures(tmp_path):
+    path = str(tmp_path / "orders.csv")
+    complement_orders(path, n_customers=300)
+    cache = tmp_path / "baselines.json"
+    args = ["evaluate", "--orders", path, "--skip", "cooc-lift,ease,als,item-knn-bm25",
+            "--baseline-cache", str(cache)]
+    runs = []
+    for i in range(2):
+        out = tmp_path / f"r{i}.json"
+        result = CliRunner().invoke(main, args + ["--json", str(out)])
+        assert result.exit_code == 0, result.stderr + str(result.exception)
+        runs.append((result.stderr, json.loads(out.read_text())))
+    assert "tuning" in runs[0][0] and "read from" not in runs[0][0]
+    assert f"baselines: read from {cache}" in runs[1][0] and "tuning" not in runs[1][0]
+    assert runs[0][1]["comparison"] == runs[1][1]["comparison"]
+    assert [m["name"] for m in runs[0][1]["models"]] == [m["name"] for m in runs[1][1]["models"]]
+    # Other settings (here: k) do not match the cache: the baselines are tuned again.
+    result = CliRunner().invoke(main, args + ["--k", "5"])
+    assert result.exit_code == 0 and "tuning" in result.stderr
