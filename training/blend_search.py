@@ -32,6 +32,8 @@ from recsys.recommender import Recommender, _rows_matrix
 
 # Items per component and query in the candidate pool.
 POOL = 100
+# Sparse scores denser than this are handled as a dense array.
+_DENSE_FRACTION = 0.05
 
 
 class _Part:
@@ -39,7 +41,11 @@ class _Part:
 
     def __init__(self, raw, n: int, pool: int):
         self.n = n
-        if sp.issparse(raw):
+        if sp.issparse(raw) and raw.nnz > _DENSE_FRACTION * raw.shape[0] * raw.shape[1]:
+            # Long histories through EASE or co-purchase touch most of the catalogue:
+            # a dense array is then cheaper than sorting every stored entry.
+            self._init_dense(raw.toarray(), pool)
+        elif sp.issparse(raw):
             self._init_sparse(raw.tocsr(), pool)
         elif raw.ndim == 1:
             self._init_vector(np.asarray(raw, dtype=np.float32), pool)

@@ -23,6 +23,7 @@ import itertools
 import logging
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -100,9 +101,8 @@ class Timer:
             self.stages[name] = round(self.stages.get(name, 0.0) + time.perf_counter() - start, 3)
 
 
-def fit_models(inter, config: dict, progress_factory, warm_start: ALSModel | None = None,
-               als_iterations: int | None = None, customer_items=None):
-    """Fit popularity, co-purchase and ALS on one set of interactions.
+def fit_neighbours(inter, config: dict, progress_factory, customer_items=None):
+    """Popularity and co-purchase on one set of interactions (single-threaded work).
 
     ``customer_items``: ``inter.customer_items()`` when the caller has it already.
     """
@@ -113,6 +113,17 @@ def fit_models(inter, config: dict, progress_factory, warm_start: ALSModel | Non
     copurchase = CoPurchaseModel(**config["copurchase"]).fit(customer_items, order_items,
                                                              progress=bar)
     bar.close()
+    return customer_items, popularity, copurchase
+
+
+def fit_models(inter, config: dict, progress_factory, warm_start: ALSModel | None = None,
+               als_iterations: int | None = None, customer_items=None, neighbours=None):
+    """Fit popularity, co-purchase and ALS on one set of interactions.
+
+    ``neighbours``: :func:`fit_neighbours`' result when it was computed already.
+    """
+    customer_items, popularity, copurchase = (
+        neighbours or fit_neighbours(inter, config, progress_factory, customer_items))
     als = ALSModel(**config["als"])
     iterations = als_iterations or als.iterations
     bar = progress_factory("ALS", iterations)
@@ -393,53 +404,62 @@ def fit_product(inter, config: dict, progress_factory=None, timer: Timer | None 
 
     total_iterations = int(config["als"]["iterations"])
     holdout_iterations = min(total_iterations, int(train_cfg["holdout_als_iterations"]))
-    with timer.stage("fit_holdout"):
-        hist_tr, pop_tr, cp_tr, als_tr = fit_models(train_part, config, progress_factory,
-                                                    customer_items=data.train_customer_items,
-                                                    als_iterations=holdout_iterations)
-        pause_for_tests("fit")
+    refit = train_cfg.get("refit", True)
+    with ThreadPoolExecutor(max_workers=1) as background:
+        with timer.stage("fit_holdout"):
+            hist_tr, pop_tr, cp_tr, als_tr = fit_models(train_part, config, progress_factory,
+                                                        customer_items=data.train_customer_items,
+                                                        als_iterations=holdout_iterations)
+            pause_for_tests("fit")
+        # The co-purchase model of all data does not depend on the holdout: it is
+        # fitted on the second core while EASE and the holdout evaluation (both
+        # single-threaded numpy) run here. ALS, which uses every core, is not overlapped.
+        full_neighbours = (background.submit(fit_neighbours, inter, config, progress_factory)
+                           if refit else None)
 
-    with timer.stage("fit_holdout"):
-        meta_tr = build_item_meta(inter.items, None, None)
+        with timer.stage("fit_holdout"):
+            meta_tr = build_item_meta(inter.items, None, None)
 
-        def make_rec(ease_model):
-            return Recommender(inter.items, inter.customers, hist_tr, pop_tr, cp_tr, als_tr,
-                               meta_tr, ease=ease_model)
+            def make_rec(ease_model):
+                return Recommender(inter.items, inter.customers, hist_tr, pop_tr, cp_tr, als_tr,
+                                   meta_tr, ease=ease_model)
 
-        ease_tr, lams = fit_ease(train_part, config, data, make_rec, k,
-                                 customer_items=data.train_customer_items)
+            ease_tr, lams = fit_ease(train_part, config, data, make_rec, k,
+                                     customer_items=data.train_customer_items)
 
-    with timer.stage("evaluate"):
-        rec_tr = make_rec(ease_tr)
-        levels = [float(w) for w in train_cfg["blend_grid"]]
-        pop_levels = train_cfg.get("popularity_grid", [0.0])
-        results = evaluate_blends(rec_tr, data, levels, k, pop_levels)
-        half_life, results = choose_recency(rec_tr, train_part, data, results, levels, k,
-                                            pop_levels, train_cfg.get("recency_half_lives", []))
-        # The blend search is exact (training/blend_search.py): the chosen blend's
-        # holdout metrics are what the shipped recommender answers.
-        blend, metrics = choose_blend(results, k,
-                                      float(train_cfg.get("max_item_popularity", 1.0)))
-        rec_tr.blend = {kind: dict(w) for kind, w in blend.items()}
-        pop_metrics = evaluate(PopularityScorer(pop_tr.counts_, rec_tr.known_items), data, k)
+        with timer.stage("evaluate"):
+            rec_tr = make_rec(ease_tr)
+            levels = [float(w) for w in train_cfg["blend_grid"]]
+            pop_levels = train_cfg.get("popularity_grid", [0.0])
+            results = evaluate_blends(rec_tr, data, levels, k, pop_levels)
+            half_life, results = choose_recency(rec_tr, train_part, data, results, levels, k,
+                                                pop_levels,
+                                                train_cfg.get("recency_half_lives", []))
+            # The blend search is exact (training/blend_search.py): the chosen blend's
+            # holdout metrics are what the shipped recommender answers.
+            blend, metrics = choose_blend(results, k,
+                                          float(train_cfg.get("max_item_popularity", 1.0)))
+            rec_tr.blend = {kind: dict(w) for kind, w in blend.items()}
+            pop_metrics = evaluate(PopularityScorer(pop_tr.counts_, rec_tr.known_items), data, k)
 
-    ease_lams = {kind: lams[kind] for kind, w in blend.items()
-                 if w.get("ease", 0) > 0 and kind in lams}
-    with timer.stage("fit_full"):
-        if train_cfg.get("refit", True):
-            models = fit_models(inter, config, progress_factory, warm_start=als_tr,
-                                als_iterations=max(1, total_iterations - holdout_iterations))
-            ease = {}
-            if ease_lams:
-                ease = fit_ease(inter, config, lambdas_by_kind=ease_lams,
-                                customer_items=models[0])[0]
-        else:
-            models = (hist_tr, pop_tr, cp_tr, als_tr)
-            ease = {kind: ease_tr[kind] for kind in ease_lams}
-        decay = None
-        if half_life is not None:
-            decay = decay_weights(last_purchase_age(inter if train_cfg.get("refit", True)
-                                                    else train_part, models[0]), half_life)
+        ease_lams = {kind: lams[kind] for kind, w in blend.items()
+                     if w.get("ease", 0) > 0 and kind in lams}
+        with timer.stage("fit_full"):
+            if refit:
+                models = fit_models(inter, config, progress_factory, warm_start=als_tr,
+                                    als_iterations=max(1, total_iterations - holdout_iterations),
+                                    neighbours=full_neighbours.result())
+                ease = {}
+                if ease_lams:
+                    ease = fit_ease(inter, config, lambdas_by_kind=ease_lams,
+                                    customer_items=models[0])[0]
+            else:
+                models = (hist_tr, pop_tr, cp_tr, als_tr)
+                ease = {kind: ease_tr[kind] for kind in ease_lams}
+            decay = None
+            if half_life is not None:
+                decay = decay_weights(last_purchase_age(inter if refit else train_part,
+                                                        models[0]), half_life)
     return FittedProduct(models=models, blend=blend, metrics=metrics, pop_metrics=pop_metrics,
                          results=results, split=s, holdout_models=(hist_tr, pop_tr, cp_tr, als_tr),
                          holdout_rec=rec_tr,

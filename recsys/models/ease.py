@@ -19,7 +19,7 @@ import logging
 import numpy as np
 import scipy.sparse as sp
 
-from .base import check_fitted, topk_per_row
+from .base import check_fitted, top_indices_rows
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +74,14 @@ class EASEModel:
         p = np.linalg.inv(g)
         b = -p / np.diag(p)
         b[np.diag_indices_from(b)] = 0.0
-        strongest = topk_per_row(sp.csr_matrix(np.abs(b).astype(np.float32)), self.k).tocoo()
-        values = b[strongest.row, strongest.col].astype(np.float32)
+        # The k strongest weights of each row by absolute value (ties: lower column),
+        # selected on the dense matrix: no sparse copy of all n^2 entries.
+        best = top_indices_rows(np.abs(b).astype(np.float32), self.k, above=0.0)
+        rows, slots = np.nonzero(best >= 0)
+        cols = best[rows, slots]
+        values = b[rows, cols].astype(np.float32)
         self.similarity_ = sp.csr_matrix(
-            (values, (keep[strongest.row], keep[strongest.col])), shape=(n_items, n_items),
-            dtype=np.float32)
+            (values, (keep[rows], keep[cols])), shape=(n_items, n_items), dtype=np.float32)
         return self
 
     @property

@@ -18,6 +18,7 @@ from recsys.models.base import top_indices_rows
 from recsys.recommender import Recommender
 from recsys.rules import build_item_meta
 from training import train as T
+from training import blend_search
 from training.blend_search import BlendScorer, _Part
 from training.config import load_config
 
@@ -54,8 +55,11 @@ def _grid(rec):
     return grid, components + ("popularity",)
 
 
+@pytest.mark.parametrize("dense_fraction", [0.05, 2.0])  # 2.0: sparse parts stay sparse
 @pytest.mark.parametrize("pool", [12, 100])
-def test_every_blend_equals_the_recommenders_own_answers(holdout, pool):
+def test_every_blend_equals_the_recommenders_own_answers(holdout, pool, dense_fraction,
+                                                         monkeypatch):
+    monkeypatch.setattr(blend_search, "_DENSE_FRACTION", dense_fraction)
     rec, data = holdout
     grid, names = _grid(rec)
     assert "ease" in names and len(grid) > 10
@@ -92,10 +96,12 @@ def test_pool_bounds_cover_every_item_outside_the_pool():
     rng = np.random.default_rng(3)
     dense = rng.normal(size=(20, 300)).astype(np.float32)
     dense[5] = -1.0  # a row with no positive score
-    sparse = sp.random(20, 300, density=0.2, random_state=4, format="csr", dtype=np.float32)
+    sparse = sp.random(20, 300, density=0.03, random_state=4, format="csr", dtype=np.float32)
     sparse.data -= 0.3  # negative entries, as EASE weights have
+    denser = sp.random(20, 300, density=0.3, random_state=5, format="csr", dtype=np.float32)
     vector = np.abs(rng.normal(size=300)).astype(np.float32)
-    for raw in (dense, sparse, vector):
+    assert _Part(sparse, 20, 7).kind == "sparse" and _Part(denser, 20, 7).kind == "dense"
+    for raw in (dense, sparse, denser, vector):
         part = _Part(raw, 20, pool=7)
         full = Recommender._normalise(raw.toarray() if sp.issparse(raw)
                                       else np.broadcast_to(raw, (20, 300)))
