@@ -228,8 +228,9 @@ def choose_recency(rec: Recommender, inter, data, results: dict, levels: list[fl
     ``RECENCY_SE`` standard errors of their paired per-query difference, so
     that a small holdout cannot buy recency on noise (with several half-lives
     tried, one standard error is passed by chance: it was, on the planted data
-    with item ids shuffled); among those, the best wins. Returns it and ``results`` with the next-best entries of
-    that half-life, and leaves ``rec.history_decay`` set accordingly.
+    with item ids shuffled); among those, the best wins. Returns it and
+    ``results`` with the next-best entries of that half-life, and leaves
+    ``rec.history_decay`` set accordingly.
     """
     lives = sorted({float(h) for h in half_lives if h and float(h) > 0})
     metric = PRIMARY["next_best"]
