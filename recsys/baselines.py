@@ -12,7 +12,8 @@ among equal scores by popularity, as the product does.
 - item-kNN: implicit's ``BM25Recommender`` (BM25-weighted cosine neighbours).
 - EASE (Steck 2019): ``B = I - P / diag(P)``, ``P = (X'X + lambda I)^-1``,
   on the items with at least two buyers; skipped above ``max_items`` items.
-- ALS: implicit's ALS with a grid over factors and alpha (confidence scaling).
+- ALS: implicit's ALS with a grid over factors, regularisation and alpha (confidence
+  scaling).
 """
 
 from __future__ import annotations
@@ -262,7 +263,7 @@ def _ease_family(with_customers: bool, max_items: int) -> Family:
 
 def _als_family(iterations: int) -> Family:
     grid = [{"factors": f, "regularization": r, "alpha": a, "iterations": iterations}
-            for f, r, a in itertools.product((64, 128), (0.05,), (2.0, 15.0))]
+            for f, r, a in itertools.product((64, 128), (0.01, 0.1), (2.0, 15.0))]
 
     def build(d: FitData, s: dict):
         from .models.als import ALSModel
