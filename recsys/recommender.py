@@ -448,22 +448,44 @@ class Recommender:
         return out.T if swap else out
 
     def _marked_support(self, a_idx: np.ndarray, b_idx: np.ndarray) -> np.ndarray:
-        """pair_support for a side of very few items: mark each one's buyers in turn and
-        count the marks among the other side's buyers."""
+        """pair_support for a side of very few items (at most 8): give each buyer of the
+        few one bit per item they bought, read the bits of the other side's buyers in one
+        gather, count each bit pattern per item of the other side, and add up the patterns
+        holding each bit."""
         swap = len(b_idx) < len(a_idx)
         marked, counted = (b_idx, a_idx) if swap else (a_idx, b_idx)
         buyers = self.buyers
-        indptr, indices = buyers.indptr, buyers.indices
-        pos, owner = _segments(indptr, counted)
-        customers = indices[pos]
-        out = np.empty((len(marked), len(counted)), dtype=np.int64)
-        mark = np.zeros(buyers.shape[0], dtype=bool)
-        for r, a in enumerate(marked.tolist()):
-            theirs = indices[indptr[a]:indptr[a + 1]]
-            mark[theirs] = True
-            out[r] = np.bincount(owner[mark[customers]], minlength=len(counted))
-            mark[theirs] = False
+        indptr, indices = np.asarray(buyers.indptr), np.asarray(buyers.indices)
+        counted = np.asarray(counted, dtype=np.int64)
+        marked_list = np.asarray(marked).tolist()
+        patterns = 1 << len(marked_list)
+        starts, stops = indptr[counted], indptr[counted + 1]
+        customers = np.concatenate([indices[lo:hi] for lo, hi in
+                                    zip(starts.tolist(), stops.tolist(), strict=True)]) \
+            if len(counted) else np.zeros(0, dtype=indices.dtype)
+        flags = self._customer_flags()
+        try:
+            for r, a in enumerate(marked_list):
+                flags[indices[indptr[a]:indptr[a + 1]]] |= np.uint8(1 << r)
+            hits = np.take(flags, customers)
+        finally:
+            for a in marked_list:
+                flags[indices[indptr[a]:indptr[a + 1]]] = 0
+        owner = np.repeat(np.arange(0, len(counted) * patterns, patterns, dtype=np.int64),
+                          stops - starts)
+        table = np.bincount(owner + hits, minlength=len(counted) * patterns)
+        # (counted x patterns) @ (patterns x marked): pattern p holds bit r -> counts for r.
+        holds = (np.arange(patterns)[:, None] >> np.arange(len(marked_list))) & 1
+        out = (table.reshape(len(counted), patterns) @ holds).T
         return out.T if swap else out
+
+    def _customer_flags(self) -> np.ndarray:
+        """A per-thread scratch array of bit flags over customers, all 0 between uses."""
+        scratch = self._scratch
+        flags = getattr(scratch, "flags", None)
+        if flags is None or len(flags) != self.buyers.shape[0]:
+            flags = scratch.flags = np.zeros(self.buyers.shape[0], dtype=np.uint8)
+        return flags
 
     def _customer_slots(self) -> np.ndarray:
         """A per-thread scratch array over customers, all -1 between uses."""
@@ -566,11 +588,7 @@ class Recommender:
         confidence = als.alpha * np.asarray(values, dtype=np.float64)
         factors = np.asarray(als.item_factors_)
         y_hist = factors[history].astype(np.float64)
-        if self._als_base is None:  # Y'Y + reg I: once per model version
-            full = factors.astype(np.float64)
-            self._als_gram = full.T @ full
-            self._als_base = self._als_gram + als.regularization * np.eye(factors.shape[1])
-        a = self._als_base + (y_hist.T * (confidence - 1.0)) @ y_hist
+        a = self._als_base_matrix() + (y_hist.T * (confidence - 1.0)) @ y_hist
         try:
             weighted_items = cho_solve(cho_factor(a), factors[best].astype(np.float64).T)
         except np.linalg.LinAlgError as exc:  # explain is an aid: never fail an answer for it
@@ -636,10 +654,23 @@ class Recommender:
         customer_idx = int(customer_idx)
         row = _csr_row(self.history, customer_idx)
         weights = self._weights("next_best")
-        if "copurchase" in weights and row.nnz <= _DIRECT_ROWS:
-            parts = {"copurchase": self._normalise(self._copurchase_part(
-                row.indices, np.log1p(row.data.astype(np.float32))))}
-            rest = tuple(name for name in weights if name != "copurchase")
+        if row.nnz <= _DIRECT_ROWS:
+            bought = np.asarray(row.indices, dtype=np.int64)
+            parts = {}
+            for name in weights:
+                if name == "copurchase":
+                    parts[name] = self._similarity_part(self.copurchase.similarity_, bought,
+                                                        np.log1p(row.data.astype(np.float32)))
+                elif name == "ease":
+                    parts[name] = self._similarity_part(self._ease("next_best").similarity_,
+                                                        bought, None)
+                elif name == "als":
+                    parts[name] = np.asarray(self.als.user_factors_[[customer_idx]]) \
+                        @ self._als_items().T
+                elif name == "popularity":
+                    parts[name] = self._popularity_part(1)
+            parts = {name: self._normalise(part) for name, part in parts.items()}
+            rest = tuple(name for name in weights if name not in parts)
             if rest:
                 parts.update(self.customer_parts(np.asarray([customer_idx]), names=rest))
             scores = self.combine(parts, weights, 1)[0]
@@ -650,22 +681,65 @@ class Recommender:
                            history_row=row)
 
     def _query_scores(self, kind: str, query: np.ndarray) -> np.ndarray:
-        """``score_items(kind, [query])[0]`` for one item query, with the co-purchase part
-        read from the similarity rows (no sparse product); other parts from ``item_parts``."""
+        """``score_items(kind, [query])[0]`` for one item query (``query`` sorted, distinct),
+        each part computed from the model arrays directly (no sparse matrices); parts
+        without a direct form come from ``item_parts``."""
         weights = self._weights(kind)
-        if "copurchase" not in weights or len(query) > _DIRECT_ROWS:
+        if len(query) > _DIRECT_ROWS:
             return self.score_items(kind, [query])[0]
-        parts = {"copurchase": self._normalise(self._copurchase_part(query, None))}
-        rest = tuple(name for name in weights if name != "copurchase")
+        parts = {}
+        for name in weights:
+            if name == "copurchase":
+                parts[name] = self._similarity_part(self.copurchase.similarity_, query, None)
+            elif name == "ease":
+                parts[name] = self._similarity_part(self._ease(kind).similarity_, query, None)
+            elif name == "als":
+                parts[name] = self._als_history_part(query) if kind == "basket" \
+                    else self._als_similar_part(query)
+            elif name == "popularity":
+                parts[name] = self._popularity_part(1)
+        return self._direct_combine(kind, weights, parts, query)
+
+    def _direct_combine(self, kind: str, weights: dict, parts: dict, query: np.ndarray
+                        ) -> np.ndarray:
+        parts = {name: self._normalise(part) for name, part in parts.items()
+                 if part is not None}
+        rest = tuple(name for name in weights if name not in parts)
         if rest:
-            parts.update(self.item_parts(kind, [query], names=rest))
+            if kind == "history":
+                histories = _rows_matrix([query], len(self.items))
+                parts.update({name: part for name, part in self.history_parts(histories).items()
+                              if name in rest})
+            else:
+                parts.update(self.item_parts(kind, [query], names=rest))
         return self.combine(parts, weights, 1)[0]
 
-    def _copurchase_part(self, rows: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
-        """``(query @ similarity_).toarray()`` for one query row (items ``rows`` with
-        ``weights``, 1 when None): the similarity rows added in the same order and float32
-        arithmetic as scipy's product, so the scores are bit for bit the same."""
-        sim = self.copurchase.similarity_
+    def _history_scores(self, query: np.ndarray) -> np.ndarray:
+        """``score_histories`` of one binary history row (``query`` sorted, distinct)."""
+        weights = self._weights("next_best")
+        if len(query) > _DIRECT_ROWS:
+            return self.score_histories(_rows_matrix([query], len(self.items)))[0]
+        parts = {}
+        for name in weights:
+            if name == "copurchase":
+                parts[name] = self._similarity_part(
+                    self.copurchase.similarity_, query,
+                    np.log1p(np.ones(len(query), dtype=np.float32)))
+            elif name == "ease":
+                parts[name] = self._similarity_part(self._ease("next_best").similarity_, query,
+                                                    None)
+            elif name == "als":
+                parts[name] = self._als_history_part(query)
+            elif name == "popularity":
+                parts[name] = self._popularity_part(1)
+        return self._direct_combine("history", weights, parts, query)
+
+    @staticmethod
+    def _similarity_part(sim: sp.csr_matrix, rows: np.ndarray, weights: np.ndarray | None
+                         ) -> np.ndarray:
+        """``(query @ sim).toarray()`` for one query row (items ``rows`` with ``weights``,
+        1 when None): the similarity rows added in the same order and float32 arithmetic
+        as scipy's product, so the scores are bit for bit the same."""
         indptr, indices, data = sim.indptr, sim.indices, sim.data
         out = np.zeros((1, sim.shape[1]), dtype=np.float32)
         row = out[0]
@@ -678,11 +752,52 @@ class Recommender:
                 row[indices[lo:hi]] += np.float32(w) * data[lo:hi]
         return out
 
+    def _als_items(self) -> np.ndarray:
+        """The ALS item factors as a plain ndarray view (no memmap wrapping per operation)."""
+        return np.asarray(self.als.item_factors_)
+
+    def _als_similar_part(self, query: np.ndarray) -> np.ndarray:
+        """``als.score_similar_rows`` of one binary query row: the normalised factors of the
+        query items summed in index order (as scipy's sparse x dense product does)."""
+        normed = self.als._normed_items()
+        vector = np.zeros((1, normed.shape[1]), dtype=normed.dtype)
+        for j in np.asarray(query).tolist():
+            vector[0] += normed[j]
+        return vector @ normed.T
+
+    def _als_history_part(self, query: np.ndarray) -> np.ndarray | None:
+        """``als.score_histories`` of one binary history row: the same least squares
+        (``ALSModel.user_vectors``) on the query items' factors only, with ``Y'Y + reg I``
+        computed once per model version. None when the confidence is not log or raw."""
+        als = self.als
+        if als.confidence == "log":
+            values = np.log1p(np.ones(len(query), dtype=np.float32))
+        elif als.confidence == "raw":
+            values = np.ones(len(query), dtype=np.float32)
+        else:
+            return None
+        items = self._als_items()
+        vector = np.zeros((1, items.shape[1]), dtype=np.float32)
+        if len(query):
+            y = np.asarray(items[np.asarray(query, dtype=np.int64)], dtype=np.float64)
+            confidence = als.alpha * values.astype(np.float64)
+            a = self._als_base_matrix() + (y.T * (confidence - 1.0)) @ y
+            vector[0] = np.linalg.solve(a, y.T @ confidence)
+        return vector @ items.T
+
+    def _als_base_matrix(self) -> np.ndarray:
+        """``Y'Y + reg I`` (float64), once per model version."""
+        if self._als_base is None:
+            full = np.asarray(self.als.item_factors_, dtype=np.float64)
+            self._als_gram = full.T @ full
+            self._als_base = self._als_gram + self.als.regularization * np.eye(full.shape[1])
+        return self._als_base
+
     def next_best_for_history(self, item_idx: np.ndarray, limit: int = 10,
                               filters: Filters | None = None) -> Answer:
         query = np.unique(np.asarray(item_idx, dtype=np.int64))
         row = _rows_matrix([query], len(self.items))
-        scores = self.score_histories(row)[0]
+        scores = self._history_scores(query)
         return self.answer("next_best", scores, limit, filters, query, history_idx=query,
                            history_row=row)
 
