@@ -368,21 +368,28 @@ class Recommender:
         chosen = np.zeros(0, dtype=np.int64)
         # Pair supports the floor counted, kept for the explanations (counted once per answer).
         counted: list[tuple[np.ndarray, np.ndarray]] = []
-        for pos in _ranked_chunks(cand_scores, limit * 4 + 50):
-            if min_support > 0:
-                pairs = self._pair_supports(cand[pos], evidence,
-                                            None if sources is None else sources[pos])
-                counted.append((pos, pairs))
-                support = _floor_of(pairs)
-                strong = support >= min_support
-                floored += int((~strong).sum())
-                pos = pos[strong]
-            accepted.append(pos)
-            merged = np.concatenate(accepted)
-            if per_category:
-                chosen = merged[_diversified(cand[merged], self.meta.category, per_category, limit)]
-            else:
-                chosen = merged[:limit]
+        for chunk in _ranked_chunks(cand_scores, limit * 4 + 50):
+            # The floor counts supports for the best few of a chunk first and for the rest
+            # only when too few of those pass: the answer is the same (the first ``limit``
+            # passing candidates in rank order), the counting often 4x smaller.
+            for pos in _floor_blocks(chunk, limit) if min_support > 0 else (chunk,):
+                if min_support > 0:
+                    pairs = self._pair_supports(cand[pos], evidence,
+                                                None if sources is None else sources[pos])
+                    counted.append((pos, pairs))
+                    support = _floor_of(pairs)
+                    strong = support >= min_support
+                    floored += int((~strong).sum())
+                    pos = pos[strong]
+                accepted.append(pos)
+                merged = np.concatenate(accepted) if len(accepted) > 1 else pos
+                if per_category:
+                    chosen = merged[_diversified(cand[merged], self.meta.category, per_category,
+                                                 limit)]
+                else:
+                    chosen = merged[:limit]
+                if len(chosen) >= limit:
+                    break
             if len(chosen) >= limit:
                 break
         best = cand[chosen]
@@ -1034,6 +1041,15 @@ def _ranked_chunks(scores: np.ndarray, first: int):
         done[part] = True
         yield part
         size = n if size > first else first * 8
+
+
+def _floor_blocks(chunk: np.ndarray, limit: int):
+    """A ranked chunk in two blocks for the support floor: the best ``2 * limit + 8``, then
+    the rest."""
+    first = 2 * limit + 8
+    yield chunk[:first]
+    if len(chunk) > first:
+        yield chunk[first:]
 
 
 def _diversified(items: np.ndarray, category: np.ndarray, max_per_category: int,

@@ -22,6 +22,10 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 
+_MMAP_THRESHOLD = int(os.environ.get("XSELL_MALLOC_MMAP_THRESHOLD") or 1024 * 1024)
+_TRIM_THRESHOLD = int(os.environ.get("XSELL_MALLOC_TRIM_THRESHOLD") or 2 * 1024 * 1024)
+
+
 def _limit_malloc_arenas(n: int = 2) -> None:
     """glibc gives every thread its own malloc arena; with gthread workers that is private
     memory per worker that the model does not need (same as MALLOC_ARENA_MAX=2; the
@@ -31,12 +35,14 @@ def _limit_malloc_arenas(n: int = 2) -> None:
 
         libc = ctypes.CDLL("libc.so.6")
         libc.mallopt(-8, n)  # M_ARENA_MAX
-        # Blocks of 128 KiB and more come from mmap and go back to the system when freed,
-        # and the heap is trimmed above 128 KiB free: without this glibc raises its mmap
-        # threshold after the first large numpy temporaries are freed and each worker keeps
-        # them in its own heap (private memory, about a quarter of a worker's on the demo).
-        libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
-        libc.mallopt(-1, 128 * 1024)  # M_TRIM_THRESHOLD
+        # Fixed thresholds (glibc otherwise raises its mmap threshold after the first large
+        # numpy temporaries are freed, up to 32 MiB, and each worker then keeps up to twice
+        # that in its own heap): blocks of 1 MiB and more come from mmap and go back to the
+        # system when freed, and the heap is trimmed above 2 MiB free. Not lower: at 128 KiB
+        # every request's score rows and candidate arrays were each a fresh mmap, page
+        # faults (730 a request on the demo basket) and munmap, twice the request's CPU.
+        libc.mallopt(-3, _MMAP_THRESHOLD)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, _TRIM_THRESHOLD)  # M_TRIM_THRESHOLD
     except (OSError, AttributeError):  # not glibc
         pass
 
