@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.linalg import cho_factor, cho_solve
+from scipy.linalg.lapack import dpotrf as _potrf
+from scipy.linalg.lapack import dpotrs as _potrs
 
 from .artifacts import LoadedVersion, VersionWriter
 from .models.als import ALSModel
@@ -587,7 +588,7 @@ class Recommender:
             history = np.asarray(history_row.indices, dtype=np.int64)
             values = np.log1p(np.asarray(history_row.data, dtype=np.float32))
         else:
-            weighted = als.weight(history_row).tocsr()
+            weighted = als.weight(_as_csr(history_row)).tocsr()
             history = np.asarray(weighted.indices, dtype=np.int64)
             values = weighted.data
         if not len(history):
@@ -596,10 +597,16 @@ class Recommender:
         factors = np.asarray(als.item_factors_)
         y_hist = factors[history].astype(np.float64)
         a = self._als_base_matrix() + (y_hist.T * (confidence - 1.0)) @ y_hist
-        try:
-            weighted_items = cho_solve(cho_factor(a), factors[best].astype(np.float64).T)
-        except np.linalg.LinAlgError as exc:  # explain is an aid: never fail an answer for it
-            log.debug("ALS explain: %s", exc)
+        # cho_solve(cho_factor(a), b) without scipy's per-call checks and batching layer:
+        # the same LAPACK routines (potrf upper, potrs) on the same arrays.
+        factor, info = _potrf(a, lower=0, clean=0, overwrite_a=1) \
+            if np.isfinite(a).all() else (None, -1)
+        if info != 0:  # explain is an aid: never fail an answer for it
+            log.debug("ALS explain: the matrix cannot be factorised (potrf info %d)", info)
+            return [[] for _ in best]
+        weighted_items, info = _potrs(factor, factors[best].astype(np.float64).T, lower=0)
+        if info != 0:
+            log.debug("ALS explain: potrs info %d", info)
             return [[] for _ in best]
         contributions = (y_hist @ weighted_items) * confidence[:, None]  # history x best
         order = np.argsort(-contributions, axis=0, kind="stable")[:_BECAUSE]
@@ -803,7 +810,7 @@ class Recommender:
     def next_best_for_history(self, item_idx: np.ndarray, limit: int = 10,
                               filters: Filters | None = None) -> Answer:
         query = np.unique(np.asarray(item_idx, dtype=np.int64))
-        row = _rows_matrix([query], len(self.items))
+        row = _BinaryRow(query, len(self.items))
         scores = self._history_scores(query)
         return self.answer("next_best", scores, limit, filters, query, history_idx=query,
                            history_row=row)
@@ -992,6 +999,25 @@ class Recommender:
             rec._buyers = sp.csc_matrix((ones, indices, np.asarray(loaded.array("buyers.indptr"))),
                                         shape=history.shape)
         return rec
+
+
+class _BinaryRow:
+    """One binary history row (item indexes sorted and distinct) with the ``indices``,
+    ``data`` and ``shape`` of a 1 x n CSR matrix, without building one; ``_as_csr`` does
+    when a model needs the matrix."""
+
+    __slots__ = ("indices", "data", "shape")
+
+    def __init__(self, indices: np.ndarray, n_items: int):
+        self.indices = indices
+        self.data = np.ones(len(indices), dtype=np.float32)
+        self.shape = (1, n_items)
+
+
+def _as_csr(row) -> sp.csr_matrix:
+    if isinstance(row, _BinaryRow):
+        return _rows_matrix([row.indices], row.shape[1])
+    return row
 
 
 def _rows_matrix(query_lists: list[np.ndarray], n_items: int) -> sp.csr_matrix:
