@@ -754,7 +754,9 @@ class Recommender:
         """``(query @ sim).toarray()`` for one query row (items ``rows`` with ``weights``,
         1 when None): the similarity rows added in the same order and float32 arithmetic
         as scipy's product, so the scores are bit for bit the same."""
-        indptr, indices, data = sim.indptr, sim.indices, sim.data
+        # Plain views of the (memory-mapped) arrays: memmap slicing runs Python code.
+        indptr, indices, data = np.asarray(sim.indptr), np.asarray(sim.indices), \
+            np.asarray(sim.data)
         out = np.zeros((1, sim.shape[1]), dtype=np.float32)
         row = out[0]
         values = [None] * len(rows) if weights is None else weights.tolist()
