@@ -456,12 +456,15 @@ class Recommender:
         return out.T if swap else out
 
     def _marked_support(self, a_idx: np.ndarray, b_idx: np.ndarray) -> np.ndarray:
-        """pair_support for a side of very few items (at most 8): give each buyer of the
-        few one bit per item they bought, read the bits of the other side's buyers in one
-        gather, count each bit pattern per item of the other side, and add up the patterns
-        holding each bit."""
+        """pair_support for a side of very few items (at most 8, one bit each in a uint8):
+        give each buyer of the few one bit per item they bought, read the bits of the other
+        side's buyers in one gather, count each bit pattern per item of the other side, and
+        add up the patterns holding each bit."""
         swap = len(b_idx) < len(a_idx)
         marked, counted = (b_idx, a_idx) if swap else (a_idx, b_idx)
+        if len(marked) > 8:
+            raise ValueError(f"_marked_support takes at most 8 items on its small side, "
+                             f"not {len(marked)}")
         buyers = self.buyers
         indptr, indices = np.asarray(buyers.indptr), np.asarray(buyers.indices)
         counted = np.asarray(counted, dtype=np.int64)
