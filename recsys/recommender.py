@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.linalg import cho_factor, cho_solve
+from scipy.linalg.lapack import dpotrf as _potrf
+from scipy.linalg.lapack import dpotrs as _potrs
 
 from .artifacts import LoadedVersion, VersionWriter
 from .models.als import ALSModel
@@ -238,6 +239,11 @@ class Recommender:
     def _ease(self, kind: str) -> EASEModel:
         return self.ease_by_kind.get(kind) or self.ease_by_kind.get("next_best") or self.ease
 
+    def _popularity_part(self, n: int) -> np.ndarray:
+        """A popularity prior (buyers, scaled to [0, 1]) as a blend component, n rows."""
+        return np.broadcast_to(self.popularity.scores_.astype(np.float32),
+                               (n, len(self.popularity.scores_)))
+
     def combine(self, parts: dict[str, np.ndarray], weights: dict[str, float], n: int) -> np.ndarray:
         """Blend normalised component scores; popularity breaks the remaining ties."""
         out = np.empty((n, len(self.items)), dtype=np.float32)
@@ -387,21 +393,28 @@ class Recommender:
         chosen = np.zeros(0, dtype=np.int64)
         # Pair supports the floor counted, kept for the explanations (counted once per answer).
         counted: list[tuple[np.ndarray, np.ndarray]] = []
-        for pos in _ranked_chunks(cand_scores, limit * 4 + 50):
-            if min_support > 0:
-                pairs = self._pair_supports(cand[pos], evidence,
-                                            None if sources is None else sources[pos])
-                counted.append((pos, pairs))
-                support = _floor_of(pairs)
-                strong = support >= min_support
-                floored += int((~strong).sum())
-                pos = pos[strong]
-            accepted.append(pos)
-            merged = np.concatenate(accepted)
-            if per_category:
-                chosen = merged[_diversified(cand[merged], self.meta.category, per_category, limit)]
-            else:
-                chosen = merged[:limit]
+        for chunk in _ranked_chunks(cand_scores, limit * 4 + 50):
+            # The floor counts supports for the best few of a chunk first and for the rest
+            # only when too few of those pass: the answer is the same (the first ``limit``
+            # passing candidates in rank order), the counting often 4x smaller.
+            for pos in _floor_blocks(chunk, limit) if min_support > 0 else (chunk,):
+                if min_support > 0:
+                    pairs = self._pair_supports(cand[pos], evidence,
+                                                None if sources is None else sources[pos])
+                    counted.append((pos, pairs))
+                    support = _floor_of(pairs)
+                    strong = support >= min_support
+                    floored += int((~strong).sum())
+                    pos = pos[strong]
+                accepted.append(pos)
+                merged = np.concatenate(accepted) if len(accepted) > 1 else pos
+                if per_category:
+                    chosen = merged[_diversified(cand[merged], self.meta.category, per_category,
+                                                 limit)]
+                else:
+                    chosen = merged[:limit]
+                if len(chosen) >= limit:
+                    break
             if len(chosen) >= limit:
                 break
         best = cand[chosen]
@@ -467,22 +480,47 @@ class Recommender:
         return out.T if swap else out
 
     def _marked_support(self, a_idx: np.ndarray, b_idx: np.ndarray) -> np.ndarray:
-        """pair_support for a side of very few items: mark each one's buyers in turn and
-        count the marks among the other side's buyers."""
+        """pair_support for a side of very few items (at most 8, one bit each in a uint8):
+        give each buyer of the few one bit per item they bought, read the bits of the other
+        side's buyers in one gather, count each bit pattern per item of the other side, and
+        add up the patterns holding each bit."""
         swap = len(b_idx) < len(a_idx)
         marked, counted = (b_idx, a_idx) if swap else (a_idx, b_idx)
+        if len(marked) > 8:
+            raise ValueError(f"_marked_support takes at most 8 items on its small side, "
+                             f"not {len(marked)}")
         buyers = self.buyers
-        indptr, indices = buyers.indptr, buyers.indices
-        pos, owner = _segments(indptr, counted)
-        customers = indices[pos]
-        out = np.empty((len(marked), len(counted)), dtype=np.int64)
-        mark = np.zeros(buyers.shape[0], dtype=bool)
-        for r, a in enumerate(marked.tolist()):
-            theirs = indices[indptr[a]:indptr[a + 1]]
-            mark[theirs] = True
-            out[r] = np.bincount(owner[mark[customers]], minlength=len(counted))
-            mark[theirs] = False
+        indptr, indices = np.asarray(buyers.indptr), np.asarray(buyers.indices)
+        counted = np.asarray(counted, dtype=np.int64)
+        marked_list = np.asarray(marked).tolist()
+        patterns = 1 << len(marked_list)
+        starts, stops = indptr[counted], indptr[counted + 1]
+        customers = np.concatenate([indices[lo:hi] for lo, hi in
+                                    zip(starts.tolist(), stops.tolist(), strict=True)]) \
+            if len(counted) else np.zeros(0, dtype=indices.dtype)
+        flags = self._customer_flags()
+        try:
+            for r, a in enumerate(marked_list):
+                flags[indices[indptr[a]:indptr[a + 1]]] |= np.uint8(1 << r)
+            hits = np.take(flags, customers)
+        finally:
+            for a in marked_list:
+                flags[indices[indptr[a]:indptr[a + 1]]] = 0
+        owner = np.repeat(np.arange(0, len(counted) * patterns, patterns, dtype=np.int64),
+                          stops - starts)
+        table = np.bincount(owner + hits, minlength=len(counted) * patterns)
+        # (counted x patterns) @ (patterns x marked): pattern p holds bit r -> counts for r.
+        holds = (np.arange(patterns)[:, None] >> np.arange(len(marked_list))) & 1
+        out = (table.reshape(len(counted), patterns) @ holds).T
         return out.T if swap else out
+
+    def _customer_flags(self) -> np.ndarray:
+        """A per-thread scratch array of bit flags over customers, all 0 between uses."""
+        scratch = self._scratch
+        flags = getattr(scratch, "flags", None)
+        if flags is None or len(flags) != self.buyers.shape[0]:
+            flags = scratch.flags = np.zeros(self.buyers.shape[0], dtype=np.uint8)
+        return flags
 
     def _customer_slots(self) -> np.ndarray:
         """A per-thread scratch array over customers, all -1 between uses."""
@@ -577,7 +615,7 @@ class Recommender:
             history = np.asarray(history_row.indices, dtype=np.int64)
             values = np.log1p(np.asarray(history_row.data, dtype=np.float32))
         else:
-            weighted = als.weight(history_row).tocsr()
+            weighted = als.weight(_as_csr(history_row)).tocsr()
             history = np.asarray(weighted.indices, dtype=np.int64)
             values = weighted.data
         if not len(history):
@@ -585,15 +623,17 @@ class Recommender:
         confidence = als.alpha * np.asarray(values, dtype=np.float64)
         factors = np.asarray(als.item_factors_)
         y_hist = factors[history].astype(np.float64)
-        if self._als_base is None:  # Y'Y + reg I: once per model version
-            full = factors.astype(np.float64)
-            self._als_gram = full.T @ full
-            self._als_base = self._als_gram + als.regularization * np.eye(factors.shape[1])
-        a = self._als_base + (y_hist.T * (confidence - 1.0)) @ y_hist
-        try:
-            weighted_items = cho_solve(cho_factor(a), factors[best].astype(np.float64).T)
-        except np.linalg.LinAlgError as exc:  # explain is an aid: never fail an answer for it
-            log.debug("ALS explain: %s", exc)
+        a = self._als_base_matrix() + (y_hist.T * (confidence - 1.0)) @ y_hist
+        # cho_solve(cho_factor(a), b) without scipy's per-call checks and batching layer:
+        # the same LAPACK routines (potrf upper, potrs) on the same arrays.
+        factor, info = _potrf(a, lower=0, clean=0, overwrite_a=1) \
+            if np.isfinite(a).all() else (None, -1)
+        if info != 0:  # explain is an aid: never fail an answer for it
+            log.debug("ALS explain: the matrix cannot be factorised (potrf info %d)", info)
+            return [[] for _ in best]
+        weighted_items, info = _potrs(factor, factors[best].astype(np.float64).T, lower=0)
+        if info != 0:
+            log.debug("ALS explain: potrs info %d", info)
             return [[] for _ in best]
         contributions = (y_hist @ weighted_items) * confidence[:, None]  # history x best
         order = np.argsort(-contributions, axis=0, kind="stable")[:_BECAUSE]
@@ -655,13 +695,29 @@ class Recommender:
         customer_idx = int(customer_idx)
         row = _csr_row(self.history, customer_idx)
         weights = self._weights("next_best")
-        if "copurchase" in weights and row.nnz <= _DIRECT_ROWS:
-            weights_row = np.log1p(row.data.astype(np.float32))
-            if self.history_decay is not None:
-                weights_row *= _csr_row(self.history_decay, customer_idx).data
-            parts = {"copurchase": self._normalise(self._copurchase_part(
-                row.indices, weights_row))}
-            rest = tuple(name for name in weights if name != "copurchase")
+        if row.nnz <= _DIRECT_ROWS:
+            bought = np.asarray(row.indices, dtype=np.int64)
+            # As _nb_rows weighs history items: log(1 + purchases) for co-purchase and 1
+            # for EASE, times the recency factor when the version has one.
+            decay = None if self.history_decay is None else np.asarray(
+                _csr_row(self.history_decay, customer_idx).data, dtype=np.float32)
+            parts = {}
+            for name in weights:
+                if name == "copurchase":
+                    counts = np.log1p(row.data.astype(np.float32))
+                    parts[name] = self._similarity_part(
+                        self.copurchase.similarity_, bought,
+                        counts if decay is None else counts * decay)
+                elif name == "ease":
+                    parts[name] = self._similarity_part(self._ease("next_best").similarity_,
+                                                        bought, decay)
+                elif name == "als":
+                    parts[name] = np.asarray(self.als.user_factors_[[customer_idx]]) \
+                        @ self._als_items().T
+                elif name == "popularity":
+                    parts[name] = self._popularity_part(1)
+            parts = {name: self._normalise(part) for name, part in parts.items()}
+            rest = tuple(name for name in weights if name not in parts)
             if rest:
                 parts.update(self.customer_parts(np.asarray([customer_idx]), names=rest))
             scores = self.combine(parts, weights, 1)[0]
@@ -672,23 +728,68 @@ class Recommender:
                            history_row=row)
 
     def _query_scores(self, kind: str, query: np.ndarray) -> np.ndarray:
-        """``score_items(kind, [query])[0]`` for one item query, with the co-purchase part
-        read from the similarity rows (no sparse product); other parts from ``item_parts``."""
+        """``score_items(kind, [query])[0]`` for one item query (``query`` sorted, distinct),
+        each part computed from the model arrays directly (no sparse matrices); parts
+        without a direct form come from ``item_parts``."""
         weights = self._weights(kind)
-        if "copurchase" not in weights or len(query) > _DIRECT_ROWS:
+        if len(query) > _DIRECT_ROWS:
             return self.score_items(kind, [query])[0]
-        parts = {"copurchase": self._normalise(self._copurchase_part(query, None))}
-        rest = tuple(name for name in weights if name != "copurchase")
+        parts = {}
+        for name in weights:
+            if name == "copurchase":
+                parts[name] = self._similarity_part(self.copurchase.similarity_, query, None)
+            elif name == "ease":
+                parts[name] = self._similarity_part(self._ease(kind).similarity_, query, None)
+            elif name == "als":
+                parts[name] = self._als_history_part(query) if kind == "basket" \
+                    else self._als_similar_part(query)
+            elif name == "popularity":
+                parts[name] = self._popularity_part(1)
+        return self._direct_combine(kind, weights, parts, query)
+
+    def _direct_combine(self, kind: str, weights: dict, parts: dict, query: np.ndarray
+                        ) -> np.ndarray:
+        parts = {name: self._normalise(part) for name, part in parts.items()
+                 if part is not None}
+        rest = tuple(name for name in weights if name not in parts)
         if rest:
-            parts.update(self.item_parts(kind, [query], names=rest))
+            if kind == "history":
+                histories = _rows_matrix([query], len(self.items))
+                parts.update({name: part for name, part in self.history_parts(histories).items()
+                              if name in rest})
+            else:
+                parts.update(self.item_parts(kind, [query], names=rest))
         return self.combine(parts, weights, 1)[0]
 
-    def _copurchase_part(self, rows: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
-        """``(query @ similarity_).toarray()`` for one query row (items ``rows`` with
-        ``weights``, 1 when None): the similarity rows added in the same order and float32
-        arithmetic as scipy's product, so the scores are bit for bit the same."""
-        sim = self.copurchase.similarity_
-        indptr, indices, data = sim.indptr, sim.indices, sim.data
+    def _history_scores(self, query: np.ndarray) -> np.ndarray:
+        """``score_histories`` of one binary history row (``query`` sorted, distinct)."""
+        weights = self._weights("next_best")
+        if len(query) > _DIRECT_ROWS:
+            return self.score_histories(_rows_matrix([query], len(self.items)))[0]
+        parts = {}
+        for name in weights:
+            if name == "copurchase":
+                parts[name] = self._similarity_part(
+                    self.copurchase.similarity_, query,
+                    np.log1p(np.ones(len(query), dtype=np.float32)))
+            elif name == "ease":
+                parts[name] = self._similarity_part(self._ease("next_best").similarity_, query,
+                                                    None)
+            elif name == "als":
+                parts[name] = self._als_history_part(query)
+            elif name == "popularity":
+                parts[name] = self._popularity_part(1)
+        return self._direct_combine("history", weights, parts, query)
+
+    @staticmethod
+    def _similarity_part(sim: sp.csr_matrix, rows: np.ndarray, weights: np.ndarray | None
+                         ) -> np.ndarray:
+        """``(query @ sim).toarray()`` for one query row (items ``rows`` with ``weights``,
+        1 when None): the similarity rows added in the same order and float32 arithmetic
+        as scipy's product, so the scores are bit for bit the same."""
+        # Plain views of the (memory-mapped) arrays: memmap slicing runs Python code.
+        indptr, indices, data = np.asarray(sim.indptr), np.asarray(sim.indices), \
+            np.asarray(sim.data)
         out = np.zeros((1, sim.shape[1]), dtype=np.float32)
         row = out[0]
         values = [None] * len(rows) if weights is None else weights.tolist()
@@ -700,11 +801,52 @@ class Recommender:
                 row[indices[lo:hi]] += np.float32(w) * data[lo:hi]
         return out
 
+    def _als_items(self) -> np.ndarray:
+        """The ALS item factors as a plain ndarray view (no memmap wrapping per operation)."""
+        return np.asarray(self.als.item_factors_)
+
+    def _als_similar_part(self, query: np.ndarray) -> np.ndarray:
+        """``als.score_similar_rows`` of one binary query row: the normalised factors of the
+        query items summed in index order (as scipy's sparse x dense product does)."""
+        normed = self.als._normed_items()
+        vector = np.zeros((1, normed.shape[1]), dtype=normed.dtype)
+        for j in np.asarray(query).tolist():
+            vector[0] += normed[j]
+        return vector @ normed.T
+
+    def _als_history_part(self, query: np.ndarray) -> np.ndarray | None:
+        """``als.score_histories`` of one binary history row: the same least squares
+        (``ALSModel.user_vectors``) on the query items' factors only, with ``Y'Y + reg I``
+        computed once per model version. None when the confidence is not log or raw."""
+        als = self.als
+        if als.confidence == "log":
+            values = np.log1p(np.ones(len(query), dtype=np.float32))
+        elif als.confidence == "raw":
+            values = np.ones(len(query), dtype=np.float32)
+        else:
+            return None
+        items = self._als_items()
+        vector = np.zeros((1, items.shape[1]), dtype=np.float32)
+        if len(query):
+            y = np.asarray(items[np.asarray(query, dtype=np.int64)], dtype=np.float64)
+            confidence = als.alpha * values.astype(np.float64)
+            a = self._als_base_matrix() + (y.T * (confidence - 1.0)) @ y
+            vector[0] = np.linalg.solve(a, y.T @ confidence)
+        return vector @ items.T
+
+    def _als_base_matrix(self) -> np.ndarray:
+        """``Y'Y + reg I`` (float64), once per model version."""
+        if self._als_base is None:
+            full = np.asarray(self.als.item_factors_, dtype=np.float64)
+            self._als_gram = full.T @ full
+            self._als_base = self._als_gram + self.als.regularization * np.eye(full.shape[1])
+        return self._als_base
+
     def next_best_for_history(self, item_idx: np.ndarray, limit: int = 10,
                               filters: Filters | None = None) -> Answer:
         query = np.unique(np.asarray(item_idx, dtype=np.int64))
-        row = _rows_matrix([query], len(self.items))
-        scores = self.score_histories(row)[0]
+        row = _BinaryRow(query, len(self.items))
+        scores = self._history_scores(query)
         return self.answer("next_best", scores, limit, filters, query, history_idx=query,
                            history_row=row)
 
@@ -897,6 +1039,25 @@ class Recommender:
         return rec
 
 
+class _BinaryRow:
+    """One binary history row (item indexes sorted and distinct) with the ``indices``,
+    ``data`` and ``shape`` of a 1 x n CSR matrix, without building one; ``_as_csr`` does
+    when a model needs the matrix."""
+
+    __slots__ = ("indices", "data", "shape")
+
+    def __init__(self, indices: np.ndarray, n_items: int):
+        self.indices = indices
+        self.data = np.ones(len(indices), dtype=np.float32)
+        self.shape = (1, n_items)
+
+
+def _as_csr(row) -> sp.csr_matrix:
+    if isinstance(row, _BinaryRow):
+        return _rows_matrix([row.indices], row.shape[1])
+    return row
+
+
 def _rows_matrix(query_lists: list[np.ndarray], n_items: int) -> sp.csr_matrix:
     """A binary (queries x items) matrix from lists of item indexes."""
     lengths = [len(q) for q in query_lists]
@@ -944,6 +1105,15 @@ def _ranked_chunks(scores: np.ndarray, first: int):
         done[part] = True
         yield part
         size = n if size > first else first * 8
+
+
+def _floor_blocks(chunk: np.ndarray, limit: int):
+    """A ranked chunk in two blocks for the support floor: the best ``2 * limit + 8``, then
+    the rest."""
+    first = 2 * limit + 8
+    yield chunk[:first]
+    if len(chunk) > first:
+        yield chunk[first:]
 
 
 def _diversified(items: np.ndarray, category: np.ndarray, max_per_category: int,

@@ -14,6 +14,7 @@ import json
 import math
 
 import numpy as np
+import orjson
 from flask import Blueprint, Response, current_app, g, request
 
 from recsys.vocab import UNKNOWN
@@ -51,11 +52,16 @@ def _finite(value):
     return value
 
 
-def dumps(payload: dict) -> str:
+def dumps(payload: dict) -> bytes:
+    """Compact UTF-8 JSON; NaN and infinities (e.g. in a manifest's metrics) become null.
+
+    orjson: a recommendation list encodes in a tenth of the standard library's time.
+    """
     try:
-        return json.dumps(payload, separators=(",", ":"), allow_nan=False)
-    except ValueError:  # NaN/inf (e.g. in a manifest's metrics) is not JSON: null instead
-        return json.dumps(_finite(payload), separators=(",", ":"), allow_nan=False)
+        return orjson.dumps(payload)
+    except TypeError:  # a type orjson does not take (e.g. a key that is not a string)
+        return json.dumps(_finite(payload), separators=(",", ":"), allow_nan=False,
+                          ensure_ascii=False).encode()
 
 
 def json_response(payload: dict, status: int = 200) -> Response:
@@ -72,14 +78,16 @@ def cached_get(view):
     @functools.wraps(view)
     def wrapper(**kwargs):
         model = served_model()
-        key = (request.endpoint, request.path, request.query_string)
+        req = request._get_current_object()
+        key = (req.url_rule.endpoint, req.path, req.query_string)
         hit = model.cached(key)
         if hit is not None:
             g.xsell_strategy = hit[1]
             return Response(hit[0], mimetype="application/json")
         response = view(**kwargs)
-        if response.status_code == 200 and g.get("xsell_model") is model:
-            model.remember(key, (response.get_data(), g.get("xsell_strategy")))
+        ctx = g._get_current_object()
+        if response.status_code == 200 and getattr(ctx, "xsell_model", None) is model:
+            model.remember(key, (response.get_data(), getattr(ctx, "xsell_strategy", None)))
         return response
 
     return wrapper
@@ -88,13 +96,13 @@ def cached_get(view):
 def served_model():
     """The model answering this request: fixed at its first use, so a swap halfway through
     a request cannot mix two versions."""
-    model = g.get("xsell_model")
+    ctx = g._get_current_object()
+    model = getattr(ctx, "xsell_model", None)
     if model is not None:
         return model
-    model = current_app.extensions["xsell"].store.model
-    g.xsell_model = model
+    store = current_app.extensions["xsell"].store
+    model = ctx.xsell_model = store.model
     if model is None:
-        store = current_app.extensions["xsell"].store
         detail = ""
         if store.last_error:
             detail = f"; last load error: {store.last_error['message']}"

@@ -108,36 +108,43 @@ def _install_hooks(app: Flask, state: XsellState) -> None:
     use_metrics = settings["METRICS"]
     use_access_log = settings["ACCESS_LOG"]
 
+    # The hooks run on every request: each reads Flask's context-local proxies once.
     @app.before_request
     def _before():
-        g.start = time.perf_counter()
-        g.request_id = request_id(request.headers.get("X-Request-ID"))
+        req = request._get_current_object()
+        ctx = g._get_current_object()
+        ctx.start = time.perf_counter()
+        ctx.request_id = request_id(req.headers.get("X-Request-ID"))
         state.store.ensure_watcher()
-        view = app.view_functions.get(request.endpoint) if request.endpoint else None
+        rule = req.url_rule
+        view = app.view_functions.get(rule.endpoint) if rule is not None else None
         needed = getattr(view, "xsell_role", None)
         if state.warming:
-            g.role = "admin"
+            ctx.role = "admin"
             return
-        g.role = authorize(state.keys, needed, request.headers, request.remote_addr, allow_open)
+        ctx.role = authorize(state.keys, needed, req.headers, req.remote_addr, allow_open)
 
     @app.after_request
     def _after(response):
-        rid = g.get("request_id")
+        req = request._get_current_object()
+        ctx = g._get_current_object()
+        rid = getattr(ctx, "request_id", None)
         if rid:
             response.headers["X-Request-ID"] = rid
-        start = g.get("start")
+        start = getattr(ctx, "start", None)
         seconds = time.perf_counter() - start if start is not None else 0.0
-        endpoint = request.endpoint or "unmatched"
+        rule = req.url_rule
+        endpoint = rule.endpoint if rule is not None else "unmatched"
         if state.warming:
             return response
+        strategy = getattr(ctx, "xsell_strategy", None)
         if use_metrics and endpoint != "ops.prometheus_metrics":
-            metrics.observe(endpoint, request.method, response.status_code, seconds,
-                            g.get("xsell_strategy"))
+            metrics.observe(endpoint, req.method, response.status_code, seconds, strategy)
         if use_access_log:
             write_access_line({
                 "ts": utc_now(), "level": "INFO", "logger": "xsell.access",
-                "message": "request", "method": request.method, "path": request.path,
+                "message": "request", "method": req.method, "path": req.path,
                 "endpoint": endpoint, "status": response.status_code,
-                "duration_ms": round(seconds * 1000, 3), "strategy": g.get("xsell_strategy"),
-                "remote": request.remote_addr, "request_id": rid})
+                "duration_ms": round(seconds * 1000, 3), "strategy": strategy,
+                "remote": req.remote_addr, "request_id": rid})
         return response

@@ -9,6 +9,7 @@ key the service is open to loopback clients only.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -96,6 +97,7 @@ def presented_key(headers) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=4096)
 def is_loopback(addr: str | None) -> bool:
     if not addr:
         return False

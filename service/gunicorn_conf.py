@@ -22,23 +22,56 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 
+# malloc thresholds (bytes): blocks from this size on come from mmap and go back to the
+# system when freed; the heap is trimmed above the trim threshold free. Sized to the model
+# in ``when_ready`` unless set here.
+_MMAP_THRESHOLD = int(os.environ.get("XSELL_MALLOC_MMAP_THRESHOLD") or 0)
+_TRIM_THRESHOLD = int(os.environ.get("XSELL_MALLOC_TRIM_THRESHOLD") or 0)
+_MIN_THRESHOLD = 128 * 1024
+
+
+def _libc():
+    try:
+        import ctypes
+
+        return ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc
+        return None
+
+
 def _limit_malloc_arenas(n: int = 2) -> None:
     """glibc gives every thread its own malloc arena; with gthread workers that is private
     memory per worker that the model does not need (same as MALLOC_ARENA_MAX=2; the
     thresholds below as MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_)."""
-    try:
-        import ctypes
+    libc = _libc()
+    if libc is None or not hasattr(libc, "mallopt"):
+        return
+    libc.mallopt(-8, n)  # M_ARENA_MAX
+    # Fixed thresholds: without them glibc raises its mmap threshold after the first large
+    # numpy temporaries are freed (up to 32 MiB) and each worker keeps up to twice that in
+    # its own heap (private memory, about a quarter of a worker's on the demo).
+    _set_malloc_thresholds(_MMAP_THRESHOLD or _MIN_THRESHOLD, _TRIM_THRESHOLD or _MIN_THRESHOLD)
 
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-8, n)  # M_ARENA_MAX
-        # Blocks of 128 KiB and more come from mmap and go back to the system when freed,
-        # and the heap is trimmed above 128 KiB free: without this glibc raises its mmap
-        # threshold after the first large numpy temporaries are freed and each worker keeps
-        # them in its own heap (private memory, about a quarter of a worker's on the demo).
-        libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
-        libc.mallopt(-1, 128 * 1024)  # M_TRIM_THRESHOLD
-    except (OSError, AttributeError):  # not glibc
-        pass
+
+def _set_malloc_thresholds(mmap_bytes: int, trim_bytes: int) -> None:
+    libc = _libc()
+    if libc is None or not hasattr(libc, "mallopt"):
+        return
+    libc.mallopt(-3, int(mmap_bytes))  # M_MMAP_THRESHOLD
+    libc.mallopt(-1, int(trim_bytes))  # M_TRIM_THRESHOLD
+
+
+def size_malloc_to_model(n_items: int) -> tuple[int, int]:
+    """Thresholds for a model of ``n_items`` items, set in this process (and so in the
+    workers forked from it). A request's largest arrays hold up to 8 bytes per item
+    (candidate indexes, scores): they must come from the heap, or every request maps,
+    page-faults and unmaps them afresh (on the demo, arrays of 160 KiB to 2 MiB under a
+    128 KiB threshold cost 730 page faults a basket request, twice its CPU), and the heap
+    keeps a few of them per thread. At least 128 KiB each (what the demo needs)."""
+    mmap_bytes = _MMAP_THRESHOLD or max(_MIN_THRESHOLD, 16 * n_items)
+    trim_bytes = _TRIM_THRESHOLD or max(_MIN_THRESHOLD, 64 * n_items)
+    _set_malloc_thresholds(mmap_bytes, trim_bytes)
+    return mmap_bytes, trim_bytes
 
 
 _limit_malloc_arenas()
@@ -88,6 +121,9 @@ def when_ready(server):
     if app is not None and "xsell" in getattr(app, "extensions", {}):
         from service.app import warm_up
 
+        model = app.extensions["xsell"].store.model
+        if model is not None:
+            size_malloc_to_model(len(model.recommender.items))
         warm_up(app)
 
 

@@ -8,21 +8,31 @@ import os
 import re
 import sys
 import time
-import uuid
+
+import orjson
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 def request_id(incoming: str | None) -> str:
-    """The caller's X-Request-ID when it is sane, else a new one."""
+    """The caller's X-Request-ID when it is sane, else a new one (32 random hex digits)."""
     if incoming and _REQUEST_ID.match(incoming):
         return incoming
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()
+
+
+_second: tuple[int, str] = (-1, "")  # (whole second, its text), replaced as one object
 
 
 def utc_now() -> str:
+    global _second
     now = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+    second, text = _second
+    if second != int(now):
+        second = int(now)
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _second = (second, text)
+    return f"{text}.{int(now % 1 * 1000):03d}Z"
 
 
 def write_access_line(fields: dict) -> None:
@@ -31,7 +41,7 @@ def write_access_line(fields: dict) -> None:
     Per request, the logging module's record, lock and flush cost more than the
     recommendation itself; a single write of a short line is atomic on a pipe.
     """
-    line = (json.dumps(fields, separators=(",", ":"), default=str) + "\n").encode()
+    line = orjson.dumps(fields, default=str, option=orjson.OPT_APPEND_NEWLINE)
     try:
         os.write(2, line)
     except OSError:

@@ -89,6 +89,10 @@ BLENDS = [
     None,  # as trained
     {"basket": {"copurchase": 0.5, "als": 0.5}, "next_best": {"copurchase": 0.7, "als": 0.3}},
     {"also_bought": {"copurchase": 0.6, "als": 0.4}, "next_best": {"copurchase": 0.0, "als": 1.0}},
+    # Every component in every kind (the single-query paths compute each part directly).
+    {"also_bought": {"copurchase": 0.2, "ease": 0.4, "als": 0.2, "popularity": 0.2},
+     "basket": {"copurchase": 0.1, "ease": 0.5, "als": 0.3, "popularity": 0.1},
+     "next_best": {"copurchase": 0.3, "ease": 0.3, "als": 0.3, "popularity": 0.1}},
 ]
 
 
@@ -99,6 +103,8 @@ def test_every_method_matches_the_reference(model, blend, request):
     trained = {k: dict(v) for k, v in rec.blend.items()}
     try:
         rec.blend.update(BLENDS[blend] or {})
+        if blend == 3:  # the models under test have every component fitted
+            assert set(rec._weights("basket")) == {"copurchase", "ease", "als", "popularity"}
         ref = ReferenceRecommender.of(rec)
         rng = np.random.default_rng(blend)
         checked = 0
