@@ -107,7 +107,7 @@ class ALSModel:
         """
         check_fitted(self, "item_factors_")
         weighted = self.weight(histories).tocsr()
-        factors = np.asarray(self.item_factors_, dtype=np.float64)
+        factors = np.asarray(self.item_factors_)
         f = factors.shape[1]
         base = self._gram() + self.regularization * np.eye(f)
         out = np.zeros((weighted.shape[0], f), dtype=np.float32)
@@ -115,7 +115,8 @@ class ALSModel:
             lo, hi = weighted.indptr[row], weighted.indptr[row + 1]
             if lo == hi:
                 continue
-            y = factors[weighted.indices[lo:hi]]
+            # Only the history's rows in float64, not a copy of every item's factors.
+            y = factors[weighted.indices[lo:hi]].astype(np.float64)
             confidence = self.alpha * weighted.data[lo:hi].astype(np.float64)
             a = base + (y.T * (confidence - 1.0)) @ y
             out[row] = np.linalg.solve(a, y.T @ confidence)
