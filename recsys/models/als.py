@@ -63,16 +63,23 @@ class ALSModel:
         import implicit
 
         use_gpu = implicit.gpu.HAS_CUDA if self.use_gpu is None else bool(self.use_gpu)
+        shape = (customer_items.shape[0], self.factors), (customer_items.shape[1], self.factors)
+        warm = (warm_start is not None and not use_gpu and warm_start.user_factors_ is not None
+                and (warm_start.user_factors_.shape, warm_start.item_factors_.shape) == shape)
+        if warm_start is not None and not warm:
+            # A warm start that cannot be used (GPU solver, other shapes): the few extra
+            # iterations asked for would leave a half-fitted model, so fit from scratch.
+            log.info("ALS warm start not applicable (gpu=%s): %d iterations from scratch",
+                     use_gpu, self.iterations)
+            iterations = self.iterations
         solver = implicit.als.AlternatingLeastSquares(
             factors=self.factors, regularization=self.regularization, alpha=self.alpha,
             iterations=iterations or self.iterations, random_state=self.random_state,
             use_gpu=use_gpu, **({} if use_gpu else {"num_threads": self.num_threads}),
         )
-        if warm_start is not None and not use_gpu and warm_start.user_factors_ is not None:
-            if warm_start.user_factors_.shape == (customer_items.shape[0], self.factors) and \
-                    warm_start.item_factors_.shape == (customer_items.shape[1], self.factors):
-                solver.user_factors = np.array(warm_start.user_factors_, dtype=np.float32)
-                solver.item_factors = np.array(warm_start.item_factors_, dtype=np.float32)
+        if warm:
+            solver.user_factors = np.array(warm_start.user_factors_, dtype=np.float32)
+            solver.item_factors = np.array(warm_start.item_factors_, dtype=np.float32)
         callback = (lambda *_: progress(1)) if progress is not None else None
         solver.fit(self.weight(customer_items), show_progress=False, callback=callback)
         if use_gpu:

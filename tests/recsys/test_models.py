@@ -169,3 +169,22 @@ def test_copurchase_row_cut_keeps_the_k_best_with_ties_by_column():
         seg = np.flatnonzero(rows == r)
         expected = seg[np.lexsort((cols[seg], -values[seg]))][:7]
         assert sorted(kept[rows[kept] == r]) == sorted(expected)
+
+
+def test_als_warm_start_runs_the_extra_iterations_only_when_it_applies():
+    from recsys.models.als import ALSModel
+
+    rng = np.random.default_rng(13)
+    counts = sp.random(60, 40, density=0.1, random_state=14, format="csr", dtype=np.float32)
+    counts.data = rng.integers(1, 4, counts.nnz).astype(np.float32)
+    first = ALSModel(factors=8, iterations=6, use_gpu=False).fit(counts)
+
+    def iterations_run(warm_start, matrix):
+        done = []
+        ALSModel(factors=8, iterations=6, use_gpu=False).fit(
+            matrix, warm_start=warm_start, iterations=2, progress=done.append)
+        return len(done)
+
+    assert iterations_run(first, counts) == 2  # continues from the given factors
+    bigger = sp.vstack([counts, counts[:5]]).tocsr()  # other shape: cannot continue
+    assert iterations_run(first, bigger) == 6
