@@ -172,8 +172,6 @@ def test_copurchase_row_cut_keeps_the_k_best_with_ties_by_column():
 
 
 def test_als_warm_start_runs_the_extra_iterations_only_when_it_applies():
-    from recsys.models.als import ALSModel
-
     rng = np.random.default_rng(13)
     counts = sp.random(60, 40, density=0.1, random_state=14, format="csr", dtype=np.float32)
     counts.data = rng.integers(1, 4, counts.nnz).astype(np.float32)
