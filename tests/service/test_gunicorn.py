@@ -68,11 +68,14 @@ def test_new_version_under_load_zero_failures(server):
     print(f"hot swap: {load.ok} requests, {len(load.failures)} failed, versions {load.versions}")
     assert load.failures == []
     assert load.versions[0] == version and load.versions[-1] == new
-    # Every worker has swapped within a poll interval (0.3 s) plus the load time.
-    time.sleep(1.0)
-    answers = [request(srv.port, "GET", "/v1/items/A1/also-bought")[2]["model_version"]
-               for _ in range(20)]
-    assert set(answers) == {new}
+    # Every worker swaps (each polls every 0.3 s; how fast is measured by
+    # bench/serve_bench.py, not asserted here: a loaded CI machine may be slow).
+    def all_new():
+        answers = [request(srv.port, "GET", "/v1/items/A1/also-bought")[2]["model_version"]
+                   for _ in range(20)]
+        return set(answers) == {new}
+
+    assert wait_for(all_new, timeout=15.0)
 
 
 def test_corrupt_version_under_load_changes_nothing(server):
