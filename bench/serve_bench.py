@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from urllib.parse import quote
 import os
 import re
 import shutil
@@ -29,6 +28,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from urllib.parse import quote
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 N_IDS = 300

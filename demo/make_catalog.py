@@ -17,7 +17,7 @@ table = pq.read_table(os.path.join(HERE, "online_retail.parquet"),
                       columns=["StockCode", "Description", "UnitPrice", "Quantity"])
 names: dict[str, Counter] = defaultdict(Counter)
 prices: dict[str, list] = defaultdict(list)
-for code, desc, price, qty in zip(*(table[c].to_pylist() for c in table.column_names)):
+for code, desc, price, qty in zip(*(table[c].to_pylist() for c in table.column_names), strict=True):
     if desc and desc != "Unknown":
         names[code][desc.strip()] += 1
     if qty and qty > 0 and price is not None and price > 0:

@@ -151,7 +151,7 @@ class Interactions:
         np.minimum.at(times, self.order_idx, self.timestamp)
         return times
 
-    def subset(self, line_mask: np.ndarray) -> "Interactions":
+    def subset(self, line_mask: np.ndarray) -> Interactions:
         """The same vocabularies with only the lines in ``line_mask``."""
         ts = None if self.timestamp is None else self.timestamp[line_mask]
         return Interactions(
@@ -392,7 +392,7 @@ def _timestamps(col: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, np.ndarra
             parsed = pc.cast(part, target)
             values[idx] = pc.cast(parsed, pa.int64()).to_numpy(zero_copy_only=False) // 1_000_000
         except pa.ArrowException:
-            for i, text in zip(idx, part.to_pylist()):
+            for i, text in zip(idx, part.to_pylist(), strict=True):
                 secs = _parse_one_timestamp(text)
                 if secs is None:
                     bad[i] = True

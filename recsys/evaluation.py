@@ -128,7 +128,7 @@ def build_eval_data(train: Interactions, test: Interactions, seed: int = 0,
         if len(rows) else np.zeros(0, dtype=np.int64)
     basket_queries, targets, also = [], np.zeros(len(rows), dtype=np.int64), \
         np.zeros(len(rows), dtype=np.int64)
-    for n, (r, t, o) in enumerate(zip(rows, target_pos, other_pos)):
+    for n, (r, t, o) in enumerate(zip(rows, target_pos, other_pos, strict=True)):
         items = orders.indices[orders.indptr[r]:orders.indptr[r + 1]]
         targets[n] = items[t]
         also[n] = items[o]

@@ -101,7 +101,7 @@ class Recommender:
                  als: ALSModel | None, meta: ItemMeta, blend: dict | None = None,
                  version: str | None = None, manifest: dict | None = None,
                  substitutes: SubstituteModel | None = None, rules: dict | None = None,
-                 ease: "EASEModel | dict[str, EASEModel] | None" = None,
+                 ease: EASEModel | dict[str, EASEModel] | None = None,
                  history_decay: sp.csr_matrix | None = None):
         self.items = items
         self.customers = customers
@@ -988,7 +988,7 @@ class Recommender:
         write_item_meta(writer, self.meta)
 
     @classmethod
-    def load(cls, loaded: LoadedVersion) -> "Recommender":
+    def load(cls, loaded: LoadedVersion) -> Recommender:
         manifest = loaded.manifest
         params = manifest.get("parameters", {})
         popularity = PopularityModel()

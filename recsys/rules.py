@@ -46,7 +46,7 @@ class Filters:
     min_support: int | None = None
     min_score: float | None = None
 
-    def validate(self) -> "Filters":
+    def validate(self) -> Filters:
         if self.min_price is not None and self.max_price is not None and self.min_price > self.max_price:
             raise ConfigError(f"min_price {self.min_price} is above max_price {self.max_price}")
         for name in ("min_price", "max_price", "min_score"):
@@ -81,7 +81,7 @@ class Floor:
     support_kinds: tuple = ("also_bought", "basket", "upsell", "downsell", "customer_upsell")
 
     @classmethod
-    def from_dict(cls, values: dict | None) -> "Floor":
+    def from_dict(cls, values: dict | None) -> Floor:
         values = dict(values or {})
         kinds = values.pop("support_kinds", None)
         floor = cls(**{k: v for k, v in values.items() if k in ("min_support", "min_score")})
@@ -89,7 +89,7 @@ class Floor:
             floor.support_kinds = tuple(kinds)
         return floor
 
-    def for_kind(self, kind: str, filters: "Filters | None") -> tuple[int, float]:
+    def for_kind(self, kind: str, filters: Filters | None) -> tuple[int, float]:
         """(min_support, min_score) for one query; request values win over defaults."""
         support = self.min_support if kind in self.support_kinds else 0
         score = self.min_score
@@ -190,7 +190,7 @@ def build_item_meta(items: Vocab, catalog=None, order_prices: np.ndarray | None 
             category_names[where] = catalog.category[hit]
         for column, values in catalog.extra.items():
             column_values = extra.get(column, [None] * n)
-            for p, v in zip(where, np.asarray(values, dtype=object)[hit]):
+            for p, v in zip(where, np.asarray(values, dtype=object)[hit], strict=True):
                 column_values[int(p)] = v
             extra[column] = column_values
     present = category_names != ""

@@ -19,7 +19,7 @@ class Vocab:
         self.ids = ids
 
     @classmethod
-    def from_unsorted(cls, ids) -> tuple["Vocab", np.ndarray]:
+    def from_unsorted(cls, ids) -> tuple[Vocab, np.ndarray]:
         """Build from possibly unsorted unique ids; also return old->new index map."""
         ids = np.asarray(ids, dtype=str)
         order = np.argsort(ids, kind="stable")

@@ -21,7 +21,6 @@ import os
 import shutil
 from datetime import datetime, timezone
 
-
 from recsys.artifacts import VersionWriter, clean_temporary, current_version, load_version
 from recsys.data import Catalog, read_catalog
 from recsys.exceptions import ModelLoadError

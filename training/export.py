@@ -37,7 +37,7 @@ def _records_next_best(rec: Recommender, ids: list[str], limit: int,
                        filters: Filters | None = None):
     idx = rec.customers.indices(ids)
     if _one_query(filters):
-        for customer_id, cidx in zip(ids, idx):
+        for customer_id, cidx in zip(ids, idx, strict=True):
             record = {"customer_id": customer_id}
             if cidx < 0:
                 yield record | {"recommendations": [], "error": "unknown_customer"}
@@ -106,7 +106,7 @@ def _records_substitutes(rec: Recommender, kind: str, ids: list[str], limit: int
                          filters: Filters | None):
     """upsell / downsell: one item id per query; record as for also-bought."""
     method = rec.upsell if kind == "upsell" else rec.downsell
-    for item_id, idx in zip(ids, rec.items.indices(ids)):
+    for item_id, idx in zip(ids, rec.items.indices(ids), strict=True):
         if idx < 0:
             yield {"item_id": item_id, "recommendations": [], "error": "unknown_item"}
             continue
@@ -133,7 +133,7 @@ def _records_likely_buyers(rec: Recommender, ids: list[str], limit: int,
 
 def _items(rec: Recommender, top: np.ndarray, scores: np.ndarray) -> list[dict]:
     return [{"item_id": rec.items.id_of(int(i)), "score": round(float(s), 6)}
-            for i, s in zip(top, scores) if i >= 0]
+            for i, s in zip(top, scores, strict=True) if i >= 0]
 
 
 def _read_baskets(path: str) -> list:

@@ -265,6 +265,14 @@ def choose_recency(rec: Recommender, inter, data, results: dict, levels: list[fl
     return chosen, chosen_results
 
 
+def _within_one_se(best, mine) -> bool:
+    """Whether ``mine`` is within one standard error of ``best`` (paired per-query values)."""
+    if best is None or mine is None or len(mine) < 2:
+        return False
+    diff = np.asarray(best) - np.asarray(mine)
+    return float(diff.mean()) <= float(diff.std(ddof=1) / np.sqrt(len(diff)))
+
+
 def choose_blend(results: dict[tuple, dict], k: int,
                  max_item_popularity: float = 1.0) -> tuple[dict, dict]:
     """Per query kind, the blend to ship, chosen on the holdout.
@@ -302,19 +310,12 @@ def choose_blend(results: dict[tuple, dict], k: int,
         best_i = int(np.argmax(values))
         best_per_query = candidates[best_i][1].get("_per_query", {}).get(metric)
 
-        def as_good(i):
-            """Within one standard error of the best, on paired per-query differences."""
-            if i == best_i:
-                return True
-            mine = candidates[i][1].get("_per_query", {}).get(metric)
-            if best_per_query is None or mine is None or len(mine) < 2:
-                return False
-            diff = np.asarray(best_per_query) - np.asarray(mine)
-            return float(diff.mean()) <= float(diff.std(ddof=1) / np.sqrt(len(diff)))
-
         popular = [i for i, (key, _) in enumerate(candidates)
                    if dict(key).get("popularity", 0.0) >= 1.0 - 1e-9]
-        i = popular[0] if popular and as_good(popular[0]) else best_i
+        i = best_i
+        if popular and (popular[0] == best_i or _within_one_se(
+                best_per_query, candidates[popular[0]][1].get("_per_query", {}).get(metric))):
+            i = popular[0]
         key, entry = candidates[i]
         blend[kind] = {name: w for name, w in key if w > 0 or name != "popularity"}
         chosen_metrics[kind] = {m: v for m, v in entry.items() if m != "_per_query"}

@@ -57,7 +57,7 @@ class ALSModel:
             return counts.tocsr(copy=True).astype(np.float32)
         raise ConfigError(f"als.confidence {self.confidence!r} is unknown; use log, bm25 or raw")
 
-    def fit(self, customer_items: sp.csr_matrix, warm_start: "ALSModel | None" = None,
+    def fit(self, customer_items: sp.csr_matrix, warm_start: ALSModel | None = None,
             iterations: int | None = None, progress=None):
         """Fit on a customers x items count matrix; ``warm_start`` reuses earlier factors."""
         import implicit

@@ -183,7 +183,7 @@ def _groups(category: np.ndarray | None, ok: np.ndarray):
     codes = category[order]
     starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
     ends = np.r_[starts[1:], len(order)]
-    for s, e in zip(starts, ends):
+    for s, e in zip(starts, ends, strict=True):
         if e - s > 1:
             members = order[s:e]
             yield members, members

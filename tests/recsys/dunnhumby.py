@@ -49,7 +49,7 @@ def build_inputs(data_dir: str, out_dir: str) -> tuple[str, str]:
     starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
     ends = np.r_[starts[1:], len(ids)]
     median = (unit[starts + (ends - starts - 1) // 2] + unit[starts + (ends - starts) // 2]) / 2
-    prices = dict(zip(ids[starts], median))
+    prices = dict(zip(ids[starts], median, strict=True))
 
     products = pacsv.read_csv(os.path.join(data_dir, "products.csv.gz"),
                               convert_options=pacsv.ConvertOptions(

@@ -8,8 +8,15 @@ import pytest
 import scipy.sparse as sp
 
 from recsys import artifacts
-from recsys.artifacts import (VersionWriter, clean_temporary, current_version, list_versions,
-                              load_version, prune_versions, set_current)
+from recsys.artifacts import (
+    VersionWriter,
+    clean_temporary,
+    current_version,
+    list_versions,
+    load_version,
+    prune_versions,
+    set_current,
+)
 from recsys.exceptions import ModelLoadError, NoModelError
 
 

@@ -152,7 +152,7 @@ def test_catalog_fields_and_duplicates(tmp_path):
     catalog, report = read_catalog(path)
     assert report.rejected == {"missing_item_id": 1, "unparsable_price": 1, "duplicate_item_id": 1}
     assert list(catalog.ids) == ["b", "a"] or sorted(catalog.ids) == ["a", "b"]
-    by_id = dict(zip(catalog.ids, range(len(catalog.ids))))
+    by_id = dict(zip(catalog.ids, range(len(catalog.ids)), strict=True))
     assert catalog.name[by_id["a"]] == "Alpha2"  # the later row wins
     assert catalog.price[by_id["a"]] == 2.0
     assert np.isnan(catalog.price[by_id["b"]])

@@ -39,7 +39,9 @@ def small_meta():
 def test_item_mask_each_filter_alone():
     items, meta = small_meta()
     base = np.ones(5, dtype=bool)
-    mask = lambda **kw: items.ids[item_mask(meta, items, Filters(**kw), base)].tolist()
+    def mask(**kw):
+        return items.ids[item_mask(meta, items, Filters(**kw), base)].tolist()
+
     assert mask(categories=["x"]) == ["a", "b"]
     assert mask(categories=["x", "y"]) == ["a", "b", "c", "d"]
     assert mask(min_price=3.0) == ["b", "c", "e"]  # unknown price never passes a price filter
@@ -84,7 +86,8 @@ def test_each_filter_on_answers(tiers):
                     if n11 not in rec.history[c].indices)
     bought = {rec.items.id_of(i) for i in rec.history[customer].indices}
     meta = rec.meta
-    info = lambda name: rec.describe(rec.items.index(name))
+    def info(name):
+        return rec.describe(rec.items.index(name))
 
     def nb(**kw):
         return names(rec, rec.next_best(customer, 20, Filters(**LOOSE, **kw)))

@@ -17,8 +17,8 @@ from recsys.evaluation import (
 from recsys.models.base import top_indices_rows
 from recsys.recommender import Recommender
 from recsys.rules import build_item_meta
-from training import train as T
 from training import blend_search
+from training import train as T
 from training.blend_search import BlendScorer, _Part
 from training.config import load_config
 
