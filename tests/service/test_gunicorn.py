@@ -67,8 +67,11 @@ def test_new_version_under_load_zero_failures(server):
         load.wait_for_requests(30)
     print(f"hot swap: {load.ok} requests, {len(load.failures)} failed, versions {load.versions}")
     assert load.failures == []
-    assert load.versions[0] == version and load.versions[-1] == new
-    # Every worker swaps (each polls every 0.3 s; how fast is measured by
+    # Old answers first, then new ones. Each worker polls on its own clock, so for up to
+    # a poll interval (plus a load) answers may alternate between the two versions.
+    assert load.versions[0] == version and new in load.versions, srv.output()
+    assert set(load.versions) == {version, new}
+    # Then every worker answers with the new version (how fast is measured by
     # bench/serve_bench.py, not asserted here: a loaded CI machine may be slow).
     def all_new():
         answers = [request(srv.port, "GET", "/v1/items/A1/also-bought")[2]["model_version"]
