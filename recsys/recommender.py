@@ -124,6 +124,9 @@ class Recommender:
         self.manifest = manifest or {}
         # Items that can be recommended at all: real products seen in training.
         self.known_items = (popularity.counts_ > 0) & meta.recommendable
+        # The popularity prior as a float32 row, built once (queries read it, never copy it).
+        self._pop_scores = np.array(popularity.scores_, dtype=np.float32)
+        self._pop_scores.flags.writeable = False
         self._pop_tiebreak = (_TIE_BREAK * popularity.scores_).astype(np.float32)
         self.substitutes = substitutes
         rules = rules or {}
@@ -176,7 +179,7 @@ class Recommender:
         if name == "ease":
             return rows @ self._ease(kind).similarity_
         if name == "popularity":
-            return self.popularity.scores_.astype(np.float32)
+            return self._pop_scores
         if kind == "basket":
             return self.als.score_histories(rows)
         return self.als.score_similar_rows(rows)
@@ -188,7 +191,7 @@ class Recommender:
         if name == "ease":
             return self._nb_rows(customer_idx, False) @ self._ease("next_best").similarity_
         if name == "popularity":
-            return self.popularity.scores_.astype(np.float32)
+            return self._pop_scores
         return self.als.score_customers(customer_idx)
 
     def raw_history_part(self, name: str, histories: sp.csr_matrix):
@@ -198,7 +201,7 @@ class Recommender:
         if name == "ease":
             return _binary(histories) @ self._ease("next_best").similarity_
         if name == "popularity":
-            return self.popularity.scores_.astype(np.float32)
+            return self._pop_scores
         return self.als.score_histories(histories)
 
     def _dense_part(self, raw, n: int) -> np.ndarray:
@@ -241,8 +244,7 @@ class Recommender:
 
     def _popularity_part(self, n: int) -> np.ndarray:
         """A popularity prior (buyers, scaled to [0, 1]) as a blend component, n rows."""
-        return np.broadcast_to(self.popularity.scores_.astype(np.float32),
-                               (n, len(self.popularity.scores_)))
+        return np.broadcast_to(self._pop_scores, (n, len(self._pop_scores)))
 
     def combine(self, parts: dict[str, np.ndarray], weights: dict[str, float], n: int) -> np.ndarray:
         """Blend normalised component scores; popularity breaks the remaining ties."""
@@ -673,7 +675,7 @@ class Recommender:
         return item_info(self.meta, int(item_idx))
 
     def popular(self, limit: int, filters: Filters | None, query_idx: np.ndarray) -> Answer:
-        scores = self.popularity.scores_.astype(np.float32)
+        scores = self._pop_scores
         cand = np.flatnonzero(np.isfinite(scores))
         answer = self._finish("popular", cand, scores[cand], limit, filters, query_idx, None,
                               "copurchase")
