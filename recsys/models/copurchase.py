@@ -59,17 +59,18 @@ class CoPurchaseModel:
             progress=None):
         """Learn neighbours from customers x items (and orders x items) matrices."""
         n_items = customer_items.shape[1]
+        with_baskets = order_items is not None and self.basket_weight > 0
+        # With baskets, one float64 product carries both counts (see below); customers
+        # alone stay exact in float32 (counts below 2**24) at half the memory traffic.
+        dtype = np.float64 if with_baskets else np.float32
         customers = _binary(topk_per_row(customer_items.tocsr(copy=True),
-                                         self.max_items_per_customer), np.float64)
+                                         self.max_items_per_customer), dtype)
         baskets = None
-        if order_items is not None and self.basket_weight > 0:
+        if with_baskets:
             baskets = _binary(order_items, np.float64)
             too_big = np.flatnonzero(np.diff(baskets.indptr) > self.max_basket_size)
             if len(too_big):
                 baskets = _drop_rows(baskets, too_big)
-        if baskets is None:
-            # Customers only: counts stay exact in float32 (below 2**24), half the traffic.
-            customers = customers.astype(np.float32)
         pairs = [(customers.T.tocsr(), customers)]
         if baskets is not None:
             # One product carries both counts: customers in the low bits, baskets
