@@ -325,13 +325,12 @@ class PopularityScorer:
 
     def __init__(self, counts: np.ndarray, allowed: np.ndarray):
         self.scores = np.where(allowed, counts.astype(np.float64), -np.inf)
-        self._order = None
+        # The best-sellers in one order (ties: lower index), allowed items only.
+        order = np.argsort(-self.scores, kind="stable")
+        self._order = order[np.isfinite(self.scores[order])]
 
     def _top(self, n: int, exclude: sp.csr_matrix, k: int) -> np.ndarray:
-        """The best-sellers in one order (ties: lower index), minus each row's exclusions."""
-        if self._order is None:
-            order = np.argsort(-self.scores, kind="stable")
-            self._order = order[np.isfinite(self.scores[order])]
+        """The best-sellers in ``_order``, minus each row's exclusions."""
         exclude = exclude.tocsr()
         # Enough candidates for every row: k plus the most exclusions of any row.
         width = min(len(self._order), k + int(np.diff(exclude.indptr).max(initial=0)))
