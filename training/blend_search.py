@@ -36,6 +36,19 @@ POOL = 100
 _DENSE_FRACTION = 0.05
 
 
+def _cell_keys(cols: np.ndarray, n_cols: int) -> np.ndarray:
+    """Row-major keys (row * n_cols + col) of a (rows x slots) array of column indexes."""
+    return np.arange(cols.shape[0], dtype=np.int64)[:, None] * n_cols + cols
+
+
+def _find(keys: np.ndarray, want: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of ``want`` in the sorted ``keys`` and whether each is there."""
+    if not len(keys):
+        return np.zeros(want.shape, dtype=np.int64), np.zeros(want.shape, dtype=bool)
+    at = np.minimum(np.searchsorted(keys, want), len(keys) - 1)
+    return at, keys[at] == want
+
+
 class _Part:
     """One component's scores for a batch: its pool, the bound outside it, value lookup."""
 
@@ -102,9 +115,7 @@ class _Part:
         elif self.kind == "vector":
             raw = self.raw[cols]
         else:
-            want = np.arange(self.n, dtype=np.int64)[:, None] * self.n_items + cols
-            at = np.minimum(np.searchsorted(self.keys, want), max(len(self.keys) - 1, 0))
-            found = (self.keys[at] == want) if len(self.keys) else np.zeros(want.shape, bool)
+            at, found = _find(self.keys, _cell_keys(cols, self.n_items))
             raw = np.where(found, self.vals[at] if len(self.vals) else 0, 0).astype(np.float32)
         # The same float32 steps as Recommender._normalise, so pooled scores equal its.
         return np.maximum(raw, 0).astype(np.float32) / self.top[:, None]
@@ -157,9 +168,7 @@ class BlendScorer:
             ex_keys = (np.repeat(np.arange(n, dtype=np.int64), np.diff(exclude.indptr))
                        * len(rec.items) + exclude.indices)
             ex_keys.sort()
-            want = np.arange(n, dtype=np.int64)[:, None] * len(rec.items) + safe
-            at = np.minimum(np.searchsorted(ex_keys, want), len(ex_keys) - 1)
-            blocked |= ex_keys[at] == want
+            blocked |= _find(ex_keys, _cell_keys(safe, len(rec.items)))[1]
         base = np.where(blocked, -np.inf, rec._pop_tiebreak[safe]).astype(np.float32)
         gathered = {name: p.values(safe) for name, p in parts.items()}
         out, unsure_by = {}, {}
