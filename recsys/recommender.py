@@ -21,6 +21,7 @@ import scipy.sparse as sp
 from scipy.linalg.lapack import dpotrf as _potrf
 from scipy.linalg.lapack import dpotrs as _potrs
 
+from . import fastpath
 from .artifacts import LoadedVersion, VersionWriter
 from .models.als import ALSModel
 from .models.base import top_indices, top_indices_rows
@@ -70,6 +71,7 @@ _FLAG_ENTRIES = 30000
 _MARK_ITEMS = 3
 # Up to this many query/history items, one query's co-purchase scores are added row by row.
 _DIRECT_ROWS = 64
+_EMPTY_INDEX = np.zeros(0, dtype=np.int64)
 
 
 @dataclass
@@ -140,6 +142,10 @@ class Recommender:
         self._als_gram = None
         self._als_base = None
         self._scratch = threading.local()
+        # Single-query answers through the compiled path (recsys.fastpath) where it applies;
+        # False forces the numpy path (the tests compare the two).
+        self.compiled = fastpath.available()
+        self._fast_arrays = None
 
     # ---------------------------------------------------------------- blend
     def _weights(self, kind: str) -> dict[str, float]:
@@ -355,8 +361,69 @@ class Recommender:
         cand = np.flatnonzero(np.isfinite(scores))
         evidence = np.asarray(query_idx if history_idx is None else history_idx, dtype=np.int64)
         mode = "als" if history_row is not None and self._als_led(kind) else "copurchase"
+        if self.compiled:
+            fast = self._compiled_finish(kind, scores, limit, filters, query_idx, evidence,
+                                         history_row if mode == "als" else None)
+            if fast is not None:
+                return fast
         return self._finish(kind, cand, scores[cand], limit, filters, query_idx, evidence, mode,
                             history_row=history_row)
+
+    def _compiled_finish(self, kind: str, scores: np.ndarray, limit: int,
+                         filters: Filters | None, query_idx: np.ndarray,
+                         evidence: np.ndarray, als_row: sp.csr_matrix | None = None
+                         ) -> Answer | None:
+        """``_finish`` through :func:`recsys.fastpath.select` (one compiled call) in
+        co-purchase mode, or in ALS mode (``als_row``: the history ALS explains; its reasons
+        replace the co-purchase ones where it has any); None where that path does not
+        apply (the caller falls back)."""
+        if limit < 1 or len(evidence) > fastpath.MAX_EVIDENCE or (
+                filters is not None and filters.max_per_category):
+            return None
+        strategy = self.strategy(kind)
+        if kind == "popular":
+            min_support, min_score = 0, -np.inf
+        else:
+            min_support, min_score = self.floor.for_kind(kind, filters)
+        arrays = self._fast_arrays
+        if arrays is None:
+            buyers = self.buyers
+            sim = self.copurchase.similarity_ if self.copurchase is not None else None
+            empty_i, empty_f = np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32)
+            # Read-only views always (memory-mapped or not): one compiled signature.
+            arrays = self._fast_arrays = tuple(fastpath.readonly(a) for a in (
+                buyers.indptr, buyers.indices,
+                sim.indptr if sim is not None else empty_i,
+                sim.indices if sim is not None else empty_i,
+                sim.data if sim is not None else empty_f))
+        b_indptr, b_indices, s_indptr, s_indices, s_data = arrays
+        scratch = self._scratch
+        flags = getattr(scratch, "bits", None)
+        if flags is None or len(flags) != self.buyers.shape[0]:
+            flags = scratch.bits = np.zeros(self.buyers.shape[0], dtype=np.uint64)
+        items, item_scores, because, first_support, floored, supports = fastpath.select(
+            np.ascontiguousarray(scores, dtype=np.float32),
+            self._allowed(filters, np.asarray(query_idx, dtype=np.int64)), int(limit),
+            float(min_score), int(min_support), np.ascontiguousarray(evidence, dtype=np.int64),
+            b_indptr, b_indices, flags, s_indptr, s_indices, s_data)
+        recs = [Recommendation(j, s) for j, s in zip(items.tolist(), item_scores.tolist(),
+                                                    strict=True)]
+        als_because = self._als_because(als_row, items) \
+            if als_row is not None and len(items) else None
+        with_reason = []
+        for col, (rec, reasons, support) in enumerate(zip(recs, because.tolist(),
+                                                          first_support.tolist(), strict=True)):
+            if als_because and als_because[col]:
+                rec.because_of = als_because[col]
+                row = np.flatnonzero(evidence == rec.because_of[0])
+                support = int(supports[col, row[0]]) if len(row) else \
+                    int(self.pair_support([rec.because_of[0]], [rec.item_idx])[0, 0])
+            else:
+                rec.because_of = [r for r in reasons if r >= 0]
+            if rec.because_of:
+                with_reason.append(support)
+        self._add_statistics(recs, np.asarray(with_reason, dtype=np.int64))
+        return Answer(strategy, recs, truncated_by_floor=bool(floored and len(recs) < limit))
 
     def _als_led(self, kind: str) -> bool:
         weights = self._weights(kind)
@@ -676,9 +743,12 @@ class Recommender:
 
     def popular(self, limit: int, filters: Filters | None, query_idx: np.ndarray) -> Answer:
         scores = self._pop_scores
-        cand = np.flatnonzero(np.isfinite(scores))
-        answer = self._finish("popular", cand, scores[cand], limit, filters, query_idx, None,
-                              "copurchase")
+        answer = self._compiled_finish("popular", scores, limit, filters, query_idx,
+                                       _EMPTY_INDEX) if self.compiled else None
+        if answer is None:
+            cand = np.flatnonzero(np.isfinite(scores))
+            answer = self._finish("popular", cand, scores[cand], limit, filters, query_idx,
+                                  None, "copurchase")
         answer.strategy = "popular-fallback"
         for rec in answer.items:
             rec.support = int(self.popularity.counts_[rec.item_idx])
@@ -1092,8 +1162,9 @@ def _take_scores(scores: np.ndarray, idx: np.ndarray) -> np.ndarray:
 
 
 def _ranked_chunks(scores: np.ndarray, first: int):
-    """Positions of ``scores`` best first, in chunks of ``first``, then 8x as many, then
-    the rest: a floor that rejects candidates looks further down only when it must."""
+    """Positions of ``scores`` best first (ties: lower position first), in chunks of
+    ``first``, then 8x as many, then the rest: a floor that rejects candidates looks
+    further down only when it must."""
     n = len(scores)
     done = np.zeros(n, dtype=bool)
     size = first
@@ -1103,6 +1174,7 @@ def _ranked_chunks(scores: np.ndarray, first: int):
             part = rest[np.argpartition(-scores[rest], size - 1)[:size]]
         else:
             part = rest
+        part = np.sort(part)  # ties in score: the lower position (item index) first
         part = part[np.argsort(-scores[part], kind="stable")]
         done[part] = True
         yield part

@@ -1,0 +1,121 @@
+"""recsys.fastpath.select on hand-made data: ranking, the support floor, reasons."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from recsys import fastpath
+
+pytestmark = pytest.mark.skipif(not fastpath.available(), reason="numba is not installed")
+
+# Five customers x six items. Item 0 and item 1 are the evidence (query) items.
+#   customer: items bought
+#   0: 0 1 2      1: 0 2 3      2: 0 2 4      3: 1 3 4      4: 1 5
+BOUGHT = [[0, 1, 2], [0, 2, 3], [0, 2, 4], [1, 3, 4], [1, 5]]
+# Supports with item 0 / item 1:  item 2: 3 / 1   item 3: 1 / 1   item 4: 1 / 1   item 5: 0 / 1
+
+
+def _buyers():
+    rows = [c for c, items in enumerate(BOUGHT) for _ in items]
+    cols = [i for items in BOUGHT for i in items]
+    m = sp.csc_matrix((np.ones(len(rows), dtype=np.uint8), (rows, cols)), shape=(5, 6))
+    m.sort_indices()
+    return np.asarray(m.indptr), np.asarray(m.indices)
+
+
+def _similarity(values: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    dense = np.zeros((6, 6), dtype=np.float32)
+    for (a, b), v in values.items():
+        dense[a, b] = v
+    m = sp.csr_matrix(dense)
+    return np.asarray(m.indptr), np.asarray(m.indices), np.asarray(m.data)
+
+
+def _select(scores, limit=10, min_support=0, min_score=-np.inf, evidence=(0, 1),
+            allowed=None, sims=None):
+    b_indptr, b_indices = _buyers()
+    s_indptr, s_indices, s_data = _similarity(sims or {})
+    scores = np.asarray(scores, dtype=np.float32)
+    allowed = np.ones(6, dtype=bool) if allowed is None else np.asarray(allowed)
+    flags = np.zeros(5, dtype=np.uint64)
+    out = fastpath.select(scores, allowed, limit, float(min_score), min_support,
+                          np.asarray(evidence, dtype=np.int64), b_indptr, b_indices, flags,
+                          s_indptr, s_indices, s_data)
+    assert not flags.any()  # the scratch flags are left zeroed for the next query
+    return out[:5]
+
+
+def test_ranks_by_score_then_index_and_skips_disallowed_and_floored_scores():
+    scores = [9.0, 9.0, 0.5, 0.7, 0.7, np.nan]
+    allowed = [False, False, True, True, True, True]  # the query items themselves
+    items, item_scores, _, _, floored = _select(scores, allowed=allowed, evidence=(0,))
+    assert items.tolist() == [3, 4, 2]  # ties (0.7) by index; NaN never recommended
+    assert item_scores.tolist() == pytest.approx([0.7, 0.7, 0.5])
+    assert not floored
+    items, _, _, _, floored = _select(scores, allowed=allowed, evidence=(0,), min_score=0.6)
+    assert items.tolist() == [3, 4] and floored
+
+
+def test_support_floor_counts_customers_who_bought_both():
+    scores = [0, 0, 0.2, 0.9, 0.8, 1.0]
+    allowed = [False, False, True, True, True, True]
+    # Best support with {0, 1}: item 5 -> 1, 3 -> 1, 4 -> 1, 2 -> 3.
+    items, _, because, first, floored = _select(scores, allowed=allowed, min_support=2)
+    assert items.tolist() == [2] and floored
+    assert because[0].tolist() == [0, 1, -1]  # by support: item 0 (3 customers), item 1 (1)
+    assert first.tolist() == [3]
+    items, _, because, first, _ = _select(scores, allowed=allowed, min_support=1, limit=2)
+    assert items.tolist() == [5, 3]
+    assert because[0].tolist() == [1, -1, -1]  # item 5 was never bought with item 0
+    assert first.tolist() == [1, 1]
+
+
+def test_equal_supports_are_ordered_by_similarity_then_position():
+    scores = [0, 0, 0, 1.0, 0, 0]
+    allowed = [False, False, True, True, True, True]
+    _, _, because, _, _ = _select(scores, allowed=allowed, limit=1)
+    assert because[0].tolist() == [0, 1, -1]  # support 1 each: position decides
+    _, _, because, _, _ = _select(scores, allowed=allowed, limit=1, sims={(1, 3): 0.5})
+    assert because[0].tolist() == [1, 0, -1]
+
+
+def test_a_single_query_item_is_always_the_reason():
+    scores = [0, 0, 0, 0, 0, 1.0]
+    allowed = [False, True, True, True, True, True]
+    items, _, because, first, _ = _select(scores, allowed=allowed, evidence=(0,), limit=1)
+    assert items.tolist() == [5]
+    assert because[0].tolist() == [0, -1, -1] and first.tolist() == [0]
+
+
+def test_the_floor_reads_past_the_first_candidates_when_it_must():
+    """Many candidates dropped by the floor: the lazy ranking goes on to the rest, in order."""
+    n_items, n_customers = 400, 3
+    # Customer 0 bought item 0 and the 5 lowest-scored items; the others bought item 1..
+    cols = [0, *range(n_items - 5, n_items)]
+    m = sp.csc_matrix((np.ones(len(cols), dtype=np.uint8), ([0] * len(cols), cols)),
+                      shape=(n_customers, n_items))
+    scores = np.linspace(1.0, 0.5, n_items).astype(np.float32)
+    allowed = np.ones(n_items, dtype=bool)
+    allowed[0] = False
+    empty = np.zeros(0, dtype=np.int32)
+    items, _, _, first, floored, supports = fastpath.select(
+        scores, allowed, 10, -np.inf, 1, np.asarray([0], dtype=np.int64),
+        np.asarray(m.indptr), np.asarray(m.indices), np.zeros(n_customers, dtype=np.uint64),
+        empty, empty, np.zeros(0, dtype=np.float32))
+    assert items.tolist() == list(range(n_items - 5, n_items))
+    assert first.tolist() == [1] * 5 and floored
+    assert supports.tolist() == [[1]] * 5
+
+
+def test_supports_with_every_evidence_item_are_returned():
+    b_indptr, b_indices = _buyers()
+    empty = np.zeros(0, dtype=np.int32)
+    scores = np.asarray([0, 0, 0.4, 0.3, 0.2, 0.1], dtype=np.float32)
+    items, *_, supports = fastpath.select(
+        scores, np.asarray([False, False, True, True, True, True]), 4, -np.inf, 0,
+        np.asarray([0, 1], dtype=np.int64), b_indptr, b_indices, np.zeros(5, dtype=np.uint64),
+        empty, empty, np.zeros(0, dtype=np.float32))
+    assert items.tolist() == [2, 3, 4, 5]
+    assert supports.tolist() == [[3, 1], [1, 1], [1, 1], [0, 1]]
