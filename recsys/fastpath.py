@@ -210,6 +210,17 @@ def select(scores, allowed, limit, min_score, min_support, evidence, b_indptr, b
     return items, item_scores, because, first_support, floored > 0, supports[:n_chosen, :n_ev]
 
 
+@_compiled
+def add_rows(indptr, indices, data, rows, weights, out):
+    """``out[indices of row j] += weights[k] * data of row j`` for each ``j = rows[k]``, in
+    that order, in float32: a one-row sparse product, as scipy adds it."""
+    for k in range(rows.shape[0]):
+        j = rows[k]
+        w = weights[k]
+        for p in range(indptr[j], indptr[j + 1]):
+            out[indices[p]] += w * data[p]
+
+
 def readonly(array) -> np.ndarray:
     """A plain, read-only view (of a memory-mapped array too): the model arrays always
     reach :func:`select` with one type, so one compiled version serves them all."""
@@ -231,3 +242,5 @@ def warm() -> None:
     flags = np.zeros(2, dtype=np.uint64)
     select(scores, allowed, 2, 0.0, 1, np.asarray([0, 1], dtype=np.int64), indptr, indices,
            flags, indptr, indices, data)
+    add_rows(indptr, indices, data, np.asarray([0, 2], dtype=np.int64),
+             np.ones(2, dtype=np.float32), np.zeros(3, dtype=np.float32))
