@@ -295,9 +295,10 @@ def customer_upsell(customer_id: str):
 
 
 def _known_items(model, ids: list[str]) -> tuple[np.ndarray, list[str]]:
-    idx = model.item_indices(ids) if ids else _EMPTY
+    idx = model.item_indices(ids)
     missing = [i for i, j in zip(ids, idx, strict=True) if j == UNKNOWN]
-    return np.unique(idx[idx != UNKNOWN]).astype(np.int64), missing
+    known = sorted({j for j in idx if j != UNKNOWN})
+    return np.asarray(known, dtype=np.int64) if known else _EMPTY, missing
 
 
 @recommendations_bp.post("/basket")

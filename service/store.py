@@ -69,7 +69,7 @@ class ServedModel:
             self._items[item_idx] = info
         return info
 
-    def item_indices(self, ids: list[str]) -> np.ndarray:
+    def item_indices(self, ids: list[str]) -> list[int]:
         """Indexes of item ids (``UNKNOWN`` for ids the model has not seen), remembered per
         id: a binary search over the memory-mapped vocabulary costs microseconds per id."""
         index = self._index
@@ -82,7 +82,7 @@ class ServedModel:
                     index.clear()
                 index[item_id] = idx
             out.append(idx)
-        return np.asarray(out, dtype=np.int64)
+        return out
 
     def cached(self, key):
         return self.answers.get(key) if self.cache_size else None
