@@ -56,14 +56,13 @@ def _candidates(scores, allowed, min_score):
     cand = np.empty(n, dtype=np.int64)
     m = 0
     floored = 0
-    for j in range(n):
+    for j in range(n):  # branch-free: most items are not candidates
         s = scores[j]
-        if allowed[j] and np.isfinite(s):
-            if s >= min_score:
-                cand[m] = j
-                m += 1
-            else:
-                floored += 1
+        ok = allowed[j] and np.isfinite(s)
+        keep = ok and s >= min_score
+        cand[m] = j
+        m += keep
+        floored += ok and not keep
     cand = cand[:m]
     neg = np.empty(m, dtype=np.float64)
     for i in range(m):
@@ -103,11 +102,42 @@ def _heap(neg):
 
 
 @_compiled
-def _count_pairs(c, evidence, b_indptr, b_indices, flags, out):
-    """out[r] = customers who bought evidence[r] and item c (flags hold the evidence bits)."""
-    for r in range(evidence.shape[0]):
+def _spread_table(n_ev):
+    """For up to 8 evidence items: entry ``bits`` has a 1 in lane r for each bit r set,
+    lanes of 16 bits (up to 4 items) or 8 bits (5 to 8 items)."""
+    width = 16 if n_ev <= 4 else 8
+    table = np.zeros(1 << min(max(n_ev, 1), 8), dtype=np.uint64)
+    for bits in range(table.shape[0]):
+        value = np.uint64(0)
+        for r in range(n_ev):
+            if (bits >> r) & 1:
+                value += np.uint64(1) << np.uint64(width * r)
+        table[bits] = value
+    return table
+
+
+@_compiled
+def _count_pairs(c, n_ev, b_indptr, b_indices, flags, spread, out):
+    """out[r] = customers who bought evidence item r and item c (flags hold the evidence
+    bits). Up to 8 evidence items, the counts of all of them are summed in one register
+    (a lane each, via ``spread``), flushed before a lane can overflow."""
+    for r in range(n_ev):
         out[r] = 0
-    for p in range(b_indptr[c], b_indptr[c + 1]):
+    lo, hi = b_indptr[c], b_indptr[c + 1]
+    if n_ev <= 8:
+        width = 16 if n_ev <= 4 else 8
+        block = (1 << width) - 1
+        mask = np.uint64(block)
+        while lo < hi:
+            stop = min(hi, lo + block)
+            acc = np.uint64(0)
+            for p in range(lo, stop):
+                acc += spread[flags[b_indices[p]]]
+            for r in range(n_ev):
+                out[r] += np.int64((acc >> np.uint64(width * r)) & mask)
+            lo = stop
+        return
+    for p in range(lo, hi):
         bits = flags[b_indices[p]]
         r = 0
         while bits:
@@ -144,6 +174,7 @@ def select(scores, allowed, limit, min_score, min_support, evidence, b_indptr, b
     supports = np.zeros((limit, max(n_ev, 1)), dtype=np.int64)
     n_chosen = 0
     count = np.zeros(max(n_ev, 1), dtype=np.int64)
+    spread = _spread_table(n_ev)
     for r in range(n_ev):
         bit = np.uint64(1) << np.uint64(r)
         for p in range(b_indptr[evidence[r]], b_indptr[evidence[r] + 1]):
@@ -154,7 +185,7 @@ def select(scores, allowed, limit, min_score, min_support, evidence, b_indptr, b
         heap[0] = heap[size]
         _sift_down(heap, size, 0, neg)
         if n_ev:
-            _count_pairs(c, evidence, b_indptr, b_indices, flags, count)
+            _count_pairs(c, n_ev, b_indptr, b_indices, flags, spread, count)
         if min_support > 0:
             best = 0
             for r in range(n_ev):
@@ -221,6 +252,28 @@ def add_rows(indptr, indices, data, rows, weights, out):
             out[indices[p]] += w * data[p]
 
 
+@_compiled
+def normalise_row(row):
+    """In place: negatives to 0, then divided by the maximum (when it is above 0), in
+    float32, as ``Recommender._normalise`` does with numpy."""
+    top = np.float32(0)
+    nan = False
+    for j in range(row.shape[0]):
+        x = row[j]
+        if x < 0:
+            row[j] = 0
+        elif x > top:
+            top = x
+        elif x != x:
+            nan = True
+    if nan:  # numpy's maximum is NaN then, and so is every score
+        top = np.float32(np.nan)
+    elif top <= 0:
+        top = np.float32(1)
+    for j in range(row.shape[0]):
+        row[j] = row[j] / top
+
+
 def readonly(array) -> np.ndarray:
     """A plain, read-only view (of a memory-mapped array too): the model arrays always
     reach :func:`select` with one type, so one compiled version serves them all."""
@@ -244,3 +297,4 @@ def warm() -> None:
            flags, indptr, indices, data)
     add_rows(indptr, indices, data, np.asarray([0, 2], dtype=np.int64),
              np.ones(2, dtype=np.float32), np.zeros(3, dtype=np.float32))
+    normalise_row(np.ones(3, dtype=np.float32))

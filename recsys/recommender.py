@@ -169,6 +169,10 @@ class Recommender:
         scores = np.asarray(scores, dtype=np.float32)
         if not scores.flags.writeable:
             scores = scores.copy()
+        if scores.ndim == 2 and scores.shape[0] == 1 and scores.flags.c_contiguous \
+                and fastpath.available():
+            fastpath.normalise_row(scores[0])  # one query: one compiled pass, same result
+            return scores
         np.maximum(scores, 0, out=scores)
         if scores.size:
             top = scores.max(axis=-1, keepdims=True)
@@ -358,7 +362,6 @@ class Recommender:
                history_row: sp.csr_matrix | None = None) -> Answer:
         """Filter, floor, cut and explain one dense score vector."""
         scores = np.asarray(scores, dtype=np.float32)
-        cand = np.flatnonzero(np.isfinite(scores))
         evidence = np.asarray(query_idx if history_idx is None else history_idx, dtype=np.int64)
         mode = "als" if history_row is not None and self._als_led(kind) else "copurchase"
         if self.compiled:
@@ -366,6 +369,7 @@ class Recommender:
                                          history_row if mode == "als" else None)
             if fast is not None:
                 return fast
+        cand = np.flatnonzero(np.isfinite(scores))
         return self._finish(kind, cand, scores[cand], limit, filters, query_idx, evidence, mode,
                             history_row=history_row)
 
@@ -406,23 +410,31 @@ class Recommender:
             self._allowed(filters, np.asarray(query_idx, dtype=np.int64)), int(limit),
             float(min_score), int(min_support), np.ascontiguousarray(evidence, dtype=np.int64),
             b_indptr, b_indices, flags, s_indptr, s_indices, s_data)
-        recs = [Recommendation(j, s) for j, s in zip(items.tolist(), item_scores.tolist(),
-                                                    strict=True)]
         als_because = self._als_because(als_row, items) \
             if als_row is not None and len(items) else None
-        with_reason = []
-        for col, (rec, reasons, support) in enumerate(zip(recs, because.tolist(),
-                                                          first_support.tolist(), strict=True)):
+        # support, confidence and lift of (because_of[0] -> item), as _add_statistics.
+        counts = self.popularity.counts_
+        n_customers = max(len(self.customers), 1)
+        recs = []
+        for col, (j, score, reasons, support, n_b) in enumerate(zip(
+                items.tolist(), item_scores.tolist(), because.tolist(), first_support.tolist(),
+                counts[items].tolist(), strict=True)):
             if als_because and als_because[col]:
-                rec.because_of = als_because[col]
-                row = np.flatnonzero(evidence == rec.because_of[0])
+                reasons = als_because[col]
+                row = np.flatnonzero(evidence == reasons[0])
                 support = int(supports[col, row[0]]) if len(row) else \
-                    int(self.pair_support([rec.because_of[0]], [rec.item_idx])[0, 0])
+                    int(self.pair_support([reasons[0]], [j])[0, 0])
             else:
-                rec.because_of = [r for r in reasons if r >= 0]
-            if rec.because_of:
-                with_reason.append(support)
-        self._add_statistics(recs, np.asarray(with_reason, dtype=np.int64))
+                reasons = [r for r in reasons if r >= 0]
+            rec = Recommendation(j, score, reasons)
+            if reasons:
+                rec.support = support
+                n_a = int(counts[reasons[0]])
+                if n_a > 0:
+                    rec.confidence = round(support / n_a, 6)
+                    if n_b > 0:
+                        rec.lift = round(rec.confidence / (n_b / n_customers), 6)
+            recs.append(rec)
         return Answer(strategy, recs, truncated_by_floor=bool(floored and len(recs) < limit))
 
     def _als_led(self, kind: str) -> bool:

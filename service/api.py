@@ -138,8 +138,6 @@ def payload(model, answer, fallback: bool = False) -> dict:
     items = []
     for r in answer.items:
         info = item_info(r.item_idx)
-        entry = {"item_id": info["item_id"], "score": round(float(r.score), 6)}
-        entry.update(info)
         reason = {"because_of": [item_info(b)["item_id"] for b in r.because_of],
                   "support": r.support}
         if r.lift is not None:
@@ -148,8 +146,8 @@ def payload(model, answer, fallback: bool = False) -> dict:
             reason["confidence"] = round(float(r.confidence), 4)
         if r.price_ratio is not None:
             reason["price_ratio"] = round(float(r.price_ratio), 4)
-        entry["reason"] = reason
-        items.append(entry)
+        items.append({"item_id": info["item_id"], "score": round(float(r.score), 6), **info,
+                      "reason": reason})
     g.xsell_strategy = answer.strategy
     out = {"model_version": model.version, "strategy": answer.strategy,
            "recommendations": items}

@@ -119,3 +119,53 @@ def test_supports_with_every_evidence_item_are_returned():
         empty, empty, np.zeros(0, dtype=np.float32))
     assert items.tolist() == [2, 3, 4, 5]
     assert supports.tolist() == [[3, 1], [1, 1], [1, 1], [0, 1]]
+
+
+@pytest.mark.parametrize("values", [
+    [0.5, -1.0, 2.0, 0.0], [-1.0, -2.0], [0.0, 0.0], [3.0], [1.0, np.nan, 2.0],
+    [1e-30, 3e-30, -0.0]])
+def test_normalise_row_is_the_numpy_normalisation(values):
+    from recsys.recommender import Recommender
+
+    row = np.asarray(values, dtype=np.float32)
+    want = np.maximum(row, 0)
+    top = want.max()
+    want = want / (np.float32(1) if top <= 0 else top)
+    got = row.copy()
+    fastpath.normalise_row(got)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(Recommender._normalise(row[None, :].copy())[0], want)
+
+
+def test_add_rows_adds_weighted_rows_in_float32():
+    m = sp.csr_matrix(np.asarray([[0, 1.5, 0], [2.0, 0, 0.25], [0, 0, 1.0]], dtype=np.float32))
+    out = np.zeros(3, dtype=np.float32)
+    weights = np.asarray([0.3, 1.0], dtype=np.float32)
+    fastpath.add_rows(np.asarray(m.indptr), np.asarray(m.indices), np.asarray(m.data),
+                      np.asarray([1, 0], dtype=np.int64), weights, out)
+    want = np.asarray([[0.3, 1.0]], dtype=np.float32) @ m[[1, 0]].toarray()
+    np.testing.assert_array_equal(out, want[0])
+
+
+@pytest.mark.parametrize("n_ev", [1, 3, 4, 5, 8, 9, 64])
+def test_supports_equal_the_sparse_product_for_any_evidence_count(n_ev):
+    """Every counting path (16-bit lanes up to 4 evidence items, 8-bit lanes up to 8, bit
+    by bit above), with items bought by more customers than a lane holds (flushes)."""
+    rng = np.random.default_rng(n_ev)
+    n_customers, n_items = 70_000, n_ev + 6
+    density = np.r_[0.995, np.full(n_ev - 1, 0.6), [0.995, 0.5, 0.01, 0.003, 0.9, 0.2]]
+    dense = rng.random((n_customers, n_items)) < density
+    m = sp.csc_matrix(dense.astype(np.uint8))
+    evidence = np.arange(n_ev, dtype=np.int64)
+    allowed = np.ones(n_items, dtype=bool)
+    allowed[evidence] = False
+    scores = rng.random(n_items).astype(np.float32)
+    empty = np.zeros(0, dtype=np.int32)
+    items, *_, supports = fastpath.select(
+        scores, allowed, 6, -np.inf, 0, evidence, np.asarray(m.indptr), np.asarray(m.indices),
+        np.zeros(n_customers, dtype=np.uint64), empty, empty, np.zeros(0, dtype=np.float32))
+    full = (m.T.astype(np.int64) @ m.astype(np.int64)).toarray()
+    assert sorted(items.tolist()) == list(range(n_ev, n_items))
+    assert supports.tolist() == full[np.ix_(items, evidence)].tolist()
+    # A support above what a 16-bit lane holds: counted right only if lanes are flushed.
+    assert supports.max() > 65_535
