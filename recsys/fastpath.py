@@ -282,6 +282,15 @@ def readonly(array) -> np.ndarray:
     return view
 
 
+def writable(array, dtype) -> np.ndarray:
+    """A per-query array as :func:`select` is compiled for it: C-contiguous, writable (a
+    read-only one, e.g. a slice of a memory-mapped model array, is copied)."""
+    array = np.asarray(array)
+    if array.dtype != dtype or not array.flags.c_contiguous or not array.flags.writeable:
+        array = np.array(array, dtype=dtype, order="C")
+    return array
+
+
 def warm() -> None:
     """Compile :func:`select` for the model arrays' usual types (or load it from numba's
     cache), off the request path: the service calls this before its workers fork."""

@@ -406,9 +406,9 @@ class Recommender:
         if flags is None or len(flags) != self.buyers.shape[0]:
             flags = scratch.bits = np.zeros(self.buyers.shape[0], dtype=np.uint64)
         items, item_scores, because, first_support, floored, supports = fastpath.select(
-            np.ascontiguousarray(scores, dtype=np.float32),
+            fastpath.writable(scores, np.float32),
             self._allowed(filters, np.asarray(query_idx, dtype=np.int64)), int(limit),
-            float(min_score), int(min_support), np.ascontiguousarray(evidence, dtype=np.int64),
+            float(min_score), int(min_support), fastpath.writable(evidence, np.int64),
             b_indptr, b_indices, flags, s_indptr, s_indices, s_data)
         als_because = self._als_because(als_row, items) \
             if als_row is not None and len(items) else None

@@ -169,3 +169,29 @@ def test_supports_equal_the_sparse_product_for_any_evidence_count(n_ev):
     assert supports.tolist() == full[np.ix_(items, evidence)].tolist()
     # A support above what a 16-bit lane holds: counted right only if lanes are flushed.
     assert supports.max() > 65_535
+
+
+def test_one_compiled_version_serves_every_query_of_a_loaded_model(tmp_path):
+    """Memory-mapped (read-only) model arrays and per-query arrays always reach the kernel
+    with the same types: a request never waits for numba to compile another version."""
+    from recsys.artifacts import load_version
+    from recsys.recommender import Recommender
+    from tests.recsys.tiers import write_tiers
+    from training.config import load_config
+    from training.train import train
+
+    orders, catalog = str(tmp_path / "orders.csv"), str(tmp_path / "catalog.csv")
+    write_tiers(orders, catalog)
+    config = load_config(None, {"als": {"factors": 8, "iterations": 3},
+                                "train": {"max_eval_queries": 100}})
+    summary = train(orders, str(tmp_path / "models"), config, catalog=catalog)
+    rec = Recommender.load(load_version(str(tmp_path / "models"), summary["version"]))
+    fastpath.warm()
+    before = len(fastpath.select.signatures)
+    known = np.flatnonzero(rec.known_items)
+    rec.also_bought(int(known[0]))
+    rec.basket(known[:3])
+    rec.next_best(0)
+    rec.next_best_for_history(known[:2])
+    rec.popular(10, None, known[:1])
+    assert len(fastpath.select.signatures) == before
