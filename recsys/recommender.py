@@ -878,9 +878,9 @@ class Recommender:
         if fastpath.available() and data.dtype == np.float32:
             # One compiled call: w * data in float32, added in row order (as below).
             fastpath.add_rows(fastpath.readonly(indptr), fastpath.readonly(indices),
-                              fastpath.readonly(data), np.asarray(rows, dtype=np.int64),
+                              fastpath.readonly(data), fastpath.writable(rows, np.int64),
                               np.ones(len(rows), dtype=np.float32) if weights is None else
-                              np.asarray(weights, dtype=np.float32), out[0])
+                              fastpath.writable(weights, np.float32), out[0])
             return out
         row = out[0]
         values = [None] * len(rows) if weights is None else weights.tolist()

@@ -187,11 +187,12 @@ def test_one_compiled_version_serves_every_query_of_a_loaded_model(tmp_path):
     summary = train(orders, str(tmp_path / "models"), config, catalog=catalog)
     rec = Recommender.load(load_version(str(tmp_path / "models"), summary["version"]))
     fastpath.warm()
-    before = len(fastpath.select.signatures)
+    kernels = (fastpath.select, fastpath.add_rows, fastpath.normalise_row)
+    before = [len(kernel.signatures) for kernel in kernels]
     known = np.flatnonzero(rec.known_items)
     rec.also_bought(int(known[0]))
     rec.basket(known[:3])
     rec.next_best(0)
     rec.next_best_for_history(known[:2])
     rec.popular(10, None, known[:1])
-    assert len(fastpath.select.signatures) == before
+    assert [len(kernel.signatures) for kernel in kernels] == before
