@@ -255,18 +255,17 @@ def add_rows(indptr, indices, data, rows, weights, out):
 @_compiled
 def normalise_row(row):
     """In place: negatives to 0, then divided by the maximum (when it is above 0), in
-    float32, as ``Recommender._normalise`` does with numpy."""
+    float32, as ``Recommender._normalise`` does with numpy (a NaN makes every score NaN,
+    as numpy's maximum does)."""
     top = np.float32(0)
     nan = False
-    for j in range(row.shape[0]):
+    for j in range(row.shape[0]):  # branch-free, so that it vectorises
         x = row[j]
-        if x < 0:
-            row[j] = 0
-        elif x > top:
-            top = x
-        elif x != x:
-            nan = True
-    if nan:  # numpy's maximum is NaN then, and so is every score
+        nan |= x != x
+        x = max(x, np.float32(0))
+        row[j] = x
+        top = max(top, x)
+    if nan:
         top = np.float32(np.nan)
     elif top <= 0:
         top = np.float32(1)

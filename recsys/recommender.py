@@ -415,14 +415,15 @@ class Recommender:
         # support, confidence and lift of (because_of[0] -> item), as _add_statistics.
         counts = self.popularity.counts_
         n_customers = max(len(self.customers), 1)
+        row_of = {e: r for r, e in enumerate(evidence.tolist())} if als_because else None
         recs = []
         for col, (j, score, reasons, support, n_b) in enumerate(zip(
                 items.tolist(), item_scores.tolist(), because.tolist(), first_support.tolist(),
                 counts[items].tolist(), strict=True)):
             if als_because and als_because[col]:
                 reasons = als_because[col]
-                row = np.flatnonzero(evidence == reasons[0])
-                support = int(supports[col, row[0]]) if len(row) else \
+                row = row_of.get(reasons[0])
+                support = int(supports[col, row]) if row is not None else \
                     int(self.pair_support([reasons[0]], [j])[0, 0])
             else:
                 reasons = [r for r in reasons if r >= 0]
