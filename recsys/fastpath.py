@@ -11,9 +11,9 @@ worker overlap.
 
 It is the same answer as ``Recommender._finish`` (tests/recsys/test_fastpath.py
 holds the two equal on planted and random queries), for the common case only:
-co-purchase-style reasons, no per-category diversity, no per-candidate source
-item, at most :data:`MAX_EVIDENCE` evidence items. Everything else, and any
-machine without numba, takes the numpy path.
+co-purchase-style (or ALS) reasons, no per-category diversity, no per-candidate
+source item, and with a support floor at most :data:`MAX_EVIDENCE` evidence
+items. Everything else, and any machine without numba, takes the numpy path.
 
 Ranking: score descending, ties by item index (the numpy path breaks ties the
 same way within its ranked chunks).
@@ -102,14 +102,14 @@ def _heap(neg):
 
 
 @_compiled
-def _spread_table(n_ev):
-    """For up to 8 evidence items: entry ``bits`` has a 1 in lane r for each bit r set,
-    lanes of 16 bits (up to 4 items) or 8 bits (5 to 8 items)."""
-    width = 16 if n_ev <= 4 else 8
-    table = np.zeros(1 << min(max(n_ev, 1), 8), dtype=np.uint64)
+def _spread_table(n_bits):
+    """For up to 8 evidence bits: entry ``bits`` has a 1 in lane r for each bit r set,
+    lanes of 16 bits (up to 4 bits) or 8 bits (5 to 8 bits)."""
+    width = 16 if n_bits <= 4 else 8
+    table = np.zeros(1 << min(max(n_bits, 1), 8), dtype=np.uint64)
     for bits in range(table.shape[0]):
         value = np.uint64(0)
-        for r in range(n_ev):
+        for r in range(min(n_bits, 8)):
             if (bits >> r) & 1:
                 value += np.uint64(1) << np.uint64(width * r)
         table[bits] = value
@@ -117,15 +117,31 @@ def _spread_table(n_ev):
 
 
 @_compiled
-def _count_pairs(c, n_ev, b_indptr, b_indices, flags, spread, out):
-    """out[r] = customers who bought evidence item r and item c (flags hold the evidence
-    bits). Up to 8 evidence items, the counts of all of them are summed in one register
-    (a lane each, via ``spread``), flushed before a lane can overflow."""
-    for r in range(n_ev):
+def _mark(evidence, b_indptr, b_indices, flags, value_of_bit):
+    """flags[customer] |= bit r for every buyer of evidence[r] (0: clear them)."""
+    for r in range(evidence.shape[0]):
+        bit = np.uint64(1) << np.uint64(r) if value_of_bit else np.uint64(0)
+        for p in range(b_indptr[evidence[r]], b_indptr[evidence[r] + 1]):
+            if value_of_bit:
+                flags[b_indices[p]] |= bit
+            else:
+                flags[b_indices[p]] = 0
+
+
+@_compiled
+def _count_pairs(c, n_bits, b_indptr, b_indices, flags, spread, planes, out):
+    """out[r] = customers who bought item c and carry flag bit r (evidence item r of the
+    marked pass), for r < n_bits <= 64.
+
+    Up to 8 bits, the counts of all bits are summed in one register, a lane each (via
+    ``spread``); above, in 16 bit-planes (a carry-save counter per bit: amortised two
+    operations an entry). Both are flushed to ``out`` before they can overflow.
+    """
+    for r in range(n_bits):
         out[r] = 0
     lo, hi = b_indptr[c], b_indptr[c + 1]
-    if n_ev <= 8:
-        width = 16 if n_ev <= 4 else 8
+    if n_bits <= 8:
+        width = 16 if n_bits <= 4 else 8
         block = (1 << width) - 1
         mask = np.uint64(block)
         while lo < hi:
@@ -133,26 +149,43 @@ def _count_pairs(c, n_ev, b_indptr, b_indices, flags, spread, out):
             acc = np.uint64(0)
             for p in range(lo, stop):
                 acc += spread[flags[b_indices[p]]]
-            for r in range(n_ev):
+            for r in range(n_bits):
                 out[r] += np.int64((acc >> np.uint64(width * r)) & mask)
             lo = stop
         return
-    for p in range(lo, hi):
-        bits = flags[b_indices[p]]
-        r = 0
-        while bits:
-            if bits & np.uint64(1):
-                out[r] += 1
-            bits >>= np.uint64(1)
-            r += 1
+    block = (1 << planes.shape[0]) - 1
+    while lo < hi:
+        stop = min(hi, lo + block)
+        for k in range(planes.shape[0]):
+            planes[k] = 0
+        for p in range(lo, stop):
+            carry = flags[b_indices[p]]
+            k = 0
+            while carry:
+                t = planes[k] & carry
+                planes[k] ^= carry
+                carry = t
+                k += 1
+        for r in range(n_bits):
+            total = 0
+            for k in range(planes.shape[0]):
+                total += np.int64((planes[k] >> np.uint64(r)) & np.uint64(1)) << k
+            out[r] += total
+        lo = stop
 
 
 @_compiled
-def _similarity(s_indptr, s_indices, s_data, row, col):
-    for p in range(s_indptr[row], s_indptr[row + 1]):
-        if s_indices[p] == col:
-            return np.float64(s_data[p])
-    return 0.0
+def _similarities(s_indptr, s_indices, s_data, evidence, items, out):
+    """out[k, r] = similarity (evidence[r] -> items[k]), 0 where not stored: one scan of
+    each evidence row, items found by binary search."""
+    order = np.argsort(items)
+    ranked = items[order]
+    for r in range(evidence.shape[0]):
+        e = evidence[r]
+        for p in range(s_indptr[e], s_indptr[e + 1]):
+            at = np.searchsorted(ranked, s_indices[p])
+            if at < ranked.shape[0] and ranked[at] == s_indices[p]:
+                out[order[at], r] = s_data[p]
 
 
 @_compiled
@@ -164,53 +197,68 @@ def select(scores, allowed, limit, min_score, min_support, evidence, b_indptr, b
 
     ``flags``: a zeroed uint64 array over customers (left zeroed). ``s_*``: the
     co-purchase similarity CSR that orders reasons of equal support (empty arrays
-    for none). ``first``: the size of the first ranked block.
+    for none). With a support floor (``min_support`` > 0) at most MAX_EVIDENCE
+    evidence items; without, any number (counted in passes of MAX_EVIDENCE).
     """
     n_ev = evidence.shape[0]
     cand, neg, floored = _candidates(scores, allowed, min_score)
     heap = _heap(neg)
     size = heap.shape[0]
     chosen = np.empty(limit, dtype=np.int64)
-    supports = np.zeros((limit, max(n_ev, 1)), dtype=np.int64)
+    supports = np.zeros((limit, n_ev), dtype=np.int64)
     n_chosen = 0
-    count = np.zeros(max(n_ev, 1), dtype=np.int64)
-    spread = _spread_table(n_ev)
-    for r in range(n_ev):
-        bit = np.uint64(1) << np.uint64(r)
-        for p in range(b_indptr[evidence[r]], b_indptr[evidence[r] + 1]):
-            flags[b_indices[p]] |= bit
-    while n_chosen < limit and size:
-        c = cand[heap[0]]
-        size -= 1
-        heap[0] = heap[size]
-        _sift_down(heap, size, 0, neg)
-        if n_ev:
-            _count_pairs(c, n_ev, b_indptr, b_indices, flags, spread, count)
-        if min_support > 0:
+    planes = np.zeros(16, dtype=np.uint64)
+    if min_support > 0:
+        # The floor: candidates in rank order, each counted, until `limit` pass.
+        spread = _spread_table(n_ev)
+        count = np.zeros(max(n_ev, 1), dtype=np.int64)
+        _mark(evidence, b_indptr, b_indices, flags, True)
+        while n_chosen < limit and size:
+            c = cand[heap[0]]
+            size -= 1
+            heap[0] = heap[size]
+            _sift_down(heap, size, 0, neg)
+            if n_ev:
+                _count_pairs(c, n_ev, b_indptr, b_indices, flags, spread, planes, count)
             best = 0
             for r in range(n_ev):
-                if count[r] > best:
-                    best = count[r]
+                best = max(best, count[r])
             if best < min_support:
                 floored += 1
                 continue
-        chosen[n_chosen] = c
-        for r in range(n_ev):
-            supports[n_chosen, r] = count[r]
-        n_chosen += 1
-    for r in range(n_ev):
-        for p in range(b_indptr[evidence[r]], b_indptr[evidence[r] + 1]):
-            flags[b_indices[p]] = 0
+            chosen[n_chosen] = c
+            for r in range(n_ev):
+                supports[n_chosen, r] = count[r]
+            n_chosen += 1
+        _mark(evidence, b_indptr, b_indices, flags, False)
+    else:
+        while n_chosen < limit and size:
+            chosen[n_chosen] = cand[heap[0]]
+            n_chosen += 1
+            size -= 1
+            heap[0] = heap[size]
+            _sift_down(heap, size, 0, neg)
+        # Supports for the reasons only, for the chosen items, MAX_EVIDENCE at a time.
+        for start in range(0, n_ev, MAX_EVIDENCE):
+            part = evidence[start:min(n_ev, start + MAX_EVIDENCE)]
+            spread = _spread_table(part.shape[0])
+            _mark(part, b_indptr, b_indices, flags, True)
+            for k in range(n_chosen):
+                _count_pairs(chosen[k], part.shape[0], b_indptr, b_indices, flags, spread,
+                             planes, supports[k, start:start + part.shape[0]])
+            _mark(part, b_indptr, b_indices, flags, False)
 
     items = chosen[:n_chosen]
+    supports = supports[:n_chosen]
     item_scores = np.empty(n_chosen, dtype=np.float32)
     because = np.full((n_chosen, BECAUSE), -1, dtype=np.int64)
     first_support = np.full(n_chosen, -1, dtype=np.int64)
-    sims = np.zeros(max(n_ev, 1), dtype=np.float64)
+    sims = np.zeros((n_chosen, n_ev), dtype=np.float64)
+    if n_ev > 1 and s_indptr.shape[0]:
+        _similarities(s_indptr, s_indices, s_data, evidence, items, sims)
     taken = np.zeros(max(n_ev, 1), dtype=np.bool_)
     for k in range(n_chosen):
-        c = items[k]
-        item_scores[k] = scores[c]
+        item_scores[k] = scores[items[k]]
         if n_ev == 0:
             continue
         if n_ev == 1:  # a single query item is always its own reason
@@ -218,8 +266,6 @@ def select(scores, allowed, limit, min_score, min_support, evidence, b_indptr, b
             first_support[k] = supports[k, 0]
             continue
         for r in range(n_ev):
-            sims[r] = _similarity(s_indptr, s_indices, s_data, evidence[r], c) \
-                if s_indptr.shape[0] else 0.0
             taken[r] = False
         # Evidence by support, then similarity, then position: the first BECAUSE of them
         # with any support or similarity.
@@ -230,15 +276,15 @@ def select(scores, allowed, limit, min_score, min_support, evidence, b_indptr, b
                 if taken[r]:
                     continue
                 if pick < 0 or supports[k, r] > supports[k, pick] or (
-                        supports[k, r] == supports[k, pick] and sims[r] > sims[pick]):
+                        supports[k, r] == supports[k, pick] and sims[k, r] > sims[k, pick]):
                     pick = r
             taken[pick] = True
-            if supports[k, pick] > 0 or sims[pick] > 0:
+            if supports[k, pick] > 0 or sims[k, pick] > 0:
                 because[k, written] = evidence[pick]
                 if written == 0:
                     first_support[k] = supports[k, pick]
                 written += 1
-    return items, item_scores, because, first_support, floored > 0, supports[:n_chosen, :n_ev]
+    return items, item_scores, because, first_support, floored > 0, supports
 
 
 @_compiled

@@ -381,14 +381,15 @@ class Recommender:
         co-purchase mode, or in ALS mode (``als_row``: the history ALS explains; its reasons
         replace the co-purchase ones where it has any); None where that path does not
         apply (the caller falls back)."""
-        if limit < 1 or len(evidence) > fastpath.MAX_EVIDENCE or (
-                filters is not None and filters.max_per_category):
+        if limit < 1 or (filters is not None and filters.max_per_category):
             return None
-        strategy = self.strategy(kind)
         if kind == "popular":
             min_support, min_score = 0, -np.inf
         else:
             min_support, min_score = self.floor.for_kind(kind, filters)
+        if min_support > 0 and len(evidence) > fastpath.MAX_EVIDENCE:
+            return None
+        strategy = self.strategy(kind)
         arrays = self._fast_arrays
         if arrays is None:
             buyers = self.buyers

@@ -147,10 +147,11 @@ def test_add_rows_adds_weighted_rows_in_float32():
     np.testing.assert_array_equal(out, want[0])
 
 
-@pytest.mark.parametrize("n_ev", [1, 3, 4, 5, 8, 9, 64])
+@pytest.mark.parametrize("n_ev", [1, 3, 4, 5, 8, 9, 64, 150])
 def test_supports_equal_the_sparse_product_for_any_evidence_count(n_ev):
-    """Every counting path (16-bit lanes up to 4 evidence items, 8-bit lanes up to 8, bit
-    by bit above), with items bought by more customers than a lane holds (flushes)."""
+    """Every counting path (16-bit lanes up to 4 evidence items, 8-bit lanes up to 8,
+    bit-planes above, passes of 64 above that), with supports above what a lane or 16
+    planes hold (flushes)."""
     rng = np.random.default_rng(n_ev)
     n_customers, n_items = 70_000, n_ev + 6
     density = np.r_[0.995, np.full(n_ev - 1, 0.6), [0.995, 0.5, 0.01, 0.003, 0.9, 0.2]]
