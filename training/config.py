@@ -56,9 +56,10 @@ DEFAULTS: dict = {
         # Needs timestamps. docs/RESULTS.md says why it is not on by default.
         "recency_half_lives": [],
         # ALS confidence scales (als.alpha) tried on the holdout: the one whose ALS alone
-        # scores the best next-best nDCG is used (training.train.choose_als_alpha);
-        # empty: als.alpha. Needs next-best queries (customers with repeat orders).
-        "als_alphas": [],
+        # scores the best next-best nDCG is used (training.train.choose_als_alpha; ties:
+        # als.alpha); empty: als.alpha. Only with next-best queries (customers with
+        # repeat orders). Each extra alpha is one holdout ALS fit (docs/RESULTS.md).
+        "als_alphas": [2.0, 10.0, 15.0],
     },
     # Upsell/downsell substitutes (recsys.models.substitutes) and their price bands.
     "substitutes": {"k": 50, "als_weight": 1.0, "shrink": 5.0, "max_basket_share": 0.5,

@@ -404,9 +404,10 @@ def choose_als_alpha(inter, config: dict, data, models: tuple, meta, k: int,
     if len(set(alphas) | {configured}) < 2 or not len(data.nb_customers):
         return als, configured
     nb_only = dataclasses.replace(data, basket_queries=[], also_queries=np.asarray([]))
-    candidates = [(configured, als)] + [(a, None) for a in dict.fromkeys(alphas) if a != configured]
+    candidates = [(configured, als)] + [(a, None) for a in dict.fromkeys(alphas)
+                                        if a != configured]
     best = None
-    for i, (alpha, model) in enumerate(candidates):
+    for alpha, model in candidates:
         if model is None:
             model = ALSModel(**dict(config["als"], alpha=alpha))
             model.fit(hist, iterations=iterations)
