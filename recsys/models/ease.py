@@ -8,8 +8,8 @@ items with at least ``min_buyers`` buyers. The dense inverse costs O(n^3),
 so the model is only fitted when those items number at most ``max_items``;
 above that it stays unfitted and the trainer leaves it out of the blend.
 Only the ``k`` largest weights (by absolute value: the negative ones carry
-information too) of each item are kept, a sparse matrix like co-purchase's, which bounds the model file and the
-scoring cost.
+information too) of each item are kept, a sparse matrix like co-purchase's,
+which bounds the model file and the scoring cost.
 
 Dropout variants (Steck 2020, "Autoencoders that don't overfit towards the
 identity"): training a linear autoencoder with input dropout of probability
