@@ -11,8 +11,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 # Dependencies come from pyproject.toml (the package is installed, not run from source).
 COPY . /src
+# The compiled answer path (recsys/fastpath.py, numba) is compiled once here, into the
+# installed package's cache, instead of in every container at start.
 RUN pip install /src \
     && rm -rf /src \
+    && OPENBLAS_NUM_THREADS=1 python -c "from recsys import fastpath; fastpath.warm()" \
     && useradd --system --uid 10001 --create-home --home-dir /home/xsell xsell \
     && mkdir -p /models \
     && chown xsell:xsell /models

@@ -6,8 +6,12 @@ Trains the demo model (unless ``--models`` names a folder holding one), starts
 ``xsell serve`` on it and, with the same gunicorn config module, a minimal
 Flask app returning a constant 10-item JSON list; loads both with ``wrk``
 (``scripts/bench-deps.sh`` installs it) at the same concurrency on 127.0.0.1
-and prints throughput and p99 ratios. The service's requests rotate over
-many real item and customer ids, so the per-request work is real.
+and prints throughput and p99 ratios, and the ratio of server CPU time per
+request (steadier than throughput on a shared machine). The constant app gets
+the same requests as the endpoint it is compared with. The service's requests
+rotate over many real item and customer ids, so the per-request work is real.
+A third app, the service with basket and history answers fixed in advance,
+shows the ceiling of any model-side speed-up on those endpoints.
 
 Also: total PSS with 4 workers vs 1 worker, model swap time (pointer change to
 the new version answering), the demo model's load time, and the overhead of
@@ -54,6 +58,28 @@ def constant_app():
     def answer(path):
         return jsonify(body)
 
+    return app
+
+
+def precomputed_app():
+    """The service with every basket and history answer fixed in advance (gunicorn factory).
+
+    Parsing, validation, id lookups, the JSON answer and every hook run as in the real
+    service; only the model's work is gone. Its throughput is the ceiling that any
+    speed-up of the model code could reach on these endpoints.
+    """
+    import numpy as np
+
+    from service.app import create_app
+
+    app = create_app()
+    rec = app.extensions["xsell"].store.model.recommender
+    counts = np.asarray(rec.popularity.counts_)
+    query = np.sort(np.argsort(-counts, kind="stable")[:3])
+    basket = rec.basket(query, 10, None)
+    history = rec.next_best_for_history(query, 10, None)
+    rec.basket = lambda *args, **kwargs: basket
+    rec.next_best_for_history = lambda *args, **kwargs: history
     return app
 
 
@@ -117,6 +143,18 @@ class Gunicorn:
                         total += int(line.split()[1])
         return total
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the master and its workers so far."""
+        total = 0
+        for pid in [self.proc.pid, *self.children()]:
+            try:
+                with open(f"/proc/{pid}/stat") as fh:
+                    fields = fh.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -156,11 +194,12 @@ def wrk(port: int, script: str, duration: float, connections: int, threads: int)
          "-s", script, f"http://127.0.0.1:{port}"],
         capture_output=True, text=True, timeout=duration + 60, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    total = int(re.search(r"(\d+) requests in", out).group(1))
     p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", out)
     scale = {"us": 1e-3, "ms": 1.0, "s": 1e3}[p99.group(2)]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket_errors = re.search(r"Socket errors: (.*)", out)
-    return {"rps": rps, "p99_ms": float(p99.group(1)) * scale,
+    return {"rps": rps, "requests": total, "p99_ms": float(p99.group(1)) * scale,
             "non_2xx": int(errors.group(1)) if errors else 0,
             "socket_errors": socket_errors.group(1) if socket_errors else ""}
 
@@ -341,16 +380,25 @@ def main() -> int:
                                            "XSELL_ACCESS_LOG": "false"})
         keyed = start("service.wsgi:app", {**base_env, "XSELL_ACCESS_LOG": "false",
                                            "XSELL_API_KEYS": keys})
+        fixed = start("serve_bench:precomputed_app()", base_env)
         reqs = endpoint_requests(items, customers, baskets, categories)
         scripts = {}
-        for name, rs in [("constant", [("GET", "/", None)]), *reqs.items()]:
+        # The constant app gets the very requests of the endpoint it is compared with
+        # (same method, path and body; it ignores them), so both pay the same HTTP work.
+        for name, rs in [("constant", [("GET", "/", None)]), *reqs.items(),
+                         *[(f"constant-{n}", rs) for n, rs in reqs.items()]]:
             scripts[name] = os.path.join(work, f"{name}.lua")
             lua_script(scripts[name], rs, {})
         scripts["keyed"] = os.path.join(work, "keyed.lua")
         lua_script(scripts["keyed"], reqs["also-bought"], {"X-API-Key": "bench-key-1"})
 
         def measure(server, script):
-            return wrk(server.port, script, args.duration, args.connections, args.wrk_threads)
+            """wrk's figures plus the server's CPU time per request (master + workers):
+            less sensitive than throughput to other work on the machine."""
+            cpu = server.cpu_seconds()
+            res = wrk(server.port, script, args.duration, args.connections, args.wrk_threads)
+            res["cpu_ms"] = (server.cpu_seconds() - cpu) / max(res["requests"], 1) * 1e3
+            return res
 
         for server, script in [(const, "constant"), (service, "also-bought"),
                                (uncached, "also-bought"), (plain, "also-bought"),
@@ -359,19 +407,24 @@ def main() -> int:
         for name in reqs:  # warm every endpoint (caches, lazily built parts)
             wrk(service.port, scripts[name], 1.0, args.connections, args.wrk_threads)
             wrk(uncached.port, scripts[name], 1.0, args.connections, args.wrk_threads)
+        for name in ("basket", "next-best-history"):
+            wrk(fixed.port, scripts[name], 1.0, args.connections, args.wrk_threads)
 
         def compare(server, script):
-            """Median over rounds of (rps, p99) relative to the constant app around it."""
-            ratios, p99s, last, errors = [], [], None, 0
-            before = measure(const, scripts["constant"])
+            """Median over rounds of (rps, p99, CPU per request) relative to the constant
+            app around it, which gets the same requests."""
+            ratios, p99s, cpus, last, errors = [], [], [], None, 0
+            baseline = scripts[f"constant-{script}"]
+            before = measure(const, baseline)
             for _ in range(args.rounds):
                 res = measure(server, scripts[script])
-                after = measure(const, scripts["constant"])
+                after = measure(const, baseline)
                 ratios.append(res["rps"] / ((before["rps"] + after["rps"]) / 2))
                 p99s.append(res["p99_ms"] / ((before["p99_ms"] + after["p99_ms"]) / 2))
+                cpus.append((before["cpu_ms"] + after["cpu_ms"]) / 2 / res["cpu_ms"])
                 errors += res["non_2xx"] + (1 if res["socket_errors"] else 0)
                 before, last = after, res
-            return _median(ratios), _median(p99s), last, after, errors
+            return _median(ratios), _median(p99s), _median(cpus), last, after, errors
 
         ok = True
         print()
@@ -380,16 +433,25 @@ def main() -> int:
                 ("next-best-history", service, "next-best-history"),
                 ("upsell", service, "upsell"),
                 ("also-bought, cache off", uncached, "also-bought"),
-                ("next-best, cache off", uncached, "next-best")]
+                ("next-best, cache off", uncached, "next-best"),
+                ("basket, answer fixed", fixed, "basket"),
+                ("next-best-history, fixed", fixed, "next-best-history")]
+        print("throughput x: requests/s relative to the constant app; cpu x: the constant "
+              "app's server CPU time per request / this one's.\n'answer fixed': the service "
+              "with the model's answer computed in advance (everything else as served): the "
+              "ceiling of any model-side speed-up.")
         for label, server, script in rows:
-            ratio, p99_ratio, res, ref, errors = compare(server, script)
+            ratio, p99_ratio, cpu_ratio, res, ref, errors = compare(server, script)
             target = TARGETS[script]
-            line = (f"{label:<24} {res['rps']:7.0f} req/s  p99 {res['p99_ms']:7.2f} ms | "
-                    f"constant {ref['rps']:7.0f} req/s  p99 {ref['p99_ms']:6.2f} ms | "
-                    f"throughput x{ratio:.2f} (target >= {target})")
-            if script == "also-bought":
+            diagnostic = "cache off" in label or server is fixed
+            line = (f"{label:<26} {res['rps']:7.0f} req/s  p99 {res['p99_ms']:7.2f} ms "
+                    f"cpu {res['cpu_ms']:.3f} ms | constant {ref['rps']:7.0f} req/s  p99 "
+                    f"{ref['p99_ms']:6.2f} ms cpu {ref['cpu_ms']:.3f} ms | throughput "
+                    f"x{ratio:.2f}" + ("" if diagnostic else f" (target >= {target})") +
+                    f"  cpu x{cpu_ratio:.2f}")
+            if script == "also-bought" and not diagnostic:
                 line += f"  p99 x{p99_ratio:.2f} (target <= 1.5)"
-            if "cache off" not in label:
+            if not diagnostic:
                 ok &= ratio >= target and (script != "also-bought" or p99_ratio <= 1.5)
             if errors:
                 line += f"  ERRORS {errors}"

@@ -21,6 +21,7 @@ import scipy.sparse as sp
 from scipy.linalg.lapack import dpotrf as _potrf
 from scipy.linalg.lapack import dpotrs as _potrs
 
+from . import fastpath
 from .artifacts import LoadedVersion, VersionWriter
 from .models.als import ALSModel
 from .models.base import top_indices, top_indices_rows
@@ -70,6 +71,7 @@ _FLAG_ENTRIES = 30000
 _MARK_ITEMS = 3
 # Up to this many query/history items, one query's co-purchase scores are added row by row.
 _DIRECT_ROWS = 64
+_EMPTY_INDEX = np.zeros(0, dtype=np.int64)
 
 
 @dataclass
@@ -140,6 +142,10 @@ class Recommender:
         self._als_gram = None
         self._als_base = None
         self._scratch = threading.local()
+        # Single-query answers through the compiled path (recsys.fastpath) where it applies;
+        # False forces the numpy path (the tests compare the two).
+        self.compiled = fastpath.available()
+        self._fast_arrays = None
 
     # ---------------------------------------------------------------- blend
     def _weights(self, kind: str) -> dict[str, float]:
@@ -163,6 +169,10 @@ class Recommender:
         scores = np.asarray(scores, dtype=np.float32)
         if not scores.flags.writeable:
             scores = scores.copy()
+        if scores.ndim == 2 and scores.shape[0] == 1 and scores.flags.c_contiguous \
+                and fastpath.available():
+            fastpath.normalise_row(scores[0])  # one query: one compiled pass, same result
+            return scores
         np.maximum(scores, 0, out=scores)
         if scores.size:
             top = scores.max(axis=-1, keepdims=True)
@@ -352,11 +362,81 @@ class Recommender:
                history_row: sp.csr_matrix | None = None) -> Answer:
         """Filter, floor, cut and explain one dense score vector."""
         scores = np.asarray(scores, dtype=np.float32)
-        cand = np.flatnonzero(np.isfinite(scores))
         evidence = np.asarray(query_idx if history_idx is None else history_idx, dtype=np.int64)
         mode = "als" if history_row is not None and self._als_led(kind) else "copurchase"
+        if self.compiled:
+            fast = self._compiled_finish(kind, scores, limit, filters, query_idx, evidence,
+                                         history_row if mode == "als" else None)
+            if fast is not None:
+                return fast
+        cand = np.flatnonzero(np.isfinite(scores))
         return self._finish(kind, cand, scores[cand], limit, filters, query_idx, evidence, mode,
                             history_row=history_row)
+
+    def _compiled_finish(self, kind: str, scores: np.ndarray, limit: int,
+                         filters: Filters | None, query_idx: np.ndarray,
+                         evidence: np.ndarray, als_row: sp.csr_matrix | None = None
+                         ) -> Answer | None:
+        """``_finish`` through :func:`recsys.fastpath.select` (one compiled call) in
+        co-purchase mode, or in ALS mode (``als_row``: the history ALS explains; its reasons
+        replace the co-purchase ones where it has any); None where that path does not
+        apply (the caller falls back)."""
+        if limit < 1 or len(evidence) > fastpath.MAX_EVIDENCE or (
+                filters is not None and filters.max_per_category):
+            return None
+        strategy = self.strategy(kind)
+        if kind == "popular":
+            min_support, min_score = 0, -np.inf
+        else:
+            min_support, min_score = self.floor.for_kind(kind, filters)
+        arrays = self._fast_arrays
+        if arrays is None:
+            buyers = self.buyers
+            sim = self.copurchase.similarity_ if self.copurchase is not None else None
+            empty_i, empty_f = np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32)
+            # Read-only views always (memory-mapped or not): one compiled signature.
+            arrays = self._fast_arrays = tuple(fastpath.readonly(a) for a in (
+                buyers.indptr, buyers.indices,
+                sim.indptr if sim is not None else empty_i,
+                sim.indices if sim is not None else empty_i,
+                sim.data if sim is not None else empty_f))
+        b_indptr, b_indices, s_indptr, s_indices, s_data = arrays
+        scratch = self._scratch
+        flags = getattr(scratch, "bits", None)
+        if flags is None or len(flags) != self.buyers.shape[0]:
+            flags = scratch.bits = np.zeros(self.buyers.shape[0], dtype=np.uint64)
+        items, item_scores, because, first_support, floored, supports = fastpath.select(
+            fastpath.writable(scores, np.float32),
+            self._allowed(filters, np.asarray(query_idx, dtype=np.int64)), int(limit),
+            float(min_score), int(min_support), fastpath.writable(evidence, np.int64),
+            b_indptr, b_indices, flags, s_indptr, s_indices, s_data)
+        als_because = self._als_because(als_row, items) \
+            if als_row is not None and len(items) else None
+        # support, confidence and lift of (because_of[0] -> item), as _add_statistics.
+        counts = self.popularity.counts_
+        n_customers = max(len(self.customers), 1)
+        row_of = {e: r for r, e in enumerate(evidence.tolist())} if als_because else None
+        recs = []
+        for col, (j, score, reasons, support, n_b) in enumerate(zip(
+                items.tolist(), item_scores.tolist(), because.tolist(), first_support.tolist(),
+                counts[items].tolist(), strict=True)):
+            if als_because and als_because[col]:
+                reasons = als_because[col]
+                row = row_of.get(reasons[0])
+                support = int(supports[col, row]) if row is not None else \
+                    int(self.pair_support([reasons[0]], [j])[0, 0])
+            else:
+                reasons = [r for r in reasons if r >= 0]
+            rec = Recommendation(j, score, reasons)
+            if reasons:
+                rec.support = support
+                n_a = int(counts[reasons[0]])
+                if n_a > 0:
+                    rec.confidence = round(support / n_a, 6)
+                    if n_b > 0:
+                        rec.lift = round(rec.confidence / (n_b / n_customers), 6)
+            recs.append(rec)
+        return Answer(strategy, recs, truncated_by_floor=bool(floored and len(recs) < limit))
 
     def _als_led(self, kind: str) -> bool:
         weights = self._weights(kind)
@@ -676,9 +756,12 @@ class Recommender:
 
     def popular(self, limit: int, filters: Filters | None, query_idx: np.ndarray) -> Answer:
         scores = self._pop_scores
-        cand = np.flatnonzero(np.isfinite(scores))
-        answer = self._finish("popular", cand, scores[cand], limit, filters, query_idx, None,
-                              "copurchase")
+        answer = self._compiled_finish("popular", scores, limit, filters, query_idx,
+                                       _EMPTY_INDEX) if self.compiled else None
+        if answer is None:
+            cand = np.flatnonzero(np.isfinite(scores))
+            answer = self._finish("popular", cand, scores[cand], limit, filters, query_idx,
+                                  None, "copurchase")
         answer.strategy = "popular-fallback"
         for rec in answer.items:
             rec.support = int(self.popularity.counts_[rec.item_idx])
@@ -793,6 +876,13 @@ class Recommender:
         indptr, indices, data = np.asarray(sim.indptr), np.asarray(sim.indices), \
             np.asarray(sim.data)
         out = np.zeros((1, sim.shape[1]), dtype=np.float32)
+        if fastpath.available() and data.dtype == np.float32:
+            # One compiled call: w * data in float32, added in row order (as below).
+            fastpath.add_rows(fastpath.readonly(indptr), fastpath.readonly(indices),
+                              fastpath.readonly(data), fastpath.writable(rows, np.int64),
+                              np.ones(len(rows), dtype=np.float32) if weights is None else
+                              fastpath.writable(weights, np.float32), out[0])
+            return out
         row = out[0]
         values = [None] * len(rows) if weights is None else weights.tolist()
         for j, w in zip(np.asarray(rows).tolist(), values, strict=True):
@@ -1092,8 +1182,9 @@ def _take_scores(scores: np.ndarray, idx: np.ndarray) -> np.ndarray:
 
 
 def _ranked_chunks(scores: np.ndarray, first: int):
-    """Positions of ``scores`` best first, in chunks of ``first``, then 8x as many, then
-    the rest: a floor that rejects candidates looks further down only when it must."""
+    """Positions of ``scores`` best first (ties: lower position first), in chunks of
+    ``first``, then 8x as many, then the rest: a floor that rejects candidates looks
+    further down only when it must."""
     n = len(scores)
     done = np.zeros(n, dtype=bool)
     size = first
@@ -1103,6 +1194,7 @@ def _ranked_chunks(scores: np.ndarray, first: int):
             part = rest[np.argpartition(-scores[rest], size - 1)[:size]]
         else:
             part = rest
+        part = np.sort(part)  # ties in score: the lower position (item index) first
         part = part[np.argsort(-scores[part], kind="stable")]
         done[part] = True
         yield part

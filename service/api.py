@@ -123,7 +123,7 @@ def read_body() -> dict:
     if not data.strip():
         raise bad_request("the request body is empty; send a JSON object", code="invalid_body")
     try:
-        body = json.loads(data)
+        body = orjson.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise bad_request(f"the request body is not valid JSON ({exc})",
                           code="invalid_json") from None
@@ -134,20 +134,20 @@ def read_body() -> dict:
 
 
 def payload(model, answer, fallback: bool = False) -> dict:
-    rec = model.recommender
+    item_info = model.item_info
     items = []
     for r in answer.items:
-        info = model.item_info(r.item_idx)
-        entry = {"item_id": info["item_id"], "score": round(float(r.score), 6)}
-        entry.update(info)
-        reason = {"because_of": [rec.items.id_of(b) for b in r.because_of],
+        info = item_info(r.item_idx)
+        reason = {"because_of": [item_info(b)["item_id"] for b in r.because_of],
                   "support": r.support}
-        for name in ("lift", "confidence", "price_ratio"):
-            value = getattr(r, name, None)
-            if value is not None:
-                reason[name] = round(float(value), 4)
-        entry["reason"] = reason
-        items.append(entry)
+        if r.lift is not None:
+            reason["lift"] = round(float(r.lift), 4)
+        if r.confidence is not None:
+            reason["confidence"] = round(float(r.confidence), 4)
+        if r.price_ratio is not None:
+            reason["price_ratio"] = round(float(r.price_ratio), 4)
+        items.append({"item_id": info["item_id"], "score": round(float(r.score), 6), **info,
+                      "reason": reason})
     g.xsell_strategy = answer.strategy
     out = {"model_version": model.version, "strategy": answer.strategy,
            "recommendations": items}
@@ -293,9 +293,10 @@ def customer_upsell(customer_id: str):
 
 
 def _known_items(model, ids: list[str]) -> tuple[np.ndarray, list[str]]:
-    idx = model.recommender.items.indices(ids) if ids else _EMPTY
+    idx = model.item_indices(ids)
     missing = [i for i, j in zip(ids, idx, strict=True) if j == UNKNOWN]
-    return np.unique(idx[idx != UNKNOWN]).astype(np.int64), missing
+    known = sorted({j for j in idx if j != UNKNOWN})
+    return np.asarray(known, dtype=np.int64) if known else _EMPTY, missing
 
 
 @recommendations_bp.post("/basket")

@@ -77,6 +77,9 @@ def warm_up(app: Flask) -> int:
     lazily computed parts) is then created once before the fork and shared by all
     workers, instead of being built, and copied, in each. Returns requests made.
     """
+    from recsys import fastpath
+
+    fastpath.warm()  # compiled answer path: built (or read from numba's cache) once, here
     state: XsellState = app.extensions["xsell"]
     model = state.store.model
     if model is None:

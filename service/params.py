@@ -115,6 +115,8 @@ def _check_single(args) -> None:
 
 def filters_from_args(args) -> Filters:
     """Filters from query parameters (``category`` repeatable, ``exclude`` comma-separated)."""
+    if not args:  # the common case: no parameters, the defaults
+        return Filters()
     _check_single(args)
     filters = Filters()
     categories = [c for c in args.getlist("category") if c != ""]

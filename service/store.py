@@ -31,6 +31,10 @@ from recsys.recommender import Recommender
 
 log = logging.getLogger(__name__)
 
+# Item ids whose indexes a served model remembers (then it starts afresh): bounded, as
+# unknown ids come from clients.
+_MAX_REMEMBERED_IDS = 100_000
+
 
 def _utc(ts: float | None) -> str | None:
     if ts is None:
@@ -52,6 +56,7 @@ class ServedModel:
         self.loaded_at = time.time()
         self.load_seconds = load_seconds
         self._items: dict[int, dict] = {}
+        self._index: dict[str, int] = {}  # item id -> index, filled as ids are asked for
         self._customer_activity = None
         self.strategy_cache: dict[str, str] = {}
 
@@ -63,6 +68,21 @@ class ServedModel:
             info = {"item_id": rec.items.id_of(item_idx), **rec.describe(item_idx)}
             self._items[item_idx] = info
         return info
+
+    def item_indices(self, ids: list[str]) -> list[int]:
+        """Indexes of item ids (``UNKNOWN`` for ids the model has not seen), remembered per
+        id: a binary search over the memory-mapped vocabulary costs microseconds per id."""
+        index = self._index
+        out = []
+        for item_id in ids:
+            idx = index.get(item_id)
+            if idx is None:
+                idx = self.recommender.items.index(item_id)
+                if len(index) >= _MAX_REMEMBERED_IDS:
+                    index.clear()
+                index[item_id] = idx
+            out.append(idx)
+        return out
 
     def cached(self, key):
         return self.answers.get(key) if self.cache_size else None

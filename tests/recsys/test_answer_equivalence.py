@@ -10,6 +10,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from recsys import fastpath
 from recsys.artifacts import load_version
 from recsys.recommender import Recommender
 from recsys.rules import Filters
@@ -96,11 +97,16 @@ BLENDS = [
 ]
 
 
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "numpy"])
 @pytest.mark.parametrize("blend", range(len(BLENDS)))
 @pytest.mark.parametrize("model", ["planted_rec", "tiers_rec"])
-def test_every_method_matches_the_reference(model, blend, request):
+def test_every_method_matches_the_reference(model, blend, compiled, request):
+    """Both finishing paths (recsys.fastpath's compiled one and the numpy one)."""
     rec = request.getfixturevalue(model)
     trained = {k: dict(v) for k, v in rec.blend.items()}
+    if compiled and not fastpath.available():
+        pytest.skip("numba is not installed")
+    rec.compiled = compiled
     try:
         rec.blend.update(BLENDS[blend] or {})
         if blend == 3:  # the models under test have every component fitted
@@ -119,14 +125,18 @@ def test_every_method_matches_the_reference(model, blend, request):
     finally:
         rec.blend.clear()
         rec.blend.update(trained)
+        rec.compiled = fastpath.available()
 
 
 def test_popular_and_likely_buyers_match_the_reference(tiers_rec):
     rec = tiers_rec
     ref = ReferenceRecommender.of(rec)
-    for filters in _filters(rec):
-        _same(rec.popular(10, filters, np.asarray([0])), ref.popular(10, filters, np.asarray([0])),
-              f"popular {filters}")
+    for compiled in (True, False):
+        rec.compiled = compiled and fastpath.available()
+        for filters in _filters(rec):
+            _same(rec.popular(10, filters, np.asarray([0])),
+                  ref.popular(10, filters, np.asarray([0])), f"popular {filters}")
+    rec.compiled = fastpath.available()
     for i in np.flatnonzero(rec.known_items)[:5]:
         assert rec.likely_buyers(int(i), 10) == ref.likely_buyers(int(i), 10)
 

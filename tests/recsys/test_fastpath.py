@@ -1,0 +1,198 @@
+"""recsys.fastpath.select on hand-made data: ranking, the support floor, reasons."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from recsys import fastpath
+
+pytestmark = pytest.mark.skipif(not fastpath.available(), reason="numba is not installed")
+
+# Five customers x six items. Item 0 and item 1 are the evidence (query) items.
+#   customer: items bought
+#   0: 0 1 2      1: 0 2 3      2: 0 2 4      3: 1 3 4      4: 1 5
+BOUGHT = [[0, 1, 2], [0, 2, 3], [0, 2, 4], [1, 3, 4], [1, 5]]
+# Supports with item 0 / item 1:  item 2: 3 / 1   item 3: 1 / 1   item 4: 1 / 1   item 5: 0 / 1
+
+
+def _buyers():
+    rows = [c for c, items in enumerate(BOUGHT) for _ in items]
+    cols = [i for items in BOUGHT for i in items]
+    m = sp.csc_matrix((np.ones(len(rows), dtype=np.uint8), (rows, cols)), shape=(5, 6))
+    m.sort_indices()
+    return np.asarray(m.indptr), np.asarray(m.indices)
+
+
+def _similarity(values: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    dense = np.zeros((6, 6), dtype=np.float32)
+    for (a, b), v in values.items():
+        dense[a, b] = v
+    m = sp.csr_matrix(dense)
+    return np.asarray(m.indptr), np.asarray(m.indices), np.asarray(m.data)
+
+
+def _select(scores, limit=10, min_support=0, min_score=-np.inf, evidence=(0, 1),
+            allowed=None, sims=None):
+    b_indptr, b_indices = _buyers()
+    s_indptr, s_indices, s_data = _similarity(sims or {})
+    scores = np.asarray(scores, dtype=np.float32)
+    allowed = np.ones(6, dtype=bool) if allowed is None else np.asarray(allowed)
+    flags = np.zeros(5, dtype=np.uint64)
+    out = fastpath.select(scores, allowed, limit, float(min_score), min_support,
+                          np.asarray(evidence, dtype=np.int64), b_indptr, b_indices, flags,
+                          s_indptr, s_indices, s_data)
+    assert not flags.any()  # the scratch flags are left zeroed for the next query
+    return out[:5]
+
+
+def test_ranks_by_score_then_index_and_skips_disallowed_and_floored_scores():
+    scores = [9.0, 9.0, 0.5, 0.7, 0.7, np.nan]
+    allowed = [False, False, True, True, True, True]  # the query items themselves
+    items, item_scores, _, _, floored = _select(scores, allowed=allowed, evidence=(0,))
+    assert items.tolist() == [3, 4, 2]  # ties (0.7) by index; NaN never recommended
+    assert item_scores.tolist() == pytest.approx([0.7, 0.7, 0.5])
+    assert not floored
+    items, _, _, _, floored = _select(scores, allowed=allowed, evidence=(0,), min_score=0.6)
+    assert items.tolist() == [3, 4] and floored
+
+
+def test_support_floor_counts_customers_who_bought_both():
+    scores = [0, 0, 0.2, 0.9, 0.8, 1.0]
+    allowed = [False, False, True, True, True, True]
+    # Best support with {0, 1}: item 5 -> 1, 3 -> 1, 4 -> 1, 2 -> 3.
+    items, _, because, first, floored = _select(scores, allowed=allowed, min_support=2)
+    assert items.tolist() == [2] and floored
+    assert because[0].tolist() == [0, 1, -1]  # by support: item 0 (3 customers), item 1 (1)
+    assert first.tolist() == [3]
+    items, _, because, first, _ = _select(scores, allowed=allowed, min_support=1, limit=2)
+    assert items.tolist() == [5, 3]
+    assert because[0].tolist() == [1, -1, -1]  # item 5 was never bought with item 0
+    assert first.tolist() == [1, 1]
+
+
+def test_equal_supports_are_ordered_by_similarity_then_position():
+    scores = [0, 0, 0, 1.0, 0, 0]
+    allowed = [False, False, True, True, True, True]
+    _, _, because, _, _ = _select(scores, allowed=allowed, limit=1)
+    assert because[0].tolist() == [0, 1, -1]  # support 1 each: position decides
+    _, _, because, _, _ = _select(scores, allowed=allowed, limit=1, sims={(1, 3): 0.5})
+    assert because[0].tolist() == [1, 0, -1]
+
+
+def test_a_single_query_item_is_always_the_reason():
+    scores = [0, 0, 0, 0, 0, 1.0]
+    allowed = [False, True, True, True, True, True]
+    items, _, because, first, _ = _select(scores, allowed=allowed, evidence=(0,), limit=1)
+    assert items.tolist() == [5]
+    assert because[0].tolist() == [0, -1, -1] and first.tolist() == [0]
+
+
+def test_the_floor_reads_past_the_first_candidates_when_it_must():
+    """Many candidates dropped by the floor: the lazy ranking goes on to the rest, in order."""
+    n_items, n_customers = 400, 3
+    # Customer 0 bought item 0 and the 5 lowest-scored items; the others bought item 1..
+    cols = [0, *range(n_items - 5, n_items)]
+    m = sp.csc_matrix((np.ones(len(cols), dtype=np.uint8), ([0] * len(cols), cols)),
+                      shape=(n_customers, n_items))
+    scores = np.linspace(1.0, 0.5, n_items).astype(np.float32)
+    allowed = np.ones(n_items, dtype=bool)
+    allowed[0] = False
+    empty = np.zeros(0, dtype=np.int32)
+    items, _, _, first, floored, supports = fastpath.select(
+        scores, allowed, 10, -np.inf, 1, np.asarray([0], dtype=np.int64),
+        np.asarray(m.indptr), np.asarray(m.indices), np.zeros(n_customers, dtype=np.uint64),
+        empty, empty, np.zeros(0, dtype=np.float32))
+    assert items.tolist() == list(range(n_items - 5, n_items))
+    assert first.tolist() == [1] * 5 and floored
+    assert supports.tolist() == [[1]] * 5
+
+
+def test_supports_with_every_evidence_item_are_returned():
+    b_indptr, b_indices = _buyers()
+    empty = np.zeros(0, dtype=np.int32)
+    scores = np.asarray([0, 0, 0.4, 0.3, 0.2, 0.1], dtype=np.float32)
+    items, *_, supports = fastpath.select(
+        scores, np.asarray([False, False, True, True, True, True]), 4, -np.inf, 0,
+        np.asarray([0, 1], dtype=np.int64), b_indptr, b_indices, np.zeros(5, dtype=np.uint64),
+        empty, empty, np.zeros(0, dtype=np.float32))
+    assert items.tolist() == [2, 3, 4, 5]
+    assert supports.tolist() == [[3, 1], [1, 1], [1, 1], [0, 1]]
+
+
+@pytest.mark.parametrize("values", [
+    [0.5, -1.0, 2.0, 0.0], [-1.0, -2.0], [0.0, 0.0], [3.0], [1.0, np.nan, 2.0],
+    [1e-30, 3e-30, -0.0]])
+def test_normalise_row_is_the_numpy_normalisation(values):
+    from recsys.recommender import Recommender
+
+    row = np.asarray(values, dtype=np.float32)
+    want = np.maximum(row, 0)
+    top = want.max()
+    want = want / (np.float32(1) if top <= 0 else top)
+    got = row.copy()
+    fastpath.normalise_row(got)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(Recommender._normalise(row[None, :].copy())[0], want)
+
+
+def test_add_rows_adds_weighted_rows_in_float32():
+    m = sp.csr_matrix(np.asarray([[0, 1.5, 0], [2.0, 0, 0.25], [0, 0, 1.0]], dtype=np.float32))
+    out = np.zeros(3, dtype=np.float32)
+    weights = np.asarray([0.3, 1.0], dtype=np.float32)
+    fastpath.add_rows(np.asarray(m.indptr), np.asarray(m.indices), np.asarray(m.data),
+                      np.asarray([1, 0], dtype=np.int64), weights, out)
+    want = np.asarray([[0.3, 1.0]], dtype=np.float32) @ m[[1, 0]].toarray()
+    np.testing.assert_array_equal(out, want[0])
+
+
+@pytest.mark.parametrize("n_ev", [1, 3, 4, 5, 8, 9, 64])
+def test_supports_equal_the_sparse_product_for_any_evidence_count(n_ev):
+    """Every counting path (16-bit lanes up to 4 evidence items, 8-bit lanes up to 8, bit
+    by bit above), with items bought by more customers than a lane holds (flushes)."""
+    rng = np.random.default_rng(n_ev)
+    n_customers, n_items = 70_000, n_ev + 6
+    density = np.r_[0.995, np.full(n_ev - 1, 0.6), [0.995, 0.5, 0.01, 0.003, 0.9, 0.2]]
+    dense = rng.random((n_customers, n_items)) < density
+    m = sp.csc_matrix(dense.astype(np.uint8))
+    evidence = np.arange(n_ev, dtype=np.int64)
+    allowed = np.ones(n_items, dtype=bool)
+    allowed[evidence] = False
+    scores = rng.random(n_items).astype(np.float32)
+    empty = np.zeros(0, dtype=np.int32)
+    items, *_, supports = fastpath.select(
+        scores, allowed, 6, -np.inf, 0, evidence, np.asarray(m.indptr), np.asarray(m.indices),
+        np.zeros(n_customers, dtype=np.uint64), empty, empty, np.zeros(0, dtype=np.float32))
+    full = (m.T.astype(np.int64) @ m.astype(np.int64)).toarray()
+    assert sorted(items.tolist()) == list(range(n_ev, n_items))
+    assert supports.tolist() == full[np.ix_(items, evidence)].tolist()
+    # A support above what a 16-bit lane holds: counted right only if lanes are flushed.
+    assert supports.max() > 65_535
+
+
+def test_one_compiled_version_serves_every_query_of_a_loaded_model(tmp_path):
+    """Memory-mapped (read-only) model arrays and per-query arrays always reach the kernel
+    with the same types: a request never waits for numba to compile another version."""
+    from recsys.artifacts import load_version
+    from recsys.recommender import Recommender
+    from tests.recsys.tiers import write_tiers
+    from training.config import load_config
+    from training.train import train
+
+    orders, catalog = str(tmp_path / "orders.csv"), str(tmp_path / "catalog.csv")
+    write_tiers(orders, catalog)
+    config = load_config(None, {"als": {"factors": 8, "iterations": 3},
+                                "train": {"max_eval_queries": 100}})
+    summary = train(orders, str(tmp_path / "models"), config, catalog=catalog)
+    rec = Recommender.load(load_version(str(tmp_path / "models"), summary["version"]))
+    fastpath.warm()
+    kernels = (fastpath.select, fastpath.add_rows, fastpath.normalise_row)
+    before = [len(kernel.signatures) for kernel in kernels]
+    known = np.flatnonzero(rec.known_items)
+    rec.also_bought(int(known[0]))
+    rec.basket(known[:3])
+    rec.next_best(0)
+    rec.next_best_for_history(known[:2])
+    rec.popular(10, None, known[:1])
+    assert [len(kernel.signatures) for kernel in kernels] == before
