@@ -22,9 +22,13 @@ DEFAULTS: dict = {
     # EASE (Steck 2019) as a third blend component, fitted only when the items with
     # two or more buyers number at most max_items (dense O(n^3) inverse); lambda is
     # chosen per query kind on the holdout from `lambdas`; the blend search decides
-    # whether it is used at all (docs/RESULTS.md).
+    # whether it is used at all (docs/RESULTS.md). `dropouts`: input-dropout
+    # probabilities tried with every lambda (Steck 2020: 0 is plain EASE; above 0 an
+    # extra p/(1-p) * diag(X'X) penalty, EDLAE with zero_diagonal, else DLAE), the
+    # per-kind choice made on the same holdout; each extra setting is one more dense inverse.
     "ease": {"enabled": True, "lambdas": [50.0, 200.0, 800.0], "k": 200, "min_buyers": 2,
-             "max_items": 6000, "customer_weight": 0.0},
+             "max_items": 6000, "customer_weight": 0.0, "dropouts": [0.0],
+             "zero_diagonal": True},
     "train": {
         "test_fraction": 0.15,
         # ALS runs als.iterations in total: this many on the training period (the
@@ -51,6 +55,11 @@ DEFAULTS: dict = {
         # beats full histories by two standard errors (training.train.choose_recency).
         # Needs timestamps. docs/RESULTS.md says why it is not on by default.
         "recency_half_lives": [],
+        # ALS confidence scales (als.alpha) tried on the holdout: the one whose ALS alone
+        # scores the best next-best nDCG is used (training.train.choose_als_alpha; ties:
+        # als.alpha); empty: als.alpha. Only with next-best queries (customers with
+        # repeat orders). Each extra alpha is one holdout ALS fit (docs/RESULTS.md).
+        "als_alphas": [2.0, 10.0, 15.0],
     },
     # Upsell/downsell substitutes (recsys.models.substitutes) and their price bands.
     "substitutes": {"k": 50, "als_weight": 1.0, "shrink": 5.0, "max_basket_share": 0.5,

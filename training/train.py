@@ -323,35 +323,59 @@ def choose_blend(results: dict[tuple, dict], k: int,
 
 
 def fit_ease(inter, config: dict, holdout_data=None, rec_factory=None, k: int = 10,
-             lambdas_by_kind: dict | None = None, customer_items=None) -> tuple[dict, dict]:
+             lambdas_by_kind: dict | None = None, customer_items=None,
+             dropouts_by_kind: dict | None = None) -> tuple[dict, dict]:
     """EASE models per query kind on ``inter`` and the lambda of each.
 
-    With ``holdout_data``, every lambda of ``ease.lambdas`` is scored there
-    alone and each kind keeps its best (baskets like a weaker prior than
-    customer histories); with ``lambdas_by_kind`` those are refitted. The
-    Gram matrix is computed once for all lambdas. Returns ({}, {}) when EASE
-    is disabled or there are too many items for a dense inverse.
+    With ``holdout_data``, every (dropout, lambda) of ``ease.dropouts`` x
+    ``ease.lambdas`` is scored there alone and each kind keeps its best
+    (baskets like a weaker prior than customer histories; dropout 0 is plain
+    EASE, above 0 the dropout regulariser of DLAE/EDLAE, recsys/models/ease.py);
+    ties go to the earlier setting, so plain EASE before a dropout variant.
+    With ``lambdas_by_kind`` (and ``dropouts_by_kind``, default 0) those are
+    refitted. The Gram matrix is computed once for all settings; each setting
+    is one dense inverse. The chosen dropout of a kind is its model's
+    ``dropout``. Returns ({}, {}) when EASE is disabled or there are too many
+    items for a dense inverse.
     """
     cfg = dict(config["ease"])
     lambdas = [float(x) for x in cfg.pop("lambdas")]
+    dropouts = _ease_dropouts(cfg.pop("dropouts", [0.0]))
+    # ease.zero_diagonal chooses EDLAE (true) or DLAE (false) for dropouts above 0;
+    # dropout 0 is always plain EASE (a DLAE without dropout is a ridge regression
+    # that reconstructs each item from itself).
+    zero_diagonal = bool(cfg.pop("zero_diagonal", True))
     if not cfg.pop("enabled", True):
         return {}, {}
+
+    def model(lam: float, p: float) -> EASEModel:
+        return EASEModel(lam=lam, dropout=p, zero_diagonal=zero_diagonal or p == 0, **cfg)
+
     customer_items = inter.customer_items() if customer_items is None else customer_items
     order_items = None if inter.customer_is_order else inter.order_items()
     gram = EASEModel(**cfg).gram(customer_items, order_items)
     if gram is None:
         return {}, {}
-    if lambdas_by_kind is None and (holdout_data is None or len(lambdas) == 1):
-        lambdas_by_kind = {kind: lambdas[0] for kind in PRIMARY}
+    settings = [(lam, p) for p in dropouts for lam in lambdas]
+    if lambdas_by_kind is None and (holdout_data is None or len(settings) == 1):
+        lambdas_by_kind = {kind: settings[0][0] for kind in PRIMARY}
+        dropouts_by_kind = {kind: settings[0][1] for kind in PRIMARY}
     if lambdas_by_kind is not None:
-        fitted = {lam: EASEModel(lam=lam, **cfg).fit(customer_items, order_items, gram=gram)
-                  for lam in sorted(set(lambdas_by_kind.values()))}
-        return {kind: fitted[lam] for kind, lam in lambdas_by_kind.items()}, dict(lambdas_by_kind)
+        dropouts_by_kind = dropouts_by_kind or {}
+        wanted = {kind: (float(lam), float(dropouts_by_kind.get(kind, 0.0)))
+                  for kind, lam in lambdas_by_kind.items()}
+        fitted = {s: model(*s).fit(customer_items, order_items, gram=gram)
+                  for s in sorted(set(wanted.values()))}
+        return {kind: fitted[s] for kind, s in wanted.items()}, dict(lambdas_by_kind)
     scored = []
-    for lam in lambdas:
-        cand = EASEModel(lam=lam, **cfg).fit(customer_items, order_items, gram=gram)
+    for lam, p in settings:
+        cand = model(lam, p).fit(customer_items, order_items, gram=gram)
         only = BlendScorer(rec_factory(cand), [(1.0,)], ("ease",))
-        scored.append((lam, cand, evaluate_variants(only, holdout_data, k)[(1.0,)]))
+        res = evaluate_variants(only, holdout_data, k)[(1.0,)]
+        log.info("EASE lambda %g dropout %g on the holdout: %s", lam, p,
+                 {kind: round(r[f"{PRIMARY[kind]}@{k}"], 4) for kind, r in res.items()
+                  if kind in PRIMARY})
+        scored.append((lam, cand, res))
     models, chosen = {}, {}
     for kind, metric in PRIMARY.items():
         cands = [(res[kind][f"{metric}@{k}"], -i) for i, (_, _, res) in enumerate(scored)
@@ -360,6 +384,55 @@ def fit_ease(inter, config: dict, holdout_data=None, rec_factory=None, k: int = 
             _, neg_i = max(cands)
             chosen[kind], models[kind] = scored[-neg_i][0], scored[-neg_i][1]
     return models, chosen
+
+
+def choose_als_alpha(inter, config: dict, data, models: tuple, meta, k: int,
+                     iterations: int) -> tuple:
+    """(holdout ALS, its alpha): the confidence scale of ``train.als_alphas`` whose ALS
+    alone scores the best next-best nDCG on the holdout.
+
+    ALS is the product's customer model (next-best, likely buyers; the item
+    kinds lean on co-purchase and EASE), and one ALS serves every kind, so the
+    choice is made on next-best; without next-best queries (every order its
+    own customer) or with fewer than two alphas, the configured ``als.alpha``
+    stays. Ties go to the configured alpha. Each extra alpha costs one holdout
+    ALS fit of ``iterations`` and one next-best pass.
+    """
+    hist, pop, cp, als = models
+    configured = float(config["als"]["alpha"])
+    alphas = [float(a) for a in config["train"].get("als_alphas", [])]
+    if len(set(alphas) | {configured}) < 2 or not len(data.nb_customers):
+        return als, configured
+    nb_only = dataclasses.replace(data, basket_queries=[], also_queries=np.asarray([]))
+    candidates = [(configured, als)] + [(a, None) for a in dict.fromkeys(alphas)
+                                        if a != configured]
+    best = None
+    for alpha, model in candidates:
+        if model is None:
+            model = ALSModel(**dict(config["als"], alpha=alpha))
+            model.fit(hist, iterations=iterations)
+        rec = Recommender(inter.items, inter.customers, hist, pop, cp, model, meta)
+        res = evaluate_variants(BlendScorer(rec, [(1.0,)], ("als",)), nb_only, k)[(1.0,)]
+        value = res["next_best"][f"{PRIMARY['next_best']}@{k}"]
+        log.info("ALS alpha %g alone on the holdout: next-best %s@%d %.4f", alpha,
+                 PRIMARY["next_best"], k, value)
+        if best is None or value > best[0]:
+            best = (value, alpha, model)
+    return best[2], best[1]
+
+
+def _ease_dropouts(values) -> list[float]:
+    """``ease.dropouts`` as floats in [0, 1); a clear error otherwise."""
+    from recsys.exceptions import ConfigError
+
+    try:
+        out = [float(x) for x in values] or [0.0]
+        if all(0.0 <= x < 1.0 for x in out):
+            return out
+    except (TypeError, ValueError):
+        pass
+    raise ConfigError(f"ease.dropouts must be a list of probabilities in [0, 1) "
+                      f"(got {values!r})")
 
 
 @dataclass
@@ -376,6 +449,9 @@ class FittedProduct:
     holdout_rec: Recommender | None = field(repr=False, default=None)
     ease: dict = field(default_factory=dict)
     ease_lambda: dict = field(default_factory=dict)
+    ease_dropout: dict = field(default_factory=dict)
+    # ALS confidence scale chosen on the holdout (train.als_alphas; else als.alpha).
+    als_alpha: float | None = None
     # Next-best recency: the half-life chosen on the holdout (None: full histories) and
     # the factors of the refitted history.
     half_life: float | None = None
@@ -421,6 +497,11 @@ def fit_product(inter, config: dict, progress_factory=None, timer: Timer | None 
 
         with timer.stage("fit_holdout"):
             meta_tr = build_item_meta(inter.items, None, None)
+            als_tr, als_alpha = choose_als_alpha(
+                inter, config, data, (hist_tr, pop_tr, cp_tr, als_tr), meta_tr, k,
+                holdout_iterations)
+            if als_alpha != float(config["als"]["alpha"]):
+                config = dict(config, als=dict(config["als"], alpha=als_alpha))
 
             def make_rec(ease_model):
                 return Recommender(inter.items, inter.customers, hist_tr, pop_tr, cp_tr, als_tr,
@@ -446,6 +527,7 @@ def fit_product(inter, config: dict, progress_factory=None, timer: Timer | None 
 
         ease_lams = {kind: lams[kind] for kind, w in blend.items()
                      if w.get("ease", 0) > 0 and kind in lams}
+        ease_drops = {kind: ease_tr[kind].dropout for kind in ease_lams}
         with timer.stage("fit_full"):
             if refit:
                 models = fit_models(inter, config, progress_factory, warm_start=als_tr,
@@ -454,7 +536,7 @@ def fit_product(inter, config: dict, progress_factory=None, timer: Timer | None 
                 ease = {}
                 if ease_lams:
                     ease = fit_ease(inter, config, lambdas_by_kind=ease_lams,
-                                    customer_items=models[0])[0]
+                                    customer_items=models[0], dropouts_by_kind=ease_drops)[0]
             else:
                 models = (hist_tr, pop_tr, cp_tr, als_tr)
                 ease = {kind: ease_tr[kind] for kind in ease_lams}
@@ -465,7 +547,9 @@ def fit_product(inter, config: dict, progress_factory=None, timer: Timer | None 
     return FittedProduct(models=models, blend=blend, metrics=metrics, pop_metrics=pop_metrics,
                          results=results, split=s, holdout_models=(hist_tr, pop_tr, cp_tr, als_tr),
                          holdout_rec=rec_tr,
-                         ease=ease, ease_lambda=ease_lams, half_life=half_life,
+                         ease=ease, ease_lambda=ease_lams, ease_dropout=ease_drops,
+                         als_alpha=als_alpha,
+                         half_life=half_life,
                          history_decay=decay)
 
 
@@ -529,8 +613,10 @@ def train(orders: str, models_dir: str, config: dict, catalog: str | None = None
                 "time_range": (None if inter.timestamp is None else
                                [int(inter.timestamp.min()), int(inter.timestamp.max())]),
             },
-            "parameters": {"copurchase": config["copurchase"], "als": config["als"],
-                           "ease": _ease_params(config, product.ease_lambda),
+            "parameters": {"copurchase": config["copurchase"],
+                           "als": dict(config["als"], alpha=product.als_alpha),
+                           "ease": _ease_params(config, product.ease_lambda,
+                                                product.ease_dropout),
                            "recency": {"half_life_days": product.half_life},
                            "train": train_cfg, "substitutes": _model_params(config["substitutes"]),
                            "floor": config["floor"]},
@@ -587,9 +673,11 @@ def _blend_key(weights: tuple) -> str:
     return ",".join(f"{name}={w:g}" for name, w in weights)
 
 
-def _ease_params(config: dict, lambdas_by_kind: dict) -> dict:
-    """EASE settings for the manifest, with the lambda chosen per query kind."""
-    return dict(config["ease"], lambdas_by_kind=dict(lambdas_by_kind))
+def _ease_params(config: dict, lambdas_by_kind: dict, dropouts_by_kind: dict | None = None
+                 ) -> dict:
+    """EASE settings for the manifest, with the lambda and dropout chosen per query kind."""
+    return dict(config["ease"], lambdas_by_kind=dict(lambdas_by_kind),
+                dropouts_by_kind=dict(dropouts_by_kind or {}))
 
 
 # Fewer fresh queries than this and the gate compares stored metrics instead.

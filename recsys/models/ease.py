@@ -6,10 +6,27 @@ X is the binary order x item matrix (baskets: what is bought together),
 plus ``customer_weight`` times the customer x item matrix, restricted to
 items with at least ``min_buyers`` buyers. The dense inverse costs O(n^3),
 so the model is only fitted when those items number at most ``max_items``;
-above that it stays unfitted and the trainer leaves it out of the blend. Only the ``k`` largest weights (by
-absolute value: the negative ones carry information too) of each item are
-kept, a sparse matrix like co-purchase's, which bounds the model file and the
-scoring cost.
+above that it stays unfitted and the trainer leaves it out of the blend.
+Only the ``k`` largest weights (by absolute value: the negative ones carry
+information too) of each item are kept, a sparse matrix like co-purchase's,
+which bounds the model file and the scoring cost.
+
+Dropout variants (Steck 2020, "Autoencoders that don't overfit towards the
+identity"): training a linear autoencoder with input dropout of probability
+``p`` is, in expectation, least squares with the diagonal regulariser
+
+    Lambda = p / (1 - p) * diag(diag(X'X)) + lambda I,
+
+which penalises a popular item's weights more than a rare one's:
+
+- DLAE (``zero_diagonal=False``): B = (X'X + Lambda)^-1 X'X = I - P Lambda;
+- EDLAE (``zero_diagonal=True``, the default): the same regulariser with the
+  constraint diag(B) = 0, whose closed form is EASE's with Lambda in place
+  of lambda I: B = I - P / diag(P), P = (X'X + Lambda)^-1. With ``p = 0`` it
+  is EASE exactly.
+
+A DLAE's diagonal (an item's weight on itself) never ranks anything: every
+query excludes its own items, so the stored weights leave it out.
 """
 
 from __future__ import annotations
@@ -24,14 +41,41 @@ from .base import check_fitted, top_indices_rows
 log = logging.getLogger(__name__)
 
 
+def dense_weights(g: np.ndarray, lam: float, dropout: float = 0.0,
+                  zero_diagonal: bool = True) -> np.ndarray:
+    """The dense item x item weights B of EASE / EDLAE / DLAE from the Gram matrix ``g``.
+
+    ``zero_diagonal``: EASE or EDLAE (diag(B) = 0); otherwise DLAE, whose
+    diagonal is kept here (the fitted model drops it).
+    """
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"EASE dropout must be in [0, 1), got {dropout}")
+    reg = np.full(g.shape[0], float(lam))
+    if dropout > 0:
+        reg += dropout / (1.0 - dropout) * np.diag(g)
+    a = g.copy()
+    a[np.diag_indices_from(a)] += reg
+    p = np.linalg.inv(a)
+    if zero_diagonal:
+        b = -p / np.diag(p)
+        b[np.diag_indices_from(b)] = 0.0
+    else:
+        b = -p * reg  # I - P Lambda: column j of P scaled by Lambda_jj
+        b[np.diag_indices_from(b)] += 1.0
+    return b
+
+
 class EASEModel:
     """Item x item EASE weights, top ``k`` by absolute value per item."""
 
     name = "ease"
 
     def __init__(self, lam: float = 200.0, k: int = 200, min_buyers: int = 2,
-                 max_items: int = 6000, customer_weight: float = 0.0):
+                 max_items: int = 6000, customer_weight: float = 0.0,
+                 dropout: float = 0.0, zero_diagonal: bool = True):
         self.lam = lam
+        self.dropout = float(dropout)
+        self.zero_diagonal = bool(zero_diagonal)
         self.k = k
         self.min_buyers = min_buyers
         self.max_items = max_items
@@ -69,10 +113,7 @@ class EASEModel:
             self.similarity_ = None
             return self
         keep, g = gram
-        g = g.copy()
-        g[np.diag_indices_from(g)] += self.lam
-        p = np.linalg.inv(g)
-        b = -p / np.diag(p)
+        b = dense_weights(g, self.lam, self.dropout, self.zero_diagonal)
         b[np.diag_indices_from(b)] = 0.0
         # The k strongest weights of each row by absolute value (ties: lower column),
         # selected on the dense matrix: no sparse copy of all n^2 entries.

@@ -1,0 +1,180 @@
+"""EASE and its dropout variants (DLAE, EDLAE) against direct solves of their objectives."""
+
+import itertools
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from recsys.exceptions import ConfigError
+from recsys.models.ease import EASEModel, dense_weights
+
+# 5 orders x 4 items, every item in at least two orders.
+X = np.array([[1, 1, 0, 0],
+              [1, 1, 1, 0],
+              [0, 1, 1, 1],
+              [1, 0, 1, 1],
+              [1, 1, 0, 1]], dtype=np.float64)
+G = X.T @ X
+
+
+def constrained_columns(g, reg):
+    """diag(B) = 0 solved column by column: b_{-j,j} = (G_{-j,-j} + Reg_{-j})^-1 G_{-j,j}."""
+    n = g.shape[0]
+    b = np.zeros((n, n))
+    for j in range(n):
+        rest = [i for i in range(n) if i != j]
+        a = g[np.ix_(rest, rest)] + np.diag(reg[rest])
+        b[rest, j] = np.linalg.solve(a, g[rest, j])
+    return b
+
+
+def test_ease_closed_form_is_the_zero_diagonal_least_squares_solution():
+    b = dense_weights(G, lam=2.0)
+    np.testing.assert_allclose(b, constrained_columns(G, np.full(4, 2.0)), atol=1e-10)
+    assert np.all(np.diag(b) == 0)
+
+
+@pytest.mark.parametrize("p", [0.25, 0.5])
+def test_edlae_is_ease_with_the_dropout_regulariser_and_a_zero_diagonal(p):
+    b = dense_weights(G, lam=1.0, dropout=p, zero_diagonal=True)
+    reg = 1.0 + p / (1 - p) * np.diag(G)
+    np.testing.assert_allclose(b, constrained_columns(G, reg), atol=1e-10)
+    assert np.all(np.diag(b) == 0)
+    # The dropout penalty is not a no-op: popular items are penalised more than rare ones.
+    assert not np.allclose(b, dense_weights(G, lam=1.0))
+
+
+def test_dlae_solves_its_normal_equations():
+    p, lam = 0.5, 1.0
+    b = dense_weights(G, lam=lam, dropout=p, zero_diagonal=False)
+    reg = np.diag(lam + p / (1 - p) * np.diag(G))
+    np.testing.assert_allclose((G + reg) @ b, G, atol=1e-10)
+    np.testing.assert_allclose(b, np.linalg.solve(G + reg, G), atol=1e-10)
+    assert np.all(np.diag(b) != 0)  # not constrained
+
+
+def test_dlae_minimises_the_expected_dropout_loss_enumerated_exactly():
+    # E over every input-dropout mask (each entry dropped with probability p, the kept
+    # ones scaled by 1/(1-p)) of ||X - (X*M/(1-p)) B||^2, plus lam ||B||^2: its gradient
+    # vanishes at the DLAE closed form (Steck 2020, eq. for the dropout regulariser).
+    x = X[:3, :3]
+    p, lam = 0.25, 0.5
+    b = dense_weights(x.T @ x, lam=lam, dropout=p, zero_diagonal=False)
+    grad = 2 * lam * b
+    for bits in itertools.product((0, 1), repeat=x.size):
+        m = np.array(bits, dtype=np.float64).reshape(x.shape)
+        weight = np.prod(np.where(m == 1, 1 - p, p))
+        z = x * m / (1 - p)
+        grad += weight * (-2 * z.T @ (x - z @ b))
+    np.testing.assert_allclose(grad, 0.0, atol=1e-10)
+    # ... and the plain EASE weights do not.
+    assert not np.allclose(b, dense_weights(x.T @ x, lam=lam, zero_diagonal=False))
+
+
+def test_p_zero_is_ease_and_the_fitted_models_store_no_diagonal():
+    orders = sp.csr_matrix(X.astype(np.float32))
+    plain = EASEModel(lam=2.0, k=10).fit(orders, orders)
+    zero = EASEModel(lam=2.0, k=10, dropout=0.0).fit(orders, orders)
+    np.testing.assert_array_equal(plain.similarity_.toarray(), zero.similarity_.toarray())
+    g = np.linalg.inv(G + 2.0 * np.eye(4))
+    expected = -g / np.diag(g)
+    np.fill_diagonal(expected, 0.0)
+    np.testing.assert_allclose(plain.similarity_.toarray(), expected, rtol=1e-5, atol=1e-6)
+    for zero_diagonal in (True, False):
+        m = EASEModel(lam=1.0, k=10, dropout=0.5, zero_diagonal=zero_diagonal).fit(orders, orders)
+        sim = m.similarity_.toarray()
+        assert np.all(np.diag(sim) == 0)
+        dense = dense_weights(G, 1.0, 0.5, zero_diagonal)
+        np.fill_diagonal(dense, 0.0)
+        np.testing.assert_allclose(sim, dense, rtol=1e-5, atol=1e-6)
+
+
+def test_dropout_out_of_range_is_refused():
+    with pytest.raises(ValueError):
+        dense_weights(G, 1.0, dropout=1.0)
+
+
+@pytest.fixture(scope="module")
+def planted_holdout(planted):
+    from recsys.data import read_orders
+    from recsys.evaluation import build_eval_data, split, split_interactions
+    from recsys.recommender import Recommender
+    from recsys.rules import build_item_meta
+    from training import train as T
+    from training.config import load_config
+
+    path, _ = planted
+    config = load_config(None, {"als": {"factors": 16, "iterations": 6},
+                                "ease": {"lambdas": [50.0, 800.0], "dropouts": [0.0, 0.5]}})
+    inter, _ = read_orders(path)
+    s = split(inter, test_fraction=0.15)
+    train_part, test_part = split_interactions(inter, s)
+    data = build_eval_data(train_part, test_part, max_queries=400)
+    hist, pop, cp, als = T.fit_models(train_part, config, T._null_progress_factory,
+                                      customer_items=data.train_customer_items)
+    meta = build_item_meta(inter.items, None, None)
+
+    def make_rec(ease=None):
+        return Recommender(inter.items, inter.customers, hist, pop, cp, als, meta, ease=ease)
+
+    return config, train_part, data, make_rec
+
+
+def test_trainer_keeps_the_best_lambda_and_dropout_per_kind_on_the_holdout(planted_holdout):
+    from recsys.evaluation import evaluate_variants
+    from training import train as T
+    from training.blend_search import BlendScorer
+
+    config, train_part, data, make_rec = planted_holdout
+    models, lams = T.fit_ease(train_part, config, data, make_rec, 10,
+                              customer_items=data.train_customer_items)
+    assert set(models) == set(T.PRIMARY)
+    # Score every setting alone, as the trainer should have; the first best wins ties.
+    cfg = {k: v for k, v in config["ease"].items() if k not in ("lambdas", "dropouts",
+                                                                 "enabled")}
+    settings = [(lam, p) for p in (0.0, 0.5) for lam in (50.0, 800.0)]
+    scores = []
+    for lam, p in settings:
+        m = EASEModel(lam=lam, dropout=p, **cfg).fit(data.train_customer_items,
+                                                    train_part.order_items())
+        scores.append(evaluate_variants(BlendScorer(make_rec(m), [(1.0,)], ("ease",)),
+                                        data, 10)[(1.0,)])
+    for kind, metric in T.PRIMARY.items():
+        values = [r[kind][f"{metric}@10"] for r in scores]
+        best = settings[int(np.argmax(values))]
+        assert (lams[kind], models[kind].dropout) == best, kind
+    # The refit rebuilds exactly the chosen settings.
+    drops = {kind: m.dropout for kind, m in models.items()}
+    refit, _ = T.fit_ease(train_part, config, lambdas_by_kind=lams, dropouts_by_kind=drops,
+                          customer_items=data.train_customer_items)
+    for kind in models:
+        assert refit[kind].dropout == drops[kind] and refit[kind].lam == lams[kind]
+        np.testing.assert_array_equal(refit[kind].similarity_.toarray(),
+                                      models[kind].similarity_.toarray())
+
+
+@pytest.mark.parametrize("bad", [[1.0], [-0.1], ["x"], 0.5])
+def test_bad_dropouts_are_a_config_error(planted_holdout, bad):
+    from training import train as T
+
+    config, train_part, data, make_rec = planted_holdout
+    config = dict(config, ease=dict(config["ease"], dropouts=bad))
+    with pytest.raises(ConfigError, match="ease.dropouts"):
+        T.fit_ease(train_part, config, data, make_rec, 10)
+
+
+def test_dropout_zero_is_plain_ease_whichever_variant_is_configured(planted_holdout):
+    from training import train as T
+
+    config, train_part, data, make_rec = planted_holdout
+    dlae = dict(config, ease=dict(config["ease"], zero_diagonal=False))
+    lams = {"basket": 50.0, "next_best": 50.0}
+    drops = {"basket": 0.0, "next_best": 0.5}
+    models, _ = T.fit_ease(train_part, dlae, lambdas_by_kind=lams, dropouts_by_kind=drops,
+                           customer_items=data.train_customer_items)
+    plain = EASEModel(lam=50.0).fit(data.train_customer_items, train_part.order_items())
+    np.testing.assert_array_equal(models["basket"].similarity_.toarray(),
+                                  plain.similarity_.toarray())
+    assert models["basket"].zero_diagonal
+    assert not models["next_best"].zero_diagonal and models["next_best"].dropout == 0.5
