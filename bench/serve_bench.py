@@ -336,7 +336,7 @@ def main() -> int:
     parser.add_argument("--models", help="a models folder with a current version "
                         "(default: train the demo model into a temporary folder)")
     parser.add_argument("--duration", type=float, default=3.0, help="seconds per wrk run")
-    parser.add_argument("--rounds", type=int, default=2,
+    parser.add_argument("--rounds", type=int, default=3,
                         help="measurements per configuration, each between two runs of the "
                              "constant app; the median ratio is reported")
     parser.add_argument("--connections", type=int, default=8)

@@ -923,8 +923,7 @@ class Recommender:
         if len(query):
             y = np.asarray(items[np.asarray(query, dtype=np.int64)], dtype=np.float64)
             confidence = als.alpha * values.astype(np.float64)
-            a = self._als_base_matrix() + (y.T * (confidence - 1.0)) @ y
-            vector[0] = np.linalg.solve(a, y.T @ confidence)
+            vector[0] = als.solve_user(y, confidence, self._als_base_matrix())
         return vector @ items.T
 
     def _als_base_matrix(self) -> np.ndarray:

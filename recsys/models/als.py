@@ -41,6 +41,7 @@ class ALSModel:
         self.item_factors_ = None
         self._solver = None
         self._item_gram = None
+        self._base_inverse = None
 
     # ------------------------------------------------------------ fitting
     def weight(self, counts: sp.csr_matrix) -> sp.csr_matrix:
@@ -88,6 +89,7 @@ class ALSModel:
         self.item_factors_ = np.ascontiguousarray(solver.item_factors, dtype=np.float32)
         self._solver = None
         self._item_gram = None
+        self._base_inverse = None
         log.info("ALS fitted on %s (gpu=%s)", customer_items.shape, use_gpu)
         return self
 
@@ -97,6 +99,7 @@ class ALSModel:
         self.item_factors_ = item_factors
         self._solver = None
         self._item_gram = None
+        self._base_inverse = None
         return self
 
     # ------------------------------------------------------------ scoring
@@ -116,7 +119,7 @@ class ALSModel:
         weighted = self.weight(histories).tocsr()
         factors = np.asarray(self.item_factors_)
         f = factors.shape[1]
-        base = self._gram() + self.regularization * np.eye(f)
+        base = self._base()
         out = np.zeros((weighted.shape[0], f), dtype=np.float32)
         for row in range(weighted.shape[0]):
             lo, hi = weighted.indptr[row], weighted.indptr[row + 1]
@@ -125,9 +128,37 @@ class ALSModel:
             # Only the history's rows in float64, not a copy of every item's factors.
             y = factors[weighted.indices[lo:hi]].astype(np.float64)
             confidence = self.alpha * weighted.data[lo:hi].astype(np.float64)
-            a = base + (y.T * (confidence - 1.0)) @ y
-            out[row] = np.linalg.solve(a, y.T @ confidence)
+            out[row] = self.solve_user(y, confidence, base)
         return out
+
+    def solve_user(self, y: np.ndarray, confidence: np.ndarray,
+                   base: np.ndarray | None = None) -> np.ndarray:
+        """One user vector: ``(B + Y'(C - I)Y)^-1 Y'c`` with ``B = Y_all'Y_all + reg I``,
+        ``y`` the history items' factors (float64) and ``c`` their confidences.
+
+        A history shorter than the factor count changes ``B`` by a low-rank term,
+        so it is solved with ``B^-1`` (computed once per model) and the
+        Woodbury identity in the form without ``(C - I)^-1``: an m x m system
+        instead of a factors x factors one (a basket of 3 items: 3 x 3 instead
+        of 64 x 64). Longer histories solve the full system. Both are the same
+        least squares; every caller (batch and single query) goes through here,
+        so they agree to the bit.
+        """
+        base = self._base() if base is None else base
+        m, f = y.shape
+        b = y.T @ confidence
+        if m >= f:
+            return np.linalg.solve(base + (y.T * (confidence - 1.0)) @ y, b)
+        inverse = self._base_inverse
+        if inverse is None:
+            inverse = self._base_inverse = np.linalg.inv(self._base())
+        w = inverse @ y.T  # B^-1 Y'
+        scale = confidence - 1.0
+        small = np.eye(m) + scale[:, None] * (y @ w)  # I + (C - I) Y B^-1 Y'
+        return inverse @ b - w @ np.linalg.solve(small, scale * (w.T @ b))
+
+    def _base(self) -> np.ndarray:
+        return self._gram() + self.regularization * np.eye(self.item_factors_.shape[1])
 
     def _gram(self) -> np.ndarray:
         if self._item_gram is None:

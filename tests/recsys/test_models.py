@@ -119,6 +119,22 @@ def test_fold_in_matches_implicits_recalculate_user():
     assert np.allclose(ro.user_vectors(counts[:5]), expected, atol=1e-3)
 
 
+@pytest.mark.parametrize("alpha", [0.5, 2.0, 40.0])
+def test_short_histories_solved_by_woodbury_equal_the_full_system(alpha):
+    """solve_user's low-rank path (fewer items than factors) and the full factors x
+    factors solve are the same least squares, confidences below 1 included."""
+    rng = np.random.default_rng(4)
+    model = ALSModel(factors=16, alpha=alpha, regularization=0.05).set_factors(
+        rng.normal(size=(5, 16)).astype(np.float32), rng.normal(size=(40, 16)).astype(np.float32))
+    factors = np.asarray(model.item_factors_, dtype=np.float64)
+    base = factors.T @ factors + 0.05 * np.eye(16)
+    for m in (1, 3, 15, 16, 30):
+        y = factors[rng.choice(40, m, replace=False)]
+        confidence = alpha * np.log1p(rng.integers(1, 5, m)).astype(np.float64)
+        want = np.linalg.solve(base + (y.T * (confidence - 1)) @ y, y.T @ confidence)
+        np.testing.assert_allclose(model.solve_user(y, confidence), want, rtol=1e-9, atol=1e-9)
+
+
 def test_blocked_row_topk_is_exact_on_wide_rows():
     rng = np.random.default_rng(7)
     scores = (rng.random((50, 5003)) ** 3).astype(np.float32)
