@@ -22,6 +22,14 @@ def planted(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def planted_inter(planted):
+    """The planted orders read as interactions (read once; tests must not modify them)."""
+    from recsys.data import read_orders
+
+    return read_orders(planted[0])[0]
+
+
+@pytest.fixture(scope="session")
 def tier_model(tmp_path_factory):
     """The planted upsell tiers (tests/recsys/tiers.py) trained once: (models dir, version, truth).
 

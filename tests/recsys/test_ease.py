@@ -98,27 +98,14 @@ def test_dropout_out_of_range_is_refused():
 @pytest.fixture(scope="module")
 def planted_holdout(planted):
     from recsys.data import read_orders
-    from recsys.evaluation import build_eval_data, split, split_interactions
-    from recsys.recommender import Recommender
-    from recsys.rules import build_item_meta
-    from training import train as T
+    from tests.holdout import holdout
     from training.config import load_config
 
     path, _ = planted
     config = load_config(None, {"als": {"factors": 16, "iterations": 6},
                                 "ease": {"lambdas": [50.0, 800.0], "dropouts": [0.0, 0.5]}})
-    inter, _ = read_orders(path)
-    s = split(inter, test_fraction=0.15)
-    train_part, test_part = split_interactions(inter, s)
-    data = build_eval_data(train_part, test_part, max_queries=400)
-    hist, pop, cp, als = T.fit_models(train_part, config, T._null_progress_factory,
-                                      customer_items=data.train_customer_items)
-    meta = build_item_meta(inter.items, None, None)
-
-    def make_rec(ease=None):
-        return Recommender(inter.items, inter.customers, hist, pop, cp, als, meta, ease=ease)
-
-    return config, train_part, data, make_rec
+    h = holdout(read_orders(path)[0], config)
+    return config, h.train_part, h.data, h.recommender
 
 
 def test_trainer_keeps_the_best_lambda_and_dropout_per_kind_on_the_holdout(planted_holdout):

@@ -96,13 +96,6 @@ def test_paired_bootstrap_interval_contains_truth_and_excludes_zero():
     assert lo > 0 and lo <= out["rel"] <= hi
 
 
-@pytest.fixture(scope="module")
-def planted_inter(planted):
-    path, _ = planted
-    inter, _ = read_orders(path)
-    return inter
-
-
 def test_temporal_split_never_leaks(planted_inter):
     inter = planted_inter
     s = split(inter)

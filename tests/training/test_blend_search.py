@@ -8,15 +8,12 @@ from recsys.data import read_orders
 from recsys.evaluation import (
     PopularityScorer,
     RecommenderScorer,
-    build_eval_data,
     evaluate,
     evaluate_variants,
-    split,
-    split_interactions,
 )
 from recsys.models.base import top_indices_rows
 from recsys.recommender import Recommender
-from recsys.rules import build_item_meta
+from tests.holdout import holdout as planted_holdout
 from training import blend_search
 from training import train as T
 from training.blend_search import BlendScorer, _Part
@@ -28,20 +25,10 @@ def holdout(planted):
     path, _ = planted
     config = load_config(None, {"als": {"factors": 16, "iterations": 6},
                                 "train": {"max_eval_queries": 400}})
-    inter, _ = read_orders(path)
-    s = split(inter, test_fraction=0.15)
-    train_part, test_part = split_interactions(inter, s)
-    data = build_eval_data(train_part, test_part, max_queries=400)
-    hist, pop, cp, als = T.fit_models(train_part, config, T._null_progress_factory,
-                                      customer_items=data.train_customer_items)
-    meta = build_item_meta(inter.items, None, None)
-
-    def make_rec(ease=None):
-        return Recommender(inter.items, inter.customers, hist, pop, cp, als, meta, ease=ease)
-
-    ease, _ = T.fit_ease(train_part, config, data, make_rec, 10,
-                         customer_items=data.train_customer_items)
-    return make_rec(ease), data
+    h = planted_holdout(read_orders(path)[0], config)
+    ease, _ = T.fit_ease(h.train_part, config, h.data, h.recommender, 10,
+                         customer_items=h.data.train_customer_items)
+    return h.recommender(ease), h.data
 
 
 def _grid(rec):
