@@ -79,7 +79,13 @@ def warm_up(app: Flask) -> int:
     """
     from recsys import fastpath
 
-    fastpath.warm()  # compiled answer path: built (or read from numba's cache) once, here
+    # The compiled answer path: built (or read from numba's cache) once, here.
+    started = time.perf_counter()
+    fastpath.warm()
+    if fastpath.available():
+        log.info("compiled answer path ready in %.2f s", time.perf_counter() - started)
+    else:
+        log.warning("numba is not installed: answers take the slower numpy path")
     state: XsellState = app.extensions["xsell"]
     model = state.store.model
     if model is None:
