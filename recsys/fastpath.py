@@ -102,6 +102,46 @@ def _heap(neg):
 
 
 @_compiled
+def _best(neg, limit):
+    """Positions of the best ``limit`` candidates, ranked (as the heap would give them):
+    one pass keeping the ``limit`` best so far in a heap whose root is the worst of them,
+    so most candidates cost one comparison."""
+    m = neg.shape[0]
+    k = min(limit, m)
+    kept = np.arange(k)
+    # Root = the candidate ranked last among the kept: sift with the order reversed.
+    for at in range(k // 2 - 1, -1, -1):
+        _sift_down_worst(kept, k, at, neg)
+    for i in range(k, m):
+        if _before(neg, i, kept[0]):
+            kept[0] = i
+            _sift_down_worst(kept, k, 0, neg)
+    # Rank the kept ones (few): insertion sort by the same order.
+    for i in range(1, k):
+        x = kept[i]
+        j = i - 1
+        while j >= 0 and _before(neg, x, kept[j]):
+            kept[j + 1] = kept[j]
+            j -= 1
+        kept[j + 1] = x
+    return kept
+
+
+@_compiled
+def _sift_down_worst(heap, size, at, neg):
+    while True:
+        child = 2 * at + 1
+        if child >= size:
+            return
+        if child + 1 < size and _before(neg, heap[child], heap[child + 1]):
+            child += 1
+        if not _before(neg, heap[at], heap[child]):
+            return
+        heap[at], heap[child] = heap[child], heap[at]
+        at = child
+
+
+@_compiled
 def _spread_table(n_bits):
     """For up to 8 evidence bits: entry ``bits`` has a 1 in lane r for each bit r set,
     lanes of 16 bits (up to 4 bits) or 8 bits (5 to 8 bits)."""
@@ -202,8 +242,6 @@ def select(scores, allowed, limit, min_score, min_support, evidence, b_indptr, b
     """
     n_ev = evidence.shape[0]
     cand, neg, floored = _candidates(scores, allowed, min_score)
-    heap = _heap(neg)
-    size = heap.shape[0]
     chosen = np.empty(limit, dtype=np.int64)
     supports = np.zeros((limit, n_ev), dtype=np.int64)
     n_chosen = 0
@@ -212,6 +250,8 @@ def select(scores, allowed, limit, min_score, min_support, evidence, b_indptr, b
         # The floor: candidates in rank order, each counted, until `limit` pass.
         spread = _spread_table(n_ev)
         count = np.zeros(max(n_ev, 1), dtype=np.int64)
+        heap = _heap(neg)
+        size = heap.shape[0]
         _mark(evidence, b_indptr, b_indices, flags, True)
         while n_chosen < limit and size:
             c = cand[heap[0]]
@@ -232,12 +272,10 @@ def select(scores, allowed, limit, min_score, min_support, evidence, b_indptr, b
             n_chosen += 1
         _mark(evidence, b_indptr, b_indices, flags, False)
     else:
-        while n_chosen < limit and size:
-            chosen[n_chosen] = cand[heap[0]]
-            n_chosen += 1
-            size -= 1
-            heap[0] = heap[size]
-            _sift_down(heap, size, 0, neg)
+        # No floor: the answer is the best `limit` candidates.
+        best = _best(neg, limit)
+        n_chosen = best.shape[0]
+        chosen[:n_chosen] = cand[best]
         # Supports for the reasons only, for the chosen items, MAX_EVIDENCE at a time.
         for start in range(0, n_ev, MAX_EVIDENCE):
             part = evidence[start:min(n_ev, start + MAX_EVIDENCE)]

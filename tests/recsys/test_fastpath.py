@@ -197,3 +197,13 @@ def test_one_compiled_version_serves_every_query_of_a_loaded_model(tmp_path):
     rec.next_best_for_history(known[:2])
     rec.popular(10, None, known[:1])
     assert [len(kernel.signatures) for kernel in kernels] == before
+
+
+@pytest.mark.parametrize("limit", [1, 3, 10, 50])
+def test_best_candidates_are_the_head_of_the_full_ranking(limit):
+    """Without a floor the best `limit` come from one bounded pass: the same items, in the
+    same order (score, then position), as a full sort; many ties on purpose."""
+    rng = np.random.default_rng(limit)
+    neg = -rng.integers(0, 6, 40).astype(np.float64)
+    want = sorted(range(40), key=lambda i: (neg[i], i))[:limit]
+    assert fastpath._best(neg, limit).tolist() == want
