@@ -77,14 +77,20 @@ def _before(neg, a, b):
 
 
 @_compiled
-def _sift_down(heap, size, at, neg):
+def _first(neg, a, b, worst):
+    """a goes above b in the heap: ranks before it, or after it in a worst-first heap."""
+    return _before(neg, b, a) if worst else _before(neg, a, b)
+
+
+@_compiled
+def _sift_down(heap, size, at, neg, worst):
     while True:
         child = 2 * at + 1
         if child >= size:
             return
-        if child + 1 < size and _before(neg, heap[child + 1], heap[child]):
+        if child + 1 < size and _first(neg, heap[child + 1], heap[child], worst):
             child += 1
-        if not _before(neg, heap[child], heap[at]):
+        if not _first(neg, heap[child], heap[at], worst):
             return
         heap[at], heap[child] = heap[child], heap[at]
         at = child
@@ -97,7 +103,7 @@ def _heap(neg):
     size = neg.shape[0]
     heap = np.arange(size)
     for at in range(size // 2 - 1, -1, -1):
-        _sift_down(heap, size, at, neg)
+        _sift_down(heap, size, at, neg, False)
     return heap
 
 
@@ -111,11 +117,11 @@ def _best(neg, limit):
     kept = np.arange(k)
     # Root = the candidate ranked last among the kept: sift with the order reversed.
     for at in range(k // 2 - 1, -1, -1):
-        _sift_down_worst(kept, k, at, neg)
+        _sift_down(kept, k, at, neg, True)
     for i in range(k, m):
         if _before(neg, i, kept[0]):
             kept[0] = i
-            _sift_down_worst(kept, k, 0, neg)
+            _sift_down(kept, k, 0, neg, True)
     # Rank the kept ones (few): insertion sort by the same order.
     for i in range(1, k):
         x = kept[i]
@@ -125,20 +131,6 @@ def _best(neg, limit):
             j -= 1
         kept[j + 1] = x
     return kept
-
-
-@_compiled
-def _sift_down_worst(heap, size, at, neg):
-    while True:
-        child = 2 * at + 1
-        if child >= size:
-            return
-        if child + 1 < size and _before(neg, heap[child], heap[child + 1]):
-            child += 1
-        if not _before(neg, heap[at], heap[child]):
-            return
-        heap[at], heap[child] = heap[child], heap[at]
-        at = child
 
 
 @_compiled
@@ -257,7 +249,7 @@ def select(scores, allowed, limit, min_score, min_support, evidence, b_indptr, b
             c = cand[heap[0]]
             size -= 1
             heap[0] = heap[size]
-            _sift_down(heap, size, 0, neg)
+            _sift_down(heap, size, 0, neg, False)
             if n_ev:
                 _count_pairs(c, n_ev, b_indptr, b_indices, flags, spread, planes, count)
             best = 0
