@@ -9,8 +9,10 @@ interpreter overhead, several times the arithmetic itself. :func:`select` does
 it in one compiled call that releases the GIL, so the threads of a service
 worker overlap.
 
-It is the same answer as ``Recommender._finish`` (tests/recsys/test_fastpath.py
-holds the two equal on planted and random queries), for the common case only:
+It gives the same answer as ``Recommender._finish``, the numpy path
+(tests/recsys/test_answer_equivalence.py holds both equal to the pinned
+reference on planted data; tests/recsys/test_fastpath.py checks the kernels on
+hand-made data), for the common case only:
 co-purchase-style (or ALS) reasons, no per-category diversity, no per-candidate
 source item, and with a support floor at most :data:`MAX_EVIDENCE` evidence
 items. Everything else, and any machine without numba, takes the numpy path.
