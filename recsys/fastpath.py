@@ -99,11 +99,9 @@ def _sift_down(heap, size, at, neg, worst):
 
 
 @_compiled
-def _heap(neg):
-    """A binary heap of candidate positions, best first: the ranking is read lazily, so a
-    query pays for the candidates it looks at, not for sorting them all."""
-    size = neg.shape[0]
-    heap = np.arange(size)
+def _heapify(heap, neg):
+    """Candidate positions ``heap`` made a binary heap, best first, in place."""
+    size = heap.shape[0]
     for at in range(size // 2 - 1, -1, -1):
         _sift_down(heap, size, at, neg, False)
     return heap
@@ -209,6 +207,35 @@ def _count_pairs(c, n_bits, b_indptr, b_indices, flags, spread, planes, out):
 
 
 @_compiled
+def _evidence_counts(evidence, first, cand, b_indptr, b_indices, h_indptr, h_indices,
+                     n_items):
+    """table[r, j] = customers who bought evidence[r] and item j, for every item, from the
+    evidence side (each buyer's purchases), if that is cheaper than counting the first
+    ranked candidates' buyers (and the table is small); else an empty table."""
+    n_ev = evidence.shape[0]
+    if n_ev == 0 or h_indptr.shape[0] == 0 or n_ev * n_items > (1 << 21):
+        return np.zeros((0, n_items), dtype=np.int32)
+    cost_candidates = 0
+    for i in range(first.shape[0]):
+        c = cand[first[i]]
+        cost_candidates += b_indptr[c + 1] - b_indptr[c]
+    cost_evidence = 0
+    for r in range(n_ev):
+        for p in range(b_indptr[evidence[r]], b_indptr[evidence[r] + 1]):
+            u = b_indices[p]
+            cost_evidence += h_indptr[u + 1] - h_indptr[u]
+    if cost_evidence >= cost_candidates:
+        return np.zeros((0, n_items), dtype=np.int32)
+    table = np.zeros((n_ev, n_items), dtype=np.int32)
+    for r in range(n_ev):
+        for p in range(b_indptr[evidence[r]], b_indptr[evidence[r] + 1]):
+            u = b_indices[p]
+            for q in range(h_indptr[u], h_indptr[u + 1]):
+                table[r, h_indices[q]] += 1
+    return table
+
+
+@_compiled
 def _similarities(s_indptr, s_indices, s_data, evidence, items, out):
     """out[k, r] = similarity (evidence[r] -> items[k]), 0 where not stored: one scan of
     each evidence row, items found by binary search."""
@@ -224,15 +251,17 @@ def _similarities(s_indptr, s_indices, s_data, evidence, items, out):
 
 @_compiled
 def select(scores, allowed, limit, min_score, min_support, evidence, b_indptr, b_indices,
-           flags, s_indptr, s_indices, s_data):
+           flags, s_indptr, s_indices, s_data, h_indptr, h_indices):
     """One answer. Returns (items, their scores, reasons (limit x BECAUSE evidence items,
     -1 padded), support of each item with its first reason (-1 without one), whether the
     floor dropped candidates, the supports of each item with every evidence item).
 
-    ``flags``: a zeroed uint64 array over customers (left zeroed). ``s_*``: the
-    co-purchase similarity CSR that orders reasons of equal support (empty arrays
-    for none). With a support floor (``min_support`` > 0) at most MAX_EVIDENCE
-    evidence items; without, any number (counted in passes of MAX_EVIDENCE).
+    ``b_*``: who bought each item (CSC of customers x items); ``h_*``: what each
+    customer bought (the same matrix as CSR). ``flags``: a zeroed uint64 array
+    over customers (left zeroed). ``s_*``: the co-purchase similarity CSR that
+    orders reasons of equal support (empty arrays for none). With a support
+    floor (``min_support`` > 0) at most MAX_EVIDENCE evidence items; without,
+    any number (counted in passes of MAX_EVIDENCE).
     """
     n_ev = evidence.shape[0]
     cand, neg, floored = _candidates(scores, allowed, min_score)
@@ -244,15 +273,43 @@ def select(scores, allowed, limit, min_score, min_support, evidence, b_indptr, b
         # The floor: candidates in rank order, each counted, until `limit` pass.
         spread = _spread_table(n_ev)
         count = np.zeros(max(n_ev, 1), dtype=np.int64)
-        heap = _heap(neg)
-        size = heap.shape[0]
-        _mark(evidence, b_indptr, b_indices, flags, True)
-        while n_chosen < limit and size:
-            c = cand[heap[0]]
-            size -= 1
-            heap[0] = heap[size]
-            _sift_down(heap, size, 0, neg, False)
-            if n_ev:
+        # The ranking is read lazily: the best few from one bounded pass (most queries
+        # need no more), then, only if the floor rejected too many, a heap of the rest.
+        order = _best(neg, min(cand.shape[0], 2 * limit + 8))
+        heap = order[:0]
+        read, size, rest_ranked = 0, 0, False
+        # Supports are counted from the candidates' side (their buyers against the
+        # evidence bits) or, when the evidence items have few buyers (long-tail items,
+        # whose candidates the floor mostly rejects), from the evidence side: every
+        # item their buyers bought, counted once for all candidates.
+        table = _evidence_counts(evidence, order, cand, b_indptr, b_indices, h_indptr,
+                                 h_indices, scores.shape[0])
+        by_evidence = table.shape[0] > 0
+        if not by_evidence:
+            _mark(evidence, b_indptr, b_indices, flags, True)
+        while n_chosen < limit:
+            if read < order.shape[0]:
+                pos = order[read]
+                read += 1
+            elif not rest_ranked:
+                taken = np.zeros(cand.shape[0], dtype=np.bool_)
+                taken[order] = True
+                heap = _heapify(np.flatnonzero(~taken), neg)
+                size = heap.shape[0]
+                rest_ranked = True
+                continue
+            elif size:
+                pos = heap[0]
+                size -= 1
+                heap[0] = heap[size]
+                _sift_down(heap, size, 0, neg, False)
+            else:
+                break
+            c = cand[pos]
+            if by_evidence:
+                for r in range(n_ev):
+                    count[r] = table[r, c]
+            elif n_ev:
                 _count_pairs(c, n_ev, b_indptr, b_indices, flags, spread, planes, count)
             best = 0
             for r in range(n_ev):
@@ -264,7 +321,8 @@ def select(scores, allowed, limit, min_score, min_support, evidence, b_indptr, b
             for r in range(n_ev):
                 supports[n_chosen, r] = count[r]
             n_chosen += 1
-        _mark(evidence, b_indptr, b_indices, flags, False)
+        if not by_evidence:
+            _mark(evidence, b_indptr, b_indices, flags, False)
     else:
         # No floor: the answer is the best `limit` candidates.
         best = _best(neg, limit)
@@ -380,7 +438,7 @@ def warm() -> None:
     data = readonly(np.ones(3, dtype=np.float32))
     flags = np.zeros(2, dtype=np.uint64)
     select(scores, allowed, 2, 0.0, 1, np.asarray([0, 1], dtype=np.int64), indptr, indices,
-           flags, indptr, indices, data)
+           flags, indptr, indices, data, indptr, indices)
     add_rows(indptr, indices, data, np.asarray([0, 2], dtype=np.int64),
              np.ones(2, dtype=np.float32), np.zeros(3, dtype=np.float32))
     normalise_row(np.ones(3, dtype=np.float32))

@@ -396,12 +396,14 @@ class Recommender:
             sim = self.copurchase.similarity_ if self.copurchase is not None else None
             empty_i, empty_f = np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32)
             # Read-only views always (memory-mapped or not): one compiled signature.
+            history = self.history
             arrays = self._fast_arrays = tuple(fastpath.readonly(a) for a in (
                 buyers.indptr, buyers.indices,
                 sim.indptr if sim is not None else empty_i,
                 sim.indices if sim is not None else empty_i,
-                sim.data if sim is not None else empty_f))
-        b_indptr, b_indices, s_indptr, s_indices, s_data = arrays
+                sim.data if sim is not None else empty_f,
+                history.indptr, history.indices))
+        b_indptr, b_indices, s_indptr, s_indices, s_data, h_indptr, h_indices = arrays
         scratch = self._scratch
         flags = getattr(scratch, "bits", None)
         if flags is None or len(flags) != self.buyers.shape[0]:
@@ -410,7 +412,7 @@ class Recommender:
             fastpath.writable(scores, np.float32),
             self._allowed(filters, np.asarray(query_idx, dtype=np.int64)), int(limit),
             float(min_score), int(min_support), fastpath.writable(evidence, np.int64),
-            b_indptr, b_indices, flags, s_indptr, s_indices, s_data)
+            b_indptr, b_indices, flags, s_indptr, s_indices, s_data, h_indptr, h_indices)
         als_because = self._als_because(als_row, items) \
             if als_row is not None and len(items) else None
         # support, confidence and lift of (because_of[0] -> item), as _add_statistics.

@@ -25,6 +25,15 @@ def _buyers():
     return np.asarray(m.indptr), np.asarray(m.indices)
 
 
+NO_HISTORY = (np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int32))
+
+
+def _history(buyers: sp.spmatrix):
+    """The customers' rows (CSR) of a buyers matrix: select's evidence-side counting."""
+    h = sp.csr_matrix(buyers)
+    return np.asarray(h.indptr), np.asarray(h.indices)
+
+
 def _similarity(values: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     dense = np.zeros((6, 6), dtype=np.float32)
     for (a, b), v in values.items():
@@ -42,7 +51,7 @@ def _select(scores, limit=10, min_support=0, min_score=-np.inf, evidence=(0, 1),
     flags = np.zeros(5, dtype=np.uint64)
     out = fastpath.select(scores, allowed, limit, float(min_score), min_support,
                           np.asarray(evidence, dtype=np.int64), b_indptr, b_indices, flags,
-                          s_indptr, s_indices, s_data)
+                          s_indptr, s_indices, s_data, *NO_HISTORY)
     assert not flags.any()  # the scratch flags are left zeroed for the next query
     return out[:5]
 
@@ -103,7 +112,7 @@ def test_the_floor_reads_past_the_first_candidates_when_it_must():
     items, _, _, first, floored, supports = fastpath.select(
         scores, allowed, 10, -np.inf, 1, np.asarray([0], dtype=np.int64),
         np.asarray(m.indptr), np.asarray(m.indices), np.zeros(n_customers, dtype=np.uint64),
-        empty, empty, np.zeros(0, dtype=np.float32))
+        empty, empty, np.zeros(0, dtype=np.float32), *NO_HISTORY)
     assert items.tolist() == list(range(n_items - 5, n_items))
     assert first.tolist() == [1] * 5 and floored
     assert supports.tolist() == [[1]] * 5
@@ -116,7 +125,7 @@ def test_supports_with_every_evidence_item_are_returned():
     items, *_, supports = fastpath.select(
         scores, np.asarray([False, False, True, True, True, True]), 4, -np.inf, 0,
         np.asarray([0, 1], dtype=np.int64), b_indptr, b_indices, np.zeros(5, dtype=np.uint64),
-        empty, empty, np.zeros(0, dtype=np.float32))
+        empty, empty, np.zeros(0, dtype=np.float32), *NO_HISTORY)
     assert items.tolist() == [2, 3, 4, 5]
     assert supports.tolist() == [[3, 1], [1, 1], [1, 1], [0, 1]]
 
@@ -164,7 +173,8 @@ def test_supports_equal_the_sparse_product_for_any_evidence_count(n_ev):
     empty = np.zeros(0, dtype=np.int32)
     items, *_, supports = fastpath.select(
         scores, allowed, 6, -np.inf, 0, evidence, np.asarray(m.indptr), np.asarray(m.indices),
-        np.zeros(n_customers, dtype=np.uint64), empty, empty, np.zeros(0, dtype=np.float32))
+        np.zeros(n_customers, dtype=np.uint64), empty, empty, np.zeros(0, dtype=np.float32),
+        *NO_HISTORY)
     full = (m.T.astype(np.int64) @ m.astype(np.int64)).toarray()
     assert sorted(items.tolist()) == list(range(n_ev, n_items))
     assert supports.tolist() == full[np.ix_(items, evidence)].tolist()
@@ -207,3 +217,33 @@ def test_best_candidates_are_the_head_of_the_full_ranking(limit):
     neg = -rng.integers(0, 6, 40).astype(np.float64)
     want = sorted(range(40), key=lambda i: (neg[i], i))[:limit]
     assert fastpath._best(neg, limit).tolist() == want
+
+
+@pytest.mark.parametrize("min_support", [1, 2, 3])
+def test_counting_from_the_evidence_side_gives_the_same_answer(min_support):
+    """Long-tail query items (few buyers): supports come from their buyers' purchases,
+    once for every item, instead of from each candidate's buyers. Same answers."""
+    rng = np.random.default_rng(min_support)
+    n_customers, n_items = 2000, 300
+    dense = rng.random((n_customers, n_items)) < np.linspace(0.2, 0.002, n_items)
+    m = sp.csc_matrix(dense.astype(np.uint8))
+    b_indptr, b_indices = np.asarray(m.indptr), np.asarray(m.indices)
+    h_indptr, h_indices = _history(m)
+    evidence = np.asarray([n_items - 3, n_items - 1], dtype=np.int64)  # the rarest items
+    allowed = np.ones(n_items, dtype=bool)
+    allowed[evidence] = False
+    scores = rng.random(n_items).astype(np.float32)
+    empty = np.zeros(0, dtype=np.int32)
+    first = fastpath._best(-scores.astype(np.float64), 28)
+    table = fastpath._evidence_counts(evidence, first, np.arange(n_items), b_indptr, b_indices,
+                                      h_indptr, h_indices, n_items)
+    assert table.shape == (2, n_items)  # the evidence side is the cheaper one here
+    full = (m.T.astype(np.int64) @ m.astype(np.int64)).toarray()
+    assert (table == full[evidence]).all()
+    answers = [fastpath.select(scores, allowed, 10, -np.inf, min_support, evidence, b_indptr,
+                               b_indices, np.zeros(n_customers, dtype=np.uint64), empty, empty,
+                               np.zeros(0, dtype=np.float32), *history)
+               for history in ((h_indptr, h_indices), NO_HISTORY)]
+    for got, want in zip(*answers, strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert len(answers[0][0])  # some candidates pass the floor
