@@ -47,6 +47,7 @@ def create_app(config: dict | None = None) -> Flask:
     if not keys.enabled:
         log.warning("no API keys configured (XSELL_API_KEYS / XSELL_API_KEYS_FILE): the API "
                     "answers loopback clients only")
+    _compile_answer_path()
     store = ModelStore(settings["MODELS_DIR"], settings["RELOAD_INTERVAL"],
                        on_event=metrics.on_store_event if settings["METRICS"] else None,
                        cache_size=max(0, settings["ANSWER_CACHE"]))
@@ -70,6 +71,26 @@ def create_app(config: dict | None = None) -> Flask:
     return app
 
 
+_answer_path_ready = False
+
+
+def _compile_answer_path() -> None:
+    """Build the compiled answer path (or read it from numba's cache) once per process,
+    before the first model is loaded: a model's load time is then its own."""
+    global _answer_path_ready
+    if _answer_path_ready:
+        return
+    from recsys import fastpath
+
+    started = time.perf_counter()
+    fastpath.warm()
+    if fastpath.available():
+        log.info("compiled answer path ready in %.2f s", time.perf_counter() - started)
+    else:
+        log.warning("numba is not installed: answers take the slower numpy path")
+    _answer_path_ready = True
+
+
 def warm_up(app: Flask) -> int:
     """Answer one request of every kind in this process (a preloading gunicorn master).
 
@@ -77,15 +98,6 @@ def warm_up(app: Flask) -> int:
     lazily computed parts) is then created once before the fork and shared by all
     workers, instead of being built, and copied, in each. Returns requests made.
     """
-    from recsys import fastpath
-
-    # The compiled answer path: built (or read from numba's cache) once, here.
-    started = time.perf_counter()
-    fastpath.warm()
-    if fastpath.available():
-        log.info("compiled answer path ready in %.2f s", time.perf_counter() - started)
-    else:
-        log.warning("numba is not installed: answers take the slower numpy path")
     state: XsellState = app.extensions["xsell"]
     model = state.store.model
     if model is None:
