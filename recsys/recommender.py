@@ -139,8 +139,6 @@ class Recommender:
         self._has_categories = bool((np.asarray(meta.category) >= 0).any())
         self._mask_cache: dict = {}
         self._buyers = None
-        self._als_gram = None
-        self._als_base = None
         self._scratch = threading.local()
         # Single-query answers through the compiled path (recsys.fastpath) where it applies;
         # False forces the numpy path (the tests compare the two).
@@ -404,10 +402,7 @@ class Recommender:
                 sim.data if sim is not None else empty_f,
                 history.indptr, history.indices))
         b_indptr, b_indices, s_indptr, s_indices, s_data, h_indptr, h_indices = arrays
-        scratch = self._scratch
-        flags = getattr(scratch, "bits", None)
-        if flags is None or len(flags) != self.buyers.shape[0]:
-            flags = scratch.bits = np.zeros(self.buyers.shape[0], dtype=np.uint64)
+        flags = self._customer_scratch("bits", np.uint64)
         items, item_scores, because, first_support, floored, supports = fastpath.select(
             fastpath.writable(scores, np.float32),
             self._allowed(filters, np.asarray(query_idx, dtype=np.int64)), int(limit),
@@ -415,7 +410,6 @@ class Recommender:
             b_indptr, b_indices, flags, s_indptr, s_indices, s_data, h_indptr, h_indices)
         als_because = self._als_because(als_row, items) \
             if als_row is not None and len(items) else None
-        # support, confidence and lift of (because_of[0] -> item), as _add_statistics.
         counts = self.popularity.counts_
         n_customers = max(len(self.customers), 1)
         row_of = {e: r for r, e in enumerate(evidence.tolist())} if als_because else None
@@ -432,12 +426,7 @@ class Recommender:
                 reasons = [r for r in reasons if r >= 0]
             rec = Recommendation(j, score, reasons)
             if reasons:
-                rec.support = support
-                n_a = int(counts[reasons[0]])
-                if n_a > 0:
-                    rec.confidence = round(support / n_a, 6)
-                    if n_b > 0:
-                        rec.lift = round(rec.confidence / (n_b / n_customers), 6)
+                _set_statistics(rec, support, int(counts[reasons[0]]), n_b, n_customers)
             recs.append(rec)
         return Answer(strategy, recs, truncated_by_floor=bool(floored and len(recs) < limit))
 
@@ -547,7 +536,7 @@ class Recommender:
         indices = buyers.indices
         pos, owner = _segments(indptr, cols)
         who = indices[pos]
-        slot = self._customer_slots()
+        slot = self._customer_scratch("slot", np.int32, -1)
         try:
             slot[who] = np.arange(len(who), dtype=np.int32)  # one entry stands for each customer
             flags = np.zeros((len(who), len(cols)), dtype=np.int32)
@@ -583,7 +572,7 @@ class Recommender:
         customers = np.concatenate([indices[lo:hi] for lo, hi in
                                     zip(starts.tolist(), stops.tolist(), strict=True)]) \
             if len(counted) else np.zeros(0, dtype=indices.dtype)
-        flags = self._customer_flags()
+        flags = self._customer_scratch("flags", np.uint8)
         try:
             for r, a in enumerate(marked_list):
                 flags[indices[indptr[a]:indptr[a + 1]]] |= np.uint8(1 << r)
@@ -599,21 +588,15 @@ class Recommender:
         out = (table.reshape(len(counted), patterns) @ holds).T
         return out.T if swap else out
 
-    def _customer_flags(self) -> np.ndarray:
-        """A per-thread scratch array of bit flags over customers, all 0 between uses."""
+    def _customer_scratch(self, name: str, dtype, fill: int = 0) -> np.ndarray:
+        """A per-thread scratch array over customers, all ``fill`` between uses (each user
+        restores what it changed): bit flags (uint8, uint64) or slots (int32, -1)."""
         scratch = self._scratch
-        flags = getattr(scratch, "flags", None)
-        if flags is None or len(flags) != self.buyers.shape[0]:
-            flags = scratch.flags = np.zeros(self.buyers.shape[0], dtype=np.uint8)
-        return flags
-
-    def _customer_slots(self) -> np.ndarray:
-        """A per-thread scratch array over customers, all -1 between uses."""
-        scratch = self._scratch
-        slot = getattr(scratch, "slot", None)
-        if slot is None or len(slot) != self.buyers.shape[0]:
-            slot = scratch.slot = np.full(self.buyers.shape[0], -1, dtype=np.int32)
-        return slot
+        array = getattr(scratch, name, None)
+        if array is None or len(array) != self.buyers.shape[0]:
+            array = np.full(self.buyers.shape[0], fill, dtype=dtype)
+            setattr(scratch, name, array)
+        return array
 
     def _pair_supports(self, cand: np.ndarray, evidence: np.ndarray | None,
                        sources: np.ndarray | None) -> np.ndarray:
@@ -708,7 +691,7 @@ class Recommender:
         confidence = als.alpha * np.asarray(values, dtype=np.float64)
         factors = np.asarray(als.item_factors_)
         y_hist = factors[history].astype(np.float64)
-        a = self._als_base_matrix() + (y_hist.T * (confidence - 1.0)) @ y_hist
+        a = als.base_matrix() + (y_hist.T * (confidence - 1.0)) @ y_hist
         # cho_solve(cho_factor(a), b) without scipy's per-call checks and batching layer:
         # the same LAPACK routines (potrf upper, potrs) on the same arrays.
         factor, info = _potrf(a, lower=0, clean=0, overwrite_a=1) \
@@ -744,14 +727,9 @@ class Recommender:
         counts = self.popularity.counts_
         n_customers = max(len(self.customers), 1)
         n_a, n_b = counts[a].tolist(), counts[b].tolist()
-        at = 0
-        for rec, support in zip((r for r in recs if r.because_of), both.tolist(), strict=True):
-            rec.support = support
-            if n_a[at] > 0:
-                rec.confidence = round(support / n_a[at], 6)
-                if n_b[at] > 0:
-                    rec.lift = round(rec.confidence / (n_b[at] / n_customers), 6)
-            at += 1
+        for rec, support, a_count, b_count in zip((r for r in recs if r.because_of),
+                                                  both.tolist(), n_a, n_b, strict=True):
+            _set_statistics(rec, support, a_count, b_count, n_customers)
 
     def describe(self, item_idx: int) -> dict:
         """Catalog metadata of an item: name, category, price, in_stock, metadata."""
@@ -816,58 +794,42 @@ class Recommender:
                            history_row=row)
 
     def _query_scores(self, kind: str, query: np.ndarray) -> np.ndarray:
-        """``score_items(kind, [query])[0]`` for one item query (``query`` sorted, distinct),
-        each part computed from the model arrays directly (no sparse matrices); parts
-        without a direct form come from ``item_parts``."""
-        weights = self._weights(kind)
+        """One query's blended scores (``query`` sorted, distinct): ``score_items(kind,
+        [query])[0]`` for an item kind, ``score_histories`` of the binary history row for
+        ``kind="history"``. Each part is computed from the model arrays directly (no sparse
+        matrices); parts without a direct form come from ``item_parts`` / ``history_parts``."""
+        history = kind == "history"
+        weights = self._weights("next_best" if history else kind)
         if len(query) > _DIRECT_ROWS:
+            if history:
+                return self.score_histories(_rows_matrix([query], len(self.items)))[0]
             return self.score_items(kind, [query])[0]
         parts = {}
         for name in weights:
             if name == "copurchase":
-                parts[name] = self._similarity_part(self.copurchase.similarity_, query, None)
+                # A history weighs its items log(1 + purchases), here log(2).
+                parts[name] = self._similarity_part(
+                    self.copurchase.similarity_, query,
+                    np.log1p(np.ones(len(query), dtype=np.float32)) if history else None)
             elif name == "ease":
-                parts[name] = self._similarity_part(self._ease(kind).similarity_, query, None)
+                parts[name] = self._similarity_part(
+                    self._ease("next_best" if history else kind).similarity_, query, None)
             elif name == "als":
-                parts[name] = self._als_history_part(query) if kind == "basket" \
+                parts[name] = self._als_history_part(query) if history or kind == "basket" \
                     else self._als_similar_part(query)
             elif name == "popularity":
                 parts[name] = self._popularity_part(1)
-        return self._direct_combine(kind, weights, parts, query)
-
-    def _direct_combine(self, kind: str, weights: dict, parts: dict, query: np.ndarray
-                        ) -> np.ndarray:
         parts = {name: self._normalise(part) for name, part in parts.items()
                  if part is not None}
         rest = tuple(name for name in weights if name not in parts)
         if rest:
-            if kind == "history":
+            if history:
                 histories = _rows_matrix([query], len(self.items))
                 parts.update({name: part for name, part in self.history_parts(histories).items()
                               if name in rest})
             else:
                 parts.update(self.item_parts(kind, [query], names=rest))
         return self.combine(parts, weights, 1)[0]
-
-    def _history_scores(self, query: np.ndarray) -> np.ndarray:
-        """``score_histories`` of one binary history row (``query`` sorted, distinct)."""
-        weights = self._weights("next_best")
-        if len(query) > _DIRECT_ROWS:
-            return self.score_histories(_rows_matrix([query], len(self.items)))[0]
-        parts = {}
-        for name in weights:
-            if name == "copurchase":
-                parts[name] = self._similarity_part(
-                    self.copurchase.similarity_, query,
-                    np.log1p(np.ones(len(query), dtype=np.float32)))
-            elif name == "ease":
-                parts[name] = self._similarity_part(self._ease("next_best").similarity_, query,
-                                                    None)
-            elif name == "als":
-                parts[name] = self._als_history_part(query)
-            elif name == "popularity":
-                parts[name] = self._popularity_part(1)
-        return self._direct_combine("history", weights, parts, query)
 
     @staticmethod
     def _similarity_part(sim: sp.csr_matrix, rows: np.ndarray, weights: np.ndarray | None
@@ -912,7 +874,7 @@ class Recommender:
     def _als_history_part(self, query: np.ndarray) -> np.ndarray | None:
         """``als.score_histories`` of one binary history row: the same least squares
         (``ALSModel.user_vectors``) on the query items' factors only, with ``Y'Y + reg I``
-        computed once per model version. None when the confidence is not log or raw."""
+        computed once per model (``ALSModel.base_matrix``). None when the confidence is not log or raw."""
         als = self.als
         if als.confidence == "log":
             values = np.log1p(np.ones(len(query), dtype=np.float32))
@@ -925,22 +887,14 @@ class Recommender:
         if len(query):
             y = np.asarray(items[np.asarray(query, dtype=np.int64)], dtype=np.float64)
             confidence = als.alpha * values.astype(np.float64)
-            vector[0] = als.solve_user(y, confidence, self._als_base_matrix())
+            vector[0] = als.solve_user(y, confidence)
         return vector @ items.T
-
-    def _als_base_matrix(self) -> np.ndarray:
-        """``Y'Y + reg I`` (float64), once per model version."""
-        if self._als_base is None:
-            full = np.asarray(self.als.item_factors_, dtype=np.float64)
-            self._als_gram = full.T @ full
-            self._als_base = self._als_gram + self.als.regularization * np.eye(full.shape[1])
-        return self._als_base
 
     def next_best_for_history(self, item_idx: np.ndarray, limit: int = 10,
                               filters: Filters | None = None) -> Answer:
         query = np.unique(np.asarray(item_idx, dtype=np.int64))
         row = _BinaryRow(query, len(self.items))
-        scores = self._history_scores(query)
+        scores = self._query_scores("history", query)
         return self.answer("next_best", scores, limit, filters, query, history_idx=query,
                            history_row=row)
 
@@ -1131,6 +1085,17 @@ class Recommender:
             rec._buyers = sp.csc_matrix((ones, indices, np.asarray(loaded.array("buyers.indptr"))),
                                         shape=history.shape)
         return rec
+
+
+def _set_statistics(rec: Recommendation, support: int, n_a: int, n_b: int,
+                    n_customers: int) -> None:
+    """support, confidence and lift of (because_of[0] -> item): ``n_a`` and ``n_b`` are the
+    buyers of because_of[0] and of the item, ``n_customers`` all customers."""
+    rec.support = support
+    if n_a > 0:
+        rec.confidence = round(support / n_a, 6)
+        if n_b > 0:
+            rec.lift = round(rec.confidence / (n_b / n_customers), 6)
 
 
 class _BinaryRow:

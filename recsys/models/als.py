@@ -40,7 +40,7 @@ class ALSModel:
         self.user_factors_ = None
         self.item_factors_ = None
         self._solver = None
-        self._item_gram = None
+        self._base = None
         self._base_inverse = None
 
     # ------------------------------------------------------------ fitting
@@ -88,7 +88,7 @@ class ALSModel:
         self.user_factors_ = np.ascontiguousarray(solver.user_factors, dtype=np.float32)
         self.item_factors_ = np.ascontiguousarray(solver.item_factors, dtype=np.float32)
         self._solver = None
-        self._item_gram = None
+        self._base = None
         self._base_inverse = None
         log.info("ALS fitted on %s (gpu=%s)", customer_items.shape, use_gpu)
         return self
@@ -98,7 +98,7 @@ class ALSModel:
         self.user_factors_ = user_factors
         self.item_factors_ = item_factors
         self._solver = None
-        self._item_gram = None
+        self._base = None
         self._base_inverse = None
         return self
 
@@ -119,7 +119,6 @@ class ALSModel:
         weighted = self.weight(histories).tocsr()
         factors = np.asarray(self.item_factors_)
         f = factors.shape[1]
-        base = self._base()
         out = np.zeros((weighted.shape[0], f), dtype=np.float32)
         for row in range(weighted.shape[0]):
             lo, hi = weighted.indptr[row], weighted.indptr[row + 1]
@@ -128,11 +127,10 @@ class ALSModel:
             # Only the history's rows in float64, not a copy of every item's factors.
             y = factors[weighted.indices[lo:hi]].astype(np.float64)
             confidence = self.alpha * weighted.data[lo:hi].astype(np.float64)
-            out[row] = self.solve_user(y, confidence, base)
+            out[row] = self.solve_user(y, confidence)
         return out
 
-    def solve_user(self, y: np.ndarray, confidence: np.ndarray,
-                   base: np.ndarray | None = None) -> np.ndarray:
+    def solve_user(self, y: np.ndarray, confidence: np.ndarray) -> np.ndarray:
         """One user vector: ``(B + Y'(C - I)Y)^-1 Y'c`` with ``B = Y_all'Y_all + reg I``,
         ``y`` the history items' factors (float64) and ``c`` their confidences.
 
@@ -144,27 +142,25 @@ class ALSModel:
         least squares; every caller (batch and single query) goes through here,
         so they agree to the bit.
         """
-        base = self._base() if base is None else base
         m, f = y.shape
         b = y.T @ confidence
         if m >= f:
-            return np.linalg.solve(base + (y.T * (confidence - 1.0)) @ y, b)
+            return np.linalg.solve(self.base_matrix() + (y.T * (confidence - 1.0)) @ y, b)
         inverse = self._base_inverse
         if inverse is None:
-            inverse = self._base_inverse = np.linalg.inv(self._base())
+            inverse = self._base_inverse = np.linalg.inv(self.base_matrix())
         w = inverse @ y.T  # B^-1 Y'
         scale = confidence - 1.0
         small = np.eye(m) + scale[:, None] * (y @ w)  # I + (C - I) Y B^-1 Y'
         return inverse @ b - w @ np.linalg.solve(small, scale * (w.T @ b))
 
-    def _base(self) -> np.ndarray:
-        return self._gram() + self.regularization * np.eye(self.item_factors_.shape[1])
-
-    def _gram(self) -> np.ndarray:
-        if self._item_gram is None:
+    def base_matrix(self) -> np.ndarray:
+        """``Y'Y + reg I`` (float64) over all item factors, once per fitted model: the fixed
+        part of every fold-in (:meth:`solve_user`) and of the explain arithmetic."""
+        if self._base is None:
             factors = np.asarray(self.item_factors_, dtype=np.float64)
-            self._item_gram = factors.T @ factors
-        return self._item_gram
+            self._base = factors.T @ factors + self.regularization * np.eye(factors.shape[1])
+        return self._base
 
     def score_histories(self, histories: sp.csr_matrix) -> np.ndarray:
         """Dense scores (queries x items) for histories given as a count matrix."""

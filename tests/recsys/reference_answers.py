@@ -46,6 +46,7 @@ class ReferenceRecommender(Recommender):
         ref = cls.__new__(cls)
         ref.__dict__.update(rec.__dict__)
         ref._mask_cache = {}
+        ref._als_gram = None  # the reference's own cache of Y'Y (see _als_because below)
         return ref
 
     def _allowed(self, filters: Filters | None, query_idx: np.ndarray) -> np.ndarray:
