@@ -8,6 +8,7 @@ every baseline alike.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from dataclasses import dataclass
@@ -94,6 +95,11 @@ class EvalData:
     basket_targets: np.ndarray
     also_queries: np.ndarray
     unknown_targets: int
+
+    def next_best_only(self) -> EvalData:
+        """The same split with the next-best queries only (item queries dropped)."""
+        return dataclasses.replace(self, basket_queries=[],
+                                   also_queries=np.zeros(0, dtype=np.int64))
 
 
 def build_eval_data(train: Interactions, test: Interactions, seed: int = 0,

@@ -18,7 +18,6 @@ exactly what ``xsell train`` ships, fitted on its own training period.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import logging
 import os
@@ -245,8 +244,7 @@ def choose_recency(rec: Recommender, inter, data, results: dict, levels: list[fl
     if age is None:
         return None, results
     base = np.asarray(none["_per_query"][metric], dtype=np.float64)
-    nb_data = dataclasses.replace(data, basket_queries=[],
-                                  also_queries=np.zeros(0, dtype=np.int64))
+    nb_data = data.next_best_only()
     best, chosen, chosen_results = none[key], None, results
     for half_life in lives:
         rec.history_decay = decay_weights(age, half_life)
@@ -322,6 +320,11 @@ def choose_blend(results: dict[tuple, dict], k: int,
     return blend, chosen_metrics
 
 
+def score_alone(rec: Recommender, component: str, data, k: int) -> dict:
+    """Holdout metrics of one component of ``rec`` alone (a settings choice)."""
+    return evaluate_variants(BlendScorer(rec, [(1.0,)], (component,)), data, k)[(1.0,)]
+
+
 def fit_ease(inter, config: dict, holdout_data=None, rec_factory=None, k: int = 10,
              lambdas_by_kind: dict | None = None, customer_items=None,
              dropouts_by_kind: dict | None = None) -> tuple[dict, dict]:
@@ -370,8 +373,7 @@ def fit_ease(inter, config: dict, holdout_data=None, rec_factory=None, k: int = 
     scored = []
     for lam, p in settings:
         cand = model(lam, p).fit(customer_items, order_items, gram=gram)
-        only = BlendScorer(rec_factory(cand), [(1.0,)], ("ease",))
-        res = evaluate_variants(only, holdout_data, k)[(1.0,)]
+        res = score_alone(rec_factory(cand), "ease", holdout_data, k)
         log.info("EASE lambda %g dropout %g on the holdout: %s", lam, p,
                  {kind: round(r[f"{PRIMARY[kind]}@{k}"], 4) for kind, r in res.items()
                   if kind in PRIMARY})
@@ -403,7 +405,7 @@ def choose_als_alpha(inter, config: dict, data, models: tuple, meta, k: int,
     alphas = [float(a) for a in config["train"].get("als_alphas", [])]
     if len(set(alphas) | {configured}) < 2 or not len(data.nb_customers):
         return als, configured
-    nb_only = dataclasses.replace(data, basket_queries=[], also_queries=np.asarray([]))
+    nb_only = data.next_best_only()
     candidates = [(configured, als)] + [(a, None) for a in dict.fromkeys(alphas)
                                         if a != configured]
     best = None
@@ -412,7 +414,7 @@ def choose_als_alpha(inter, config: dict, data, models: tuple, meta, k: int,
             model = ALSModel(**dict(config["als"], alpha=alpha))
             model.fit(hist, iterations=iterations)
         rec = Recommender(inter.items, inter.customers, hist, pop, cp, model, meta)
-        res = evaluate_variants(BlendScorer(rec, [(1.0,)], ("als",)), nb_only, k)[(1.0,)]
+        res = score_alone(rec, "als", nb_only, k)
         value = res["next_best"][f"{PRIMARY['next_best']}@{k}"]
         log.info("ALS alpha %g alone on the holdout: next-best %s@%d %.4f", alpha,
                  PRIMARY["next_best"], k, value)
