@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -71,15 +72,10 @@ def create_app(config: dict | None = None) -> Flask:
     return app
 
 
-_answer_path_ready = False
-
-
+@functools.cache
 def _compile_answer_path() -> None:
     """Build the compiled answer path (or read it from numba's cache) once per process,
     before the first model is loaded: a model's load time is then its own."""
-    global _answer_path_ready
-    if _answer_path_ready:
-        return
     from recsys import fastpath
 
     started = time.perf_counter()
@@ -88,7 +84,6 @@ def _compile_answer_path() -> None:
         log.info("compiled answer path ready in %.2f s", time.perf_counter() - started)
     else:
         log.warning("numba is not installed: answers take the slower numpy path")
-    _answer_path_ready = True
 
 
 def warm_up(app: Flask) -> int:
