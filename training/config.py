@@ -26,9 +26,14 @@ DEFAULTS: dict = {
     # probabilities tried with every lambda (Steck 2020: 0 is plain EASE; above 0 an
     # extra p/(1-p) * diag(X'X) penalty, EDLAE with zero_diagonal, else DLAE), the
     # per-kind choice made on the same holdout; each extra setting is one more dense inverse.
+    # `half_lives`: time decay of the training orders (days; 0 = none) tried with every
+    # lambda: each order counts 0.5 ** (age / half-life) in X'X, age from the newest
+    # order (recsys.models.recency.order_decay); chosen per kind on the holdout like
+    # lambda, so a shop whose range moves with the seasons weighs this season's
+    # baskets more, and a steady one keeps every order at weight 1. Needs timestamps.
     "ease": {"enabled": True, "lambdas": [50.0, 200.0, 800.0], "k": 200, "min_buyers": 2,
              "max_items": 6000, "customer_weight": 0.0, "dropouts": [0.0],
-             "zero_diagonal": True},
+             "zero_diagonal": True, "half_lives": [0.0, 30.0, 90.0]},
     "train": {
         "test_fraction": 0.15,
         # ALS runs als.iterations in total: this many on the training period (the

@@ -53,7 +53,7 @@ from recsys.evaluation import (
 from recsys.exceptions import XsellError
 from recsys.models import ALSModel, CoPurchaseModel, PopularityModel
 from recsys.models.ease import EASEModel
-from recsys.models.recency import decay_weights, last_purchase_age
+from recsys.models.recency import decay_weights, last_purchase_age, order_decay
 from recsys.models.substitutes import SubstituteModel
 from recsys.recommender import COMPONENTS, DEFAULT_BLEND, Recommender, _rows_matrix
 from recsys.rules import build_item_meta
@@ -326,24 +326,25 @@ def score_alone(rec: Recommender, component: str, data, k: int) -> dict:
 
 
 def fit_ease(inter, config: dict, holdout_data=None, rec_factory=None, k: int = 10,
-             lambdas_by_kind: dict | None = None, customer_items=None,
-             dropouts_by_kind: dict | None = None) -> tuple[dict, dict]:
-    """EASE models per query kind on ``inter`` and the lambda of each.
+             settings_by_kind: dict | None = None, customer_items=None) -> tuple[dict, dict]:
+    """EASE models per query kind on ``inter`` and the setting of each.
 
-    With ``holdout_data``, every (dropout, lambda) of ``ease.dropouts`` x
-    ``ease.lambdas`` is scored there alone and each kind keeps its best
-    (baskets like a weaker prior than customer histories; dropout 0 is plain
-    EASE, above 0 the dropout regulariser of DLAE/EDLAE, recsys/models/ease.py);
-    ties go to the earlier setting, so plain EASE before a dropout variant.
-    With ``lambdas_by_kind`` (and ``dropouts_by_kind``, default 0) those are
-    refitted. The Gram matrix is computed once for all settings; each setting
-    is one dense inverse. The chosen dropout of a kind is its model's
-    ``dropout``. Returns ({}, {}) when EASE is disabled or there are too many
-    items for a dense inverse.
+    A setting is ``(lambda, dropout, half_life)``. With ``holdout_data``,
+    every setting of ``ease.half_lives`` x ``ease.dropouts`` x ``ease.lambdas``
+    is scored there alone and each kind keeps its best (baskets like a weaker
+    prior than customer histories; dropout 0 is plain EASE, above 0 the dropout
+    regulariser of DLAE/EDLAE, recsys/models/ease.py; a half-life above 0
+    weights each order by its age, recsys.models.recency.order_decay). Ties go
+    to the earlier setting: no decay before a decay, plain EASE before a
+    dropout variant. With ``settings_by_kind`` those are refitted. One Gram
+    matrix is computed per half-life; each setting is one dense inverse.
+    Returns ({}, {}) when EASE is disabled or there are too many items for a
+    dense inverse.
     """
     cfg = dict(config["ease"])
     lambdas = [float(x) for x in cfg.pop("lambdas")]
     dropouts = _ease_dropouts(cfg.pop("dropouts", [0.0]))
+    half_lives = _ease_half_lives(cfg.pop("half_lives", [0.0]))
     # ease.zero_diagonal chooses EDLAE (true) or DLAE (false) for dropouts above 0;
     # dropout 0 is always plain EASE (a DLAE without dropout is a ridge regression
     # that reconstructs each item from itself).
@@ -351,33 +352,45 @@ def fit_ease(inter, config: dict, holdout_data=None, rec_factory=None, k: int = 
     if not cfg.pop("enabled", True):
         return {}, {}
 
-    def model(lam: float, p: float) -> EASEModel:
-        return EASEModel(lam=lam, dropout=p, zero_diagonal=zero_diagonal or p == 0, **cfg)
-
     customer_items = inter.customer_items() if customer_items is None else customer_items
-    order_items = None if inter.customer_is_order else inter.order_items()
-    gram = EASEModel(**cfg).gram(customer_items, order_items)
-    if gram is None:
+    # Orders are the rows the decay weighs; when every order is its own customer the
+    # order x item matrix is the customer one (nothing to add with customer_weight).
+    order_items = inter.order_items()
+    if inter.customer_is_order:
+        cfg["customer_weight"] = 0.0
+    if inter.timestamp is None:
+        half_lives = [0.0]
+    grams: dict = {}
+
+    def gram(half_life: float):
+        if half_life not in grams:
+            weights = order_decay(inter, half_life) if half_life > 0 else None
+            grams[half_life] = EASEModel(**cfg).gram(customer_items, order_items, weights)
+        return grams[half_life]
+
+    def fit(setting: tuple) -> EASEModel:
+        lam, p, half_life = setting
+        return EASEModel(lam=lam, dropout=p, zero_diagonal=zero_diagonal or p == 0,
+                         half_life=half_life, **cfg).fit(customer_items, order_items,
+                                                         gram=gram(half_life))
+
+    if gram(0.0) is None:
         return {}, {}
-    settings = [(lam, p) for p in dropouts for lam in lambdas]
-    if lambdas_by_kind is None and (holdout_data is None or len(settings) == 1):
-        lambdas_by_kind = {kind: settings[0][0] for kind in PRIMARY}
-        dropouts_by_kind = {kind: settings[0][1] for kind in PRIMARY}
-    if lambdas_by_kind is not None:
-        dropouts_by_kind = dropouts_by_kind or {}
-        wanted = {kind: (float(lam), float(dropouts_by_kind.get(kind, 0.0)))
-                  for kind, lam in lambdas_by_kind.items()}
-        fitted = {s: model(*s).fit(customer_items, order_items, gram=gram)
-                  for s in sorted(set(wanted.values()))}
-        return {kind: fitted[s] for kind, s in wanted.items()}, dict(lambdas_by_kind)
+    settings = [(lam, p, h) for h in half_lives for p in dropouts for lam in lambdas]
+    if settings_by_kind is None and (holdout_data is None or len(settings) == 1):
+        settings_by_kind = {kind: settings[0] for kind in PRIMARY}
+    if settings_by_kind is not None:
+        wanted = {kind: tuple(float(x) for x in s) for kind, s in settings_by_kind.items()}
+        fitted = {s: fit(s) for s in sorted(set(wanted.values()))}
+        return {kind: fitted[s] for kind, s in wanted.items()}, wanted
     scored = []
-    for lam, p in settings:
-        cand = model(lam, p).fit(customer_items, order_items, gram=gram)
+    for setting in settings:
+        cand = fit(setting)
         res = score_alone(rec_factory(cand), "ease", holdout_data, k)
-        log.info("EASE lambda %g dropout %g on the holdout: %s", lam, p,
+        log.info("EASE lambda %g dropout %g half-life %g on the holdout: %s", *setting,
                  {kind: round(r[f"{PRIMARY[kind]}@{k}"], 4) for kind, r in res.items()
                   if kind in PRIMARY})
-        scored.append((lam, cand, res))
+        scored.append((setting, cand, res))
     models, chosen = {}, {}
     for kind, metric in PRIMARY.items():
         cands = [(res[kind][f"{metric}@{k}"], -i) for i, (_, _, res) in enumerate(scored)
@@ -423,6 +436,20 @@ def choose_als_alpha(inter, config: dict, data, models: tuple, meta, k: int,
     return best[2], best[1]
 
 
+def _ease_half_lives(values) -> list[float]:
+    """``ease.half_lives`` as days >= 0 (0: no decay), no decay first; a clear error otherwise."""
+    from recsys.exceptions import ConfigError
+
+    try:
+        out = [float(x) for x in values]
+        if all(x >= 0 for x in out):
+            return [0.0] + [x for x in dict.fromkeys(out) if x > 0]
+    except (TypeError, ValueError):
+        pass
+    raise ConfigError(f"ease.half_lives must be a list of half-lives in days >= 0 "
+                      f"(got {values!r})")
+
+
 def _ease_dropouts(values) -> list[float]:
     """``ease.dropouts`` as floats in [0, 1); a clear error otherwise."""
     from recsys.exceptions import ConfigError
@@ -450,8 +477,8 @@ class FittedProduct:
     holdout_models: tuple = field(repr=False, default=())
     holdout_rec: Recommender | None = field(repr=False, default=None)
     ease: dict = field(default_factory=dict)
-    ease_lambda: dict = field(default_factory=dict)
-    ease_dropout: dict = field(default_factory=dict)
+    # EASE per kind in the blend: (lambda, dropout, half-life) chosen on the holdout.
+    ease_settings: dict = field(default_factory=dict)
     # ALS confidence scale chosen on the holdout (train.als_alphas; else als.alpha).
     als_alpha: float | None = None
     # Next-best recency: the half-life chosen on the holdout (None: full histories) and
@@ -509,7 +536,7 @@ def fit_product(inter, config: dict, progress_factory=None, timer: Timer | None 
                 return Recommender(inter.items, inter.customers, hist_tr, pop_tr, cp_tr, als_tr,
                                    meta_tr, ease=ease_model)
 
-            ease_tr, lams = fit_ease(train_part, config, data, make_rec, k,
+            ease_tr, ease_chosen = fit_ease(train_part, config, data, make_rec, k,
                                      customer_items=data.train_customer_items)
 
         with timer.stage("evaluate"):
@@ -527,21 +554,20 @@ def fit_product(inter, config: dict, progress_factory=None, timer: Timer | None 
             rec_tr.blend = {kind: dict(w) for kind, w in blend.items()}
             pop_metrics = evaluate(PopularityScorer(pop_tr.counts_, rec_tr.known_items), data, k)
 
-        ease_lams = {kind: lams[kind] for kind, w in blend.items()
-                     if w.get("ease", 0) > 0 and kind in lams}
-        ease_drops = {kind: ease_tr[kind].dropout for kind in ease_lams}
+        ease_settings = {kind: ease_chosen[kind] for kind, w in blend.items()
+                         if w.get("ease", 0) > 0 and kind in ease_chosen}
         with timer.stage("fit_full"):
             if refit:
                 models = fit_models(inter, config, progress_factory, warm_start=als_tr,
                                     als_iterations=max(1, total_iterations - holdout_iterations),
                                     neighbours=full_neighbours.result())
                 ease = {}
-                if ease_lams:
-                    ease = fit_ease(inter, config, lambdas_by_kind=ease_lams,
-                                    customer_items=models[0], dropouts_by_kind=ease_drops)[0]
+                if ease_settings:
+                    ease = fit_ease(inter, config, settings_by_kind=ease_settings,
+                                    customer_items=models[0])[0]
             else:
                 models = (hist_tr, pop_tr, cp_tr, als_tr)
-                ease = {kind: ease_tr[kind] for kind in ease_lams}
+                ease = {kind: ease_tr[kind] for kind in ease_settings}
             decay = None
             if half_life is not None:
                 decay = decay_weights(last_purchase_age(inter if refit else train_part,
@@ -549,7 +575,7 @@ def fit_product(inter, config: dict, progress_factory=None, timer: Timer | None 
     return FittedProduct(models=models, blend=blend, metrics=metrics, pop_metrics=pop_metrics,
                          results=results, split=s, holdout_models=(hist_tr, pop_tr, cp_tr, als_tr),
                          holdout_rec=rec_tr,
-                         ease=ease, ease_lambda=ease_lams, ease_dropout=ease_drops,
+                         ease=ease, ease_settings=ease_settings,
                          als_alpha=als_alpha,
                          half_life=half_life,
                          history_decay=decay)
@@ -617,8 +643,7 @@ def train(orders: str, models_dir: str, config: dict, catalog: str | None = None
             },
             "parameters": {"copurchase": config["copurchase"],
                            "als": dict(config["als"], alpha=product.als_alpha),
-                           "ease": _ease_params(config, product.ease_lambda,
-                                                product.ease_dropout),
+                           "ease": _ease_params(config, product.ease_settings),
                            "recency": {"half_life_days": product.half_life},
                            "train": train_cfg, "substitutes": _model_params(config["substitutes"]),
                            "floor": config["floor"]},
@@ -675,11 +700,12 @@ def _blend_key(weights: tuple) -> str:
     return ",".join(f"{name}={w:g}" for name, w in weights)
 
 
-def _ease_params(config: dict, lambdas_by_kind: dict, dropouts_by_kind: dict | None = None
-                 ) -> dict:
-    """EASE settings for the manifest, with the lambda and dropout chosen per query kind."""
-    return dict(config["ease"], lambdas_by_kind=dict(lambdas_by_kind),
-                dropouts_by_kind=dict(dropouts_by_kind or {}))
+def _ease_params(config: dict, settings_by_kind: dict) -> dict:
+    """EASE settings for the manifest, with the lambda, dropout and half-life chosen per kind."""
+    return dict(config["ease"],
+                lambdas_by_kind={kind: s[0] for kind, s in settings_by_kind.items()},
+                dropouts_by_kind={kind: s[1] for kind, s in settings_by_kind.items()},
+                half_lives_by_kind={kind: s[2] for kind, s in settings_by_kind.items()})
 
 
 # Fewer fresh queries than this and the gate compares stored metrics instead.

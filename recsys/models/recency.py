@@ -66,3 +66,31 @@ def decay_weights(age: sp.csr_matrix, half_life_days: float) -> sp.csr_matrix:
     out = age.copy().astype(np.float32)
     out.data = np.power(np.float32(0.5), out.data / np.float32(half_life_days)).astype(np.float32)
     return out
+
+
+def order_decay(inter, half_life_days: float) -> np.ndarray | None:
+    """Time-decay weight of every order of ``inter``'s vocabulary: ``0.5 ** (age / half_life)``.
+
+    This is the model-side decay (the trainer's ``ease.half_lives``), not the
+    query-side recency above: an order's age is counted from the newest order
+    of ``inter`` (the end of the period the model is fitted on), so the
+    co-purchase patterns of the last weeks weigh more than last year's when
+    the range or the season has moved on. The weights are scaled to average 1
+    over the orders that have lines, so a regularisation strength keeps its
+    meaning whatever the half-life. None without timestamps.
+    """
+    if not half_life_days or half_life_days <= 0:
+        raise ValueError("recency: the half-life must be a positive number of days")
+    times = inter.order_times()
+    if times is None:
+        return None
+    present = np.zeros(len(times), dtype=bool)
+    present[inter.order_idx] = True
+    weights = np.zeros(len(times), dtype=np.float64)
+    if not present.any():
+        return weights
+    newest = times[present].max()
+    age = (newest - times[present]).astype(np.float64) / DAY
+    w = np.power(0.5, age / float(half_life_days))
+    weights[present] = w / w.mean()
+    return weights

@@ -103,7 +103,8 @@ def planted_holdout(planted):
 
     path, _ = planted
     config = load_config(None, {"als": {"factors": 16, "iterations": 6},
-                                "ease": {"lambdas": [50.0, 800.0], "dropouts": [0.0, 0.5]}})
+                                "ease": {"lambdas": [50.0, 800.0], "dropouts": [0.0, 0.5],
+                                         "half_lives": [0.0]}})
     h = holdout(read_orders(path)[0], config)
     return config, h.train_part, h.data, h.recommender
 
@@ -114,12 +115,12 @@ def test_trainer_keeps_the_best_lambda_and_dropout_per_kind_on_the_holdout(plant
     from training.blend_search import BlendScorer
 
     config, train_part, data, make_rec = planted_holdout
-    models, lams = T.fit_ease(train_part, config, data, make_rec, 10,
-                              customer_items=data.train_customer_items)
+    models, chosen = T.fit_ease(train_part, config, data, make_rec, 10,
+                                customer_items=data.train_customer_items)
     assert set(models) == set(T.PRIMARY)
     # Score every setting alone, as the trainer should have; the first best wins ties.
     cfg = {k: v for k, v in config["ease"].items() if k not in ("lambdas", "dropouts",
-                                                                 "enabled")}
+                                                                 "enabled", "half_lives")}
     settings = [(lam, p) for p in (0.0, 0.5) for lam in (50.0, 800.0)]
     scores = []
     for lam, p in settings:
@@ -130,13 +131,13 @@ def test_trainer_keeps_the_best_lambda_and_dropout_per_kind_on_the_holdout(plant
     for kind, metric in T.PRIMARY.items():
         values = [r[kind][f"{metric}@10"] for r in scores]
         best = settings[int(np.argmax(values))]
-        assert (lams[kind], models[kind].dropout) == best, kind
+        assert chosen[kind] == best + (0.0,), kind
+        assert (models[kind].lam, models[kind].dropout) == best, kind
     # The refit rebuilds exactly the chosen settings.
-    drops = {kind: m.dropout for kind, m in models.items()}
-    refit, _ = T.fit_ease(train_part, config, lambdas_by_kind=lams, dropouts_by_kind=drops,
+    refit, _ = T.fit_ease(train_part, config, settings_by_kind=chosen,
                           customer_items=data.train_customer_items)
     for kind in models:
-        assert refit[kind].dropout == drops[kind] and refit[kind].lam == lams[kind]
+        assert (refit[kind].lam, refit[kind].dropout, refit[kind].half_life) == chosen[kind]
         np.testing.assert_array_equal(refit[kind].similarity_.toarray(),
                                       models[kind].similarity_.toarray())
 
@@ -156,12 +157,21 @@ def test_dropout_zero_is_plain_ease_whichever_variant_is_configured(planted_hold
 
     config, train_part, data, make_rec = planted_holdout
     dlae = dict(config, ease=dict(config["ease"], zero_diagonal=False))
-    lams = {"basket": 50.0, "next_best": 50.0}
-    drops = {"basket": 0.0, "next_best": 0.5}
-    models, _ = T.fit_ease(train_part, dlae, lambdas_by_kind=lams, dropouts_by_kind=drops,
+    settings = {"basket": (50.0, 0.0, 0.0), "next_best": (50.0, 0.5, 0.0)}
+    models, _ = T.fit_ease(train_part, dlae, settings_by_kind=settings,
                            customer_items=data.train_customer_items)
     plain = EASEModel(lam=50.0).fit(data.train_customer_items, train_part.order_items())
     np.testing.assert_array_equal(models["basket"].similarity_.toarray(),
                                   plain.similarity_.toarray())
     assert models["basket"].zero_diagonal
     assert not models["next_best"].zero_diagonal and models["next_best"].dropout == 0.5
+
+
+def test_the_cholesky_inverse_equals_the_general_one_and_falls_back_when_not_spd():
+    from recsys.models.ease import spd_inverse
+
+    a = G + 2.0 * np.eye(4)
+    np.testing.assert_allclose(spd_inverse(a), np.linalg.inv(a), rtol=1e-12, atol=1e-14)
+    np.testing.assert_array_equal(a, G + 2.0 * np.eye(4))  # the input is left alone
+    indefinite = np.array([[1.0, 2.0], [2.0, 1.0]])
+    np.testing.assert_allclose(spd_inverse(indefinite), np.linalg.inv(indefinite))
