@@ -353,18 +353,23 @@ def fit_ease(inter, config: dict, holdout_data=None, rec_factory=None, k: int = 
         return {}, {}
 
     customer_items = inter.customer_items() if customer_items is None else customer_items
-    # Orders are the rows the decay weighs; when every order is its own customer the
-    # order x item matrix is the customer one (nothing to add with customer_weight).
-    order_items = inter.order_items()
-    if inter.customer_is_order:
-        cfg["customer_weight"] = 0.0
     if inter.timestamp is None:
         half_lives = [0.0]
+    # Orders are the rows the decay weighs. When every order is its own customer, the
+    # customer x item matrix is the order one: it serves unless a decay needs the rows
+    # in order index (and customer_weight has nothing to add).
+    order_items = None if inter.customer_is_order else inter.order_items()
+    if inter.customer_is_order:
+        cfg["customer_weight"] = 0.0
     grams: dict = {}
 
     def gram(half_life: float):
+        nonlocal order_items
         if half_life not in grams:
-            weights = order_decay(inter, half_life) if half_life > 0 else None
+            weights = None
+            if half_life > 0:
+                weights = order_decay(inter, half_life)
+                order_items = inter.order_items() if order_items is None else order_items
             grams[half_life] = EASEModel(**cfg).gram(customer_items, order_items, weights)
         return grams[half_life]
 

@@ -163,3 +163,17 @@ def test_bad_half_lives_are_a_config_error(drift, bad):
     inter, _ = read_orders(drift)
     with pytest.raises(ConfigError, match="ease.half_lives"):
         T.fit_ease(inter, config)
+
+
+def test_orders_without_customers_are_weighed_by_their_own_time(drift, tmp_path):
+    """No customer column: every order is its own customer, and the decay still applies."""
+    with open(drift, encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))[1:]
+    path = tmp_path / "anonymous.csv"
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        out = csv.writer(fh)
+        out.writerow(HEADER[1:])
+        out.writerows(row[1:] for row in rows)
+    answers, manifest = _also_bought(str(path), [0.0, 30.0], tmp_path)
+    assert manifest["parameters"]["ease"]["half_lives_by_kind"].get("also_bought", 0) > 0
+    assert answers == {f"A{i}": [f"C{i}"] for i in range(N_PAIRS)}
