@@ -202,3 +202,16 @@ def test_als_warm_start_runs_the_extra_iterations_only_when_it_applies():
     assert iterations_run(first, counts) == 2  # continues from the given factors
     bigger = sp.vstack([counts, counts[:5]]).tocsr()  # other shape: cannot continue
     assert iterations_run(first, bigger) == 6
+
+
+def test_sorted_distinct_equals_numpy_unique_for_short_and_long_queries():
+    import numpy as np
+
+    from recsys.recommender import _DIRECT_ROWS, _sorted_distinct
+
+    rng = np.random.default_rng(0)
+    for n in (0, 1, 3, _DIRECT_ROWS, _DIRECT_ROWS + 1, 500):
+        values = rng.integers(0, 40, n)
+        got = _sorted_distinct(values.tolist() if n % 2 else values)
+        assert got.dtype == np.int64
+        np.testing.assert_array_equal(got, np.unique(values.astype(np.int64)))
