@@ -82,9 +82,13 @@ class ReferenceRecommender(Recommender):
                             history_row=history_row)
 
     def _als_led(self, kind: str) -> bool:
+        """ALS explains a history's answer when it carries at least as much of the blend as
+        the item-item components together (co-purchase and EASE, whose answers the
+        customers who bought both items explain)."""
         weights = self._weights(kind)
-        return self.als is not None and weights.get("als", 0.0) >= weights.get("copurchase", 0.0) \
-            and weights.get("als", 0.0) > 0
+        als = weights.get("als", 0.0)
+        return self.als is not None and als > 0 and \
+            als >= weights.get("copurchase", 0.0) + weights.get("ease", 0.0)
 
     def _finish(self, kind: str, cand: np.ndarray, cand_scores: np.ndarray, limit: int,
                 filters: Filters | None, query_idx: np.ndarray, evidence: np.ndarray | None,

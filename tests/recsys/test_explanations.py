@@ -140,3 +140,32 @@ def test_stored_buyers_match_history(tiers):
     rebuilt = rec.buyers
     assert stored is not rebuilt
     assert (stored.indptr == rebuilt.indptr).all() and (stored.indices == rebuilt.indices).all()
+
+
+@pytest.mark.parametrize("blend, als_explains", [
+    ({"copurchase": 0.0, "als": 0.5, "ease": 0.5}, True),
+    ({"copurchase": 0.25, "als": 0.25, "ease": 0.5}, False),
+    ({"copurchase": 0.0, "als": 0.25, "ease": 0.75}, False),
+    ({"copurchase": 0.5, "als": 0.5, "ease": 0.0}, True),
+])
+def test_als_explains_only_what_it_leads(tiers, blend, als_explains, monkeypatch):
+    """ALS's explain answers for a history only when ALS weighs at least as much as the
+    item-item components (co-purchase + EASE) together; otherwise the reasons are the
+    co-bought history items, like every item-item answer's."""
+    from recsys.models.ease import EASEModel
+
+    rec = load(tiers, blend)
+    if "next_best" not in rec.ease_by_kind:
+        rec.ease_by_kind["next_best"] = EASEModel(lam=10.0, min_buyers=1).fit(rec.history)
+    calls = []
+    original = rec._als_because
+    monkeypatch.setattr(rec, "_als_because", lambda *a: calls.append(1) or original(*a))
+    _, _, truth, buyers = tiers
+    for customer_id in ("P1", "B0", "E3"):
+        c = rec.customers.index(customer_id)
+        answer = rec.next_best(c, 5)
+        assert answer.items
+        if not als_explains:
+            for r in answer.items:
+                check_counts(rec, buyers, n_customers(truth), r, rec.history[c].indices)
+    assert bool(calls) == als_explains
