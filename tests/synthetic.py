@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
+ORDER_HEADER = ["customer_id", "order_id", "item_id", "quantity", "unit_price", "timestamp"]
 N_PAIRS = 10
 N_NOISE = 20
 START = datetime(2025, 1, 1)
@@ -78,3 +79,12 @@ def planted_orders(path: str, n_customers: int = 600, seed: int = 0) -> dict:
         "query_customers": query_customers,
         "n_rows": len(rows),
     }
+
+
+def write_orders(path, rows, header=ORDER_HEADER) -> str:
+    """Order lines ``rows`` as a CSV at ``path`` under ``header``; returns the path."""
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        out = csv.writer(fh)
+        out.writerow(header)
+        out.writerows(rows)
+    return str(path)

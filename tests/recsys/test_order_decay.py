@@ -22,21 +22,16 @@ from recsys.models.ease import EASEModel
 from recsys.models.recency import order_decay
 from recsys.recommender import Recommender
 from recsys.rules import Filters
+from tests.synthetic import ORDER_HEADER, write_orders
 from training import train as T
 from training.config import load_config
 
-HEADER = ["customer_id", "order_id", "item_id", "quantity", "unit_price", "timestamp"]
 START = datetime(2025, 1, 1)
 N_PAIRS = 6
 CHANGE_DAY = 240
 
 
-def write(path, rows):
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        out = csv.writer(fh)
-        out.writerow(HEADER)
-        out.writerows(rows)
-    return str(path)
+write = write_orders
 
 
 def stamp(day: float) -> str:
@@ -169,11 +164,7 @@ def test_orders_without_customers_are_weighed_by_their_own_time(drift, tmp_path)
     """No customer column: every order is its own customer, and the decay still applies."""
     with open(drift, encoding="utf-8") as fh:
         rows = list(csv.reader(fh))[1:]
-    path = tmp_path / "anonymous.csv"
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        out = csv.writer(fh)
-        out.writerow(HEADER[1:])
-        out.writerows(row[1:] for row in rows)
-    answers, manifest = _also_bought(str(path), [0.0, 30.0], tmp_path)
+    path = write_orders(tmp_path / "anonymous.csv", [row[1:] for row in rows], ORDER_HEADER[1:])
+    answers, manifest = _also_bought(path, [0.0, 30.0], tmp_path)
     assert manifest["parameters"]["ease"]["half_lives_by_kind"].get("also_bought", 0) > 0
     assert answers == {f"A{i}": [f"C{i}"] for i in range(N_PAIRS)}

@@ -12,16 +12,9 @@ from recsys.models import CoPurchaseModel, PopularityModel
 from recsys.models.recency import decay_weights, last_purchase_age
 from recsys.recommender import Recommender
 from recsys.rules import build_item_meta
+from tests.synthetic import write_orders
 
-HEADER = ["customer_id", "order_id", "item_id", "quantity", "unit_price", "timestamp"]
-
-
-def write(path, rows):
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        out = csv.writer(fh)
-        out.writerow(HEADER)
-        out.writerows(rows)
-    return str(path)
+write = write_orders
 
 
 def day(d):
