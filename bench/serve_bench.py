@@ -1,6 +1,6 @@
 """Serving benchmark: the service against a constant Flask app, under the same gunicorn settings.
 
-    python bench/serve_bench.py [--models DIR] [--duration 3] [--connections 8]
+    python bench/serve_bench.py [--models DIR] [--duration 2] [--rounds 5] [--connections 8]
 
 Trains the demo model (unless ``--models`` names a folder holding one), starts
 ``xsell serve`` on it and, with the same gunicorn config module, a minimal
@@ -335,8 +335,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", help="a models folder with a current version "
                         "(default: train the demo model into a temporary folder)")
-    parser.add_argument("--duration", type=float, default=3.0, help="seconds per wrk run")
-    parser.add_argument("--rounds", type=int, default=3,
+    # Five 2-second rounds rather than three of 3 s (about the same time per row): on a
+    # shared machine slow windows of a few seconds come and go, and with five interleaved
+    # rounds one window moves the median less. (With 3 x 3 s, one cached also-bought row
+    # read 0.36-0.55x in three runs and 0.83-0.98x in isolated runs minutes later.)
+    parser.add_argument("--duration", type=float, default=2.0, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=5,
                         help="measurements per configuration, each between two runs of the "
                              "constant app; the median ratio is reported")
     parser.add_argument("--connections", type=int, default=8)
