@@ -10,6 +10,7 @@ and writes the winner as a TOML file that ``xsell train --config`` reads.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import math
 
@@ -29,10 +30,15 @@ SEARCH = [
 ]
 
 
-def score_settings(inter_train, data, config: dict, k: int = 10) -> dict:
+def score_settings(inter_train, data, config: dict, k: int = 10,
+                   ease_memo: dict | None = None) -> dict:
     """Fit the product's models on ``inter_train``; its best blend per kind on ``data``.
 
-    Returns ``{kind: primary metric}`` of the best blend per kind.
+    Returns ``{kind: primary metric}`` of the best blend per kind. ``ease_memo``
+    keeps the EASE models per ``ease`` section across calls: the EASE choice scores
+    EASE alone, so it does not depend on the co-purchase and ALS settings the
+    search varies, and the search fits it once instead of once per candidate (with
+    the default lambdas and half-lives, nine dense inverses each).
     """
     from training.train import choose_blend, evaluate_blends, fit_ease, fit_models
 
@@ -43,7 +49,13 @@ def score_settings(inter_train, data, config: dict, k: int = 10) -> dict:
         return Recommender(inter_train.items, inter_train.customers, hist, pop, cp, als, meta,
                            ease=ease_model)
 
-    ease, _ = fit_ease(inter_train, config, data, make_rec, k)
+    key = json.dumps(config["ease"], sort_keys=True)
+    if ease_memo is not None and key in ease_memo:
+        ease = ease_memo[key]
+    else:
+        ease, _ = fit_ease(inter_train, config, data, make_rec, k)
+        if ease_memo is not None:
+            ease_memo[key] = ease
     levels = [float(w) for w in config["train"]["blend_grid"]]
     results = evaluate_blends(make_rec(ease), data, levels, k,
                               config["train"].get("popularity_grid", [0.0]))
@@ -78,7 +90,8 @@ def tune(inter, config: dict, k: int = 10, progress=None, search=SEARCH) -> tupl
     val_train, val_test = split_interactions(train_part, sv)
     data = build_eval_data(val_train, val_test, max_queries=config["train"]["max_eval_queries"])
     best = copy.deepcopy(config)
-    reference = score_settings(val_train, data, best, k)
+    ease_memo: dict = {}
+    reference = score_settings(val_train, data, best, k, ease_memo)
     best_score = 1.0
     trials = [{"settings": "defaults", "metrics": reference, "score": 1.0}]
     say(f"tune: defaults {reference}")
@@ -88,7 +101,7 @@ def tune(inter, config: dict, k: int = 10, progress=None, search=SEARCH) -> tupl
                 continue
             cand = copy.deepcopy(best)
             cand[section][key] = value
-            metrics = score_settings(val_train, data, cand, k)
+            metrics = score_settings(val_train, data, cand, k, ease_memo)
             score = _relative(metrics, reference)
             trials.append({"settings": f"{section}.{key}={value}", "metrics": metrics,
                            "score": round(score, 4)})

@@ -139,7 +139,7 @@ def test_trained_version_with_ease_loads_and_answers(tmp_path):
     assert a3 not in [r.item_idx for r in answer.items]
 
 
-def test_tune_scores_candidates_on_validation_and_writes_config(tmp_path):
+def test_tune_scores_candidates_on_validation_and_writes_config(tmp_path, monkeypatch):
     from recsys.data import read_orders
     from training.tune import tune_to_file
 
@@ -148,7 +148,14 @@ def test_tune_scores_candidates_on_validation_and_writes_config(tmp_path):
     inter, _ = read_orders(path)
     out = tmp_path / "tuned.toml"
     seen = []
+    # The EASE choice does not depend on the settings searched: it is made once.
+    from training import train as T
+
+    calls = []
+    real_fit_ease = T.fit_ease
+    monkeypatch.setattr(T, "fit_ease", lambda *a, **kw: calls.append(1) or real_fit_ease(*a, **kw))
     best = tune_to_file(path, load_config(None), str(out), progress=seen.append)
+    assert len(calls) == 1
     assert any("copurchase.alpha=0.3" in line for line in seen)
     assert any("als.factors=128" in line for line in seen)
     assert load_config(str(out))["copurchase"] == best["copurchase"]
