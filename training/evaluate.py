@@ -120,7 +120,11 @@ def run_evaluation(orders: str, config: dict, catalog: str | None = None,
     per_query[PRODUCT] = {kind: r.pop("_per_query") for kind, r in res.items()}
     models.append({"name": PRODUCT, "kind": "product", "results": res,
                    "settings": {"blend": product.blend,
-                                "recency_half_life_days": product.half_life}, "fit_seconds":
+                                "recency_half_life_days": product.half_life,
+                                "ease": {kind: dict(zip(("lambda", "dropout", "half_life_days"), s,
+                                                        strict=True))
+                                         for kind, s in product.ease_settings.items()},
+                                "als_alpha": product.als_alpha}, "fit_seconds":
                    {kind: fit_seconds for kind in res}, "tune_seconds": 0.0, "skipped": None})
 
     comparison = compare(models, per_query, k, n_boot)

@@ -75,6 +75,15 @@ def test_evaluate_table_json_and_report(evaluated):
         assert comp["rel_ci"][0] <= comp["rel"] <= comp["rel_ci"][1]
     assert page.count("<svg") == 3 and "Data report" in page and "http" not in page.split(
         "<body>")[1].replace("http://www.w3.org/2000/svg", "")
+    # The product's own choices are reported: blend, ALS alpha, and the EASE setting of
+    # every kind whose blend uses EASE.
+    settings = next(m for m in data["models"] if m["kind"] == "product")["settings"]
+    assert settings["als_alpha"] in (2.0, 10.0, 15.0)
+    assert any(w.get("ease", 0) > 0 for w in settings["blend"].values())
+    for kind, weights in settings["blend"].items():
+        if weights.get("ease", 0) > 0:
+            assert set(settings["ease"][kind]) == {"lambda", "dropout", "half_life_days"}
+            assert settings["ease"][kind]["half_life_days"] in (0.0, 30.0, 90.0)
 
 
 def test_product_beats_popularity_by_a_wide_margin(evaluated):
