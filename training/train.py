@@ -375,9 +375,10 @@ def fit_ease(inter, config: dict, holdout_data=None, rec_factory=None, k: int = 
 
     def fit(setting: tuple) -> EASEModel:
         lam, p, half_life = setting
+        weighted = gram(half_life)
         return EASEModel(lam=lam, dropout=p, zero_diagonal=zero_diagonal or p == 0,
                          half_life=half_life, **cfg).fit(customer_items, order_items,
-                                                         gram=gram(half_life))
+                                                         gram=weighted)
 
     if gram(0.0) is None:
         return {}, {}
@@ -446,8 +447,8 @@ def _ease_half_lives(values) -> list[float]:
     from recsys.exceptions import ConfigError
 
     try:
-        out = [float(x) for x in values]
-        if all(x >= 0 for x in out):
+        out = [float(x) for x in values] if isinstance(values, (list, tuple)) else None
+        if out is not None and all(x >= 0 for x in out):
             return [0.0] + [x for x in dict.fromkeys(out) if x > 0]
     except (TypeError, ValueError):
         pass

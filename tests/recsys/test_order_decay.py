@@ -152,7 +152,7 @@ def test_every_half_life_is_scored_and_the_best_kept_per_kind(drift):
         assert models[kind].half_life == chosen[kind][2]
 
 
-@pytest.mark.parametrize("bad", [[-1.0], ["x"], 30.0])
+@pytest.mark.parametrize("bad", [[-1.0], ["x"], 30.0, "30"])
 def test_bad_half_lives_are_a_config_error(drift, bad):
     config = load_config(None, {"ease": {"half_lives": bad}})
     inter, _ = read_orders(drift)
