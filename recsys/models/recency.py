@@ -59,12 +59,22 @@ def last_purchase_age(inter, history: sp.csr_matrix) -> sp.csr_matrix | None:
     return out
 
 
-def decay_weights(age: sp.csr_matrix, half_life_days: float) -> sp.csr_matrix:
-    """``0.5 ** (age / half_life_days)`` on ``age``'s pattern (float32)."""
+def _check_half_life(half_life_days: float) -> None:
     if not half_life_days or half_life_days <= 0:
         raise ValueError("recency: the half-life must be a positive number of days")
+
+
+def _halving(age_days: np.ndarray, half_life_days: float) -> np.ndarray:
+    """``0.5 ** (age / half_life_days)`` in the floating type of ``age_days``."""
+    _check_half_life(half_life_days)
+    kind = age_days.dtype.type
+    return np.power(kind(0.5), age_days / kind(half_life_days))
+
+
+def decay_weights(age: sp.csr_matrix, half_life_days: float) -> sp.csr_matrix:
+    """``0.5 ** (age / half_life_days)`` on ``age``'s pattern (float32)."""
     out = age.copy().astype(np.float32)
-    out.data = np.power(np.float32(0.5), out.data / np.float32(half_life_days)).astype(np.float32)
+    out.data = _halving(out.data, half_life_days)
     return out
 
 
@@ -79,18 +89,15 @@ def order_decay(inter, half_life_days: float) -> np.ndarray | None:
     over the orders that have lines, so a regularisation strength keeps its
     meaning whatever the half-life. None without timestamps.
     """
-    if not half_life_days or half_life_days <= 0:
-        raise ValueError("recency: the half-life must be a positive number of days")
+    _check_half_life(half_life_days)
     times = inter.order_times()
     if times is None:
         return None
     present = np.zeros(len(times), dtype=bool)
     present[inter.order_idx] = True
     weights = np.zeros(len(times), dtype=np.float64)
-    if not present.any():
-        return weights
-    newest = times[present].max()
-    age = (newest - times[present]).astype(np.float64) / DAY
-    w = np.power(0.5, age / float(half_life_days))
-    weights[present] = w / w.mean()
+    if present.any():
+        age = (times[present].max() - times[present]).astype(np.float64) / DAY
+        w = _halving(age, half_life_days)
+        weights[present] = w / w.mean()
     return weights
