@@ -128,13 +128,12 @@ class EASEModel:
         weight = self.customer_weight if order_items is not None else 0.0
         o = base.tocsr()[:, keep].astype(np.float32)
         o.data[:] = 1.0
+        weighted = o
         if order_weights is not None:
             if order_items is None or len(order_weights) != o.shape[0]:
                 raise ValueError("EASE: order weights need the order x item matrix, one per row")
-            g = (o.T @ (sp.diags(order_weights.astype(np.float32)) @ o)).toarray()
-            g = g.astype(np.float64)
-        else:
-            g = (o.T @ o).toarray().astype(np.float64)
+            weighted = sp.diags(order_weights.astype(np.float32)) @ o
+        g = (o.T @ weighted).toarray().astype(np.float64)
         if weight > 0:
             xs = x[:, keep]
             g += weight * (xs.T @ xs).toarray()
