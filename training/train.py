@@ -337,7 +337,8 @@ def fit_ease(inter, config: dict, holdout_data=None, rec_factory=None, k: int = 
     weights each order by its age, recsys.models.recency.order_decay). Ties go
     to the earlier setting: no decay before a decay, plain EASE before a
     dropout variant. With ``settings_by_kind`` those are refitted. One Gram
-    matrix is computed per half-life; each setting is one dense inverse.
+    matrix is computed per half-life, and one is held at a time; each setting
+    is one dense inverse.
     Returns ({}, {}) when EASE is disabled or there are too many items for a
     dense inverse.
     """
@@ -361,17 +362,20 @@ def fit_ease(inter, config: dict, holdout_data=None, rec_factory=None, k: int = 
     order_items = None if inter.customer_is_order else inter.order_items()
     if inter.customer_is_order:
         cfg["customer_weight"] = 0.0
-    grams: dict = {}
+    # One dense Gram matrix at a time (288 MB at the 6,000-item cap): the settings come
+    # grouped by half-life, so each is built once.
+    held: dict = {}
 
     def gram(half_life: float):
         nonlocal order_items
-        if half_life not in grams:
+        if half_life not in held:
             weights = None
             if half_life > 0:
                 weights = order_decay(inter, half_life)
                 order_items = inter.order_items() if order_items is None else order_items
-            grams[half_life] = EASEModel(**cfg).gram(customer_items, order_items, weights)
-        return grams[half_life]
+            held.clear()
+            held[half_life] = EASEModel(**cfg).gram(customer_items, order_items, weights)
+        return held[half_life]
 
     def fit(setting: tuple) -> EASEModel:
         lam, p, half_life = setting
@@ -380,14 +384,18 @@ def fit_ease(inter, config: dict, holdout_data=None, rec_factory=None, k: int = 
                          half_life=half_life, **cfg).fit(customer_items, order_items,
                                                          gram=weighted)
 
-    if gram(0.0) is None:
-        return {}, {}
     settings = [(lam, p, h) for h in half_lives for p in dropouts for lam in lambdas]
     if settings_by_kind is None and (holdout_data is None or len(settings) == 1):
         settings_by_kind = {kind: settings[0] for kind in PRIMARY}
+    wanted = None
     if settings_by_kind is not None:
         wanted = {kind: tuple(float(x) for x in s) for kind, s in settings_by_kind.items()}
-        fitted = {s: fit(s) for s in sorted(set(wanted.values()))}
+        settings = sorted(set(wanted.values()), key=lambda s: (s[2], s))
+    # Too many items for a dense inverse: no Gram matrix, no EASE.
+    if not settings or gram(settings[0][2]) is None:
+        return {}, {}
+    if wanted is not None:
+        fitted = {s: fit(s) for s in settings}
         return {kind: fitted[s] for kind, s in wanted.items()}, wanted
     scored = []
     for setting in settings:
