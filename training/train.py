@@ -450,32 +450,29 @@ def choose_als_alpha(inter, config: dict, data, models: tuple, meta, k: int,
     return best[2], best[1]
 
 
-def _ease_half_lives(values) -> list[float]:
-    """``ease.half_lives`` as days >= 0 (0: no decay), no decay first; a clear error otherwise."""
+def _setting_floats(values, setting: str, valid, expected: str) -> list[float]:
+    """A list setting as floats that all pass ``valid``; a clear config error otherwise."""
     from recsys.exceptions import ConfigError
 
     try:
         out = [float(x) for x in values] if isinstance(values, (list, tuple)) else None
-        if out is not None and all(x >= 0 for x in out):
-            return [0.0] + [x for x in dict.fromkeys(out) if x > 0]
-    except (TypeError, ValueError):
-        pass
-    raise ConfigError(f"ease.half_lives must be a list of half-lives in days >= 0 "
-                      f"(got {values!r})")
-
-
-def _ease_dropouts(values) -> list[float]:
-    """``ease.dropouts`` as floats in [0, 1); a clear error otherwise."""
-    from recsys.exceptions import ConfigError
-
-    try:
-        out = [float(x) for x in values] or [0.0]
-        if all(0.0 <= x < 1.0 for x in out):
+        if out is not None and all(valid(x) for x in out):
             return out
     except (TypeError, ValueError):
         pass
-    raise ConfigError(f"ease.dropouts must be a list of probabilities in [0, 1) "
-                      f"(got {values!r})")
+    raise ConfigError(f"{setting} must be a list of {expected} (got {values!r})")
+
+
+def _ease_half_lives(values) -> list[float]:
+    """``ease.half_lives`` as days >= 0 (0: no decay), no decay first."""
+    out = _setting_floats(values, "ease.half_lives", lambda x: x >= 0, "half-lives in days >= 0")
+    return [0.0] + [x for x in dict.fromkeys(out) if x > 0]
+
+
+def _ease_dropouts(values) -> list[float]:
+    """``ease.dropouts`` as floats in [0, 1) (empty: plain EASE)."""
+    return _setting_floats(values, "ease.dropouts", lambda x: 0.0 <= x < 1.0,
+                           "probabilities in [0, 1)") or [0.0]
 
 
 @dataclass
