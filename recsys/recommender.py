@@ -126,10 +126,12 @@ class Recommender:
         self.manifest = manifest or {}
         # Items that can be recommended at all: real products seen in training.
         self.known_items = (popularity.counts_ > 0) & meta.recommendable
+        self.known_items.flags.writeable = False
         # The popularity prior as a float32 row, built once (queries read it, never copy it).
         self._pop_scores = np.array(popularity.scores_, dtype=np.float32)
         self._pop_scores.flags.writeable = False
         self._pop_tiebreak = (_TIE_BREAK * popularity.scores_).astype(np.float32)
+        self._pop_tiebreak.flags.writeable = False
         self.substitutes = substitutes
         rules = rules or {}
         self.rules = rules
@@ -256,6 +258,17 @@ class Recommender:
 
     def combine(self, parts: dict[str, np.ndarray], weights: dict[str, float], n: int) -> np.ndarray:
         """Blend normalised component scores; popularity breaks the remaining ties."""
+        if n == 1 and self.compiled:
+            # One query: compiled copy and adds, which keep the GIL (recsys.fastpath).
+            row = fastpath.copy_row(self._pop_tiebreak)
+            for name, w in weights.items():
+                if w > 0 and name in parts:
+                    part = np.asarray(parts[name])[0]
+                    if part.dtype == np.float32 and part.flags.c_contiguous:
+                        fastpath.blend_into(row, fastpath.readonly(part), np.float32(w))
+                    else:
+                        row += np.float32(w) * part if w != 1 else part
+            return row[None, :]
         out = np.empty((n, len(self.items)), dtype=np.float32)
         out[:] = self._pop_tiebreak
         for name, w in weights.items():
@@ -337,7 +350,7 @@ class Recommender:
     def _allowed(self, filters: Filters | None, query_idx: np.ndarray) -> np.ndarray:
         """Items a query may return: known, recommendable, passing ``filters``, not the query."""
         if filters is None:
-            allowed = self.known_items.copy()
+            allowed = self._copy_mask(self.known_items)
         else:
             key = filters.mask_key()
             mask = self._mask_cache.get(key)
@@ -346,7 +359,7 @@ class Recommender:
                 if len(self._mask_cache) >= _MASK_CACHE:
                     self._mask_cache.clear()
                 self._mask_cache[key] = mask
-            allowed = mask.copy()
+            allowed = self._copy_mask(mask)
         if len(query_idx):
             allowed[np.asarray(query_idx, dtype=np.int64)] = False
         if filters is not None and filters.customer_id:
@@ -354,6 +367,13 @@ class Recommender:
             if cust != UNKNOWN:
                 allowed[_row_indices(self.history, cust)] = False
         return allowed
+
+    def _copy_mask(self, mask: np.ndarray) -> np.ndarray:
+        """A writable copy of an item mask (compiled where it can be: numpy's copy of an
+        array this size releases the GIL, see recsys.fastpath)."""
+        if self.compiled and mask.dtype == np.bool_ and mask.ndim == 1:
+            return fastpath.copy_row(fastpath.readonly(mask))
+        return mask.copy()
 
     def answer(self, kind: str, scores: np.ndarray, limit: int, filters: Filters | None,
                query_idx: np.ndarray, history_idx: np.ndarray | None = None, *,
@@ -844,14 +864,15 @@ class Recommender:
         # Plain views of the (memory-mapped) arrays: memmap slicing runs Python code.
         indptr, indices, data = np.asarray(sim.indptr), np.asarray(sim.indices), \
             np.asarray(sim.data)
-        out = np.zeros((1, sim.shape[1]), dtype=np.float32)
         if fastpath.available() and data.dtype == np.float32:
-            # One compiled call: w * data in float32, added in row order (as below).
-            fastpath.add_rows(fastpath.readonly(indptr), fastpath.readonly(indices),
-                              fastpath.readonly(data), fastpath.writable(rows, np.int64),
-                              np.ones(len(rows), dtype=np.float32) if weights is None else
-                              fastpath.writable(weights, np.float32), out[0])
-            return out
+            # One compiled call: w * data in float32, added in row order (as below), into
+            # a row it allocates (numpy's zeroed allocation would release the GIL).
+            return fastpath.sum_rows(
+                fastpath.readonly(indptr), fastpath.readonly(indices), fastpath.readonly(data),
+                fastpath.writable(rows, np.int64),
+                np.ones(len(rows), dtype=np.float32) if weights is None else
+                fastpath.writable(weights, np.float32), int(sim.shape[1]))[None, :]
+        out = np.zeros((1, sim.shape[1]), dtype=np.float32)
         row = out[0]
         values = [None] * len(rows) if weights is None else weights.tolist()
         for j, w in zip(np.asarray(rows).tolist(), values, strict=True):

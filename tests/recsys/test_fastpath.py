@@ -156,6 +156,42 @@ def test_add_rows_adds_weighted_rows_in_float32():
     np.testing.assert_array_equal(out, want[0])
 
 
+def test_sum_rows_is_add_rows_into_a_new_row():
+    m = sp.random(40, 300, density=0.2, format="csr", dtype=np.float32, random_state=3)
+    rows = np.asarray([7, 2, 39], dtype=np.int64)
+    weights = np.asarray([0.7, 1.0, 0.3], dtype=np.float32)
+    arrays = (np.asarray(m.indptr), np.asarray(m.indices), np.asarray(m.data))
+    want = np.zeros(300, dtype=np.float32)
+    fastpath.add_rows(*arrays, rows, weights, want)
+    got = fastpath.sum_rows(*arrays, rows, weights, 300)
+    assert got.dtype == np.float32 and got.flags.writeable
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("weight", [1.0, 0.37, 0.1])
+def test_blend_into_is_numpy_float32_arithmetic_bit_for_bit(weight):
+    """Recommender.combine adds each part as ``out += np.float32(w) * part``; the compiled
+    one-row version must round the same way (no fused multiply-add)."""
+    rng = np.random.default_rng(7)
+    base = rng.random(2000).astype(np.float32) * np.float32(1e-6)
+    part = rng.random(2000).astype(np.float32)
+    want = base.copy()
+    want += np.float32(weight) * part if weight != 1 else part
+    got = fastpath.copy_row(fastpath.readonly(base))
+    fastpath.blend_into(got, fastpath.readonly(part), np.float32(weight))
+    assert got.tobytes() == want.tobytes()
+    assert not np.shares_memory(got, base)
+
+
+def test_kernels_keep_the_gil():
+    """Releasing the GIL for a kernel of microseconds costs a gthread worker a thread
+    handoff per call (see the module docstring); every kernel is compiled holding it."""
+    kernels = [getattr(fastpath, name) for name in dir(fastpath)
+               if hasattr(getattr(fastpath, name), "targetoptions")]
+    assert len(kernels) >= 8
+    assert [k.__name__ for k in kernels if k.targetoptions.get("nogil")] == []
+
+
 @pytest.mark.parametrize("n_ev", [1, 3, 4, 5, 8, 9, 64, 150])
 def test_supports_equal_the_sparse_product_for_any_evidence_count(n_ev):
     """Every counting path (16-bit lanes up to 4 evidence items, 8-bit lanes up to 8,
@@ -198,7 +234,8 @@ def test_one_compiled_version_serves_every_query_of_a_loaded_model(tmp_path):
     summary = train(orders, str(tmp_path / "models"), config, catalog=catalog)
     rec = Recommender.load(load_version(str(tmp_path / "models"), summary["version"]))
     fastpath.warm()
-    kernels = (fastpath.select, fastpath.add_rows, fastpath.normalise_row)
+    kernels = (fastpath.select, fastpath.add_rows, fastpath.normalise_row, fastpath.sum_rows,
+               fastpath.blend_into, fastpath.copy_row)
     before = [len(kernel.signatures) for kernel in kernels]
     known = np.flatnonzero(rec.known_items)
     rec.also_bought(int(known[0]))
