@@ -8,6 +8,12 @@ temporary folder), draws fixed random queries (known items, 3-item baskets and
 histories, customers with a history), checks that both give identical answers,
 and prints milliseconds per query for each and the speed-up (reference / optimised,
 best of ``--rounds`` interleaved timings).
+
+Then, for the service's one-query methods, the cost of threads: process CPU per
+answer with ``--threads`` threads answering at once in one process (as a gthread
+worker's threads may) against one thread. Each GIL handoff costs a futex wait and
+a move to another core, so a path that releases the GIL often costs several times
+its single-thread CPU here (recsys.fastpath keeps it).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import numpy as np
@@ -73,12 +80,34 @@ def timed(method, queries, filters) -> float:
     return (time.process_time() - start) / len(queries) * 1e3
 
 
+def contended(method, queries, filters, threads: int) -> float:
+    """Process CPU ms per answer with ``threads`` threads each answering every query."""
+
+    def work():
+        for q in queries:
+            method(q, 10, filters)
+
+    pool = [threading.Thread(target=work) for _ in range(threads)]
+    start = time.process_time()
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    return (time.process_time() - start) / (threads * len(queries)) * 1e3
+
+
+CONTENDED = ("also_bought", "basket (3 items)", "next_best (customer)",
+             "next_best_for_history (3)")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", help="a models folder with a current version "
                         "(default: train the demo model into a temporary folder)")
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=4,
+                        help="threads of the contention rows (0: skip them)")
     args = parser.parse_args()
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     work = tempfile.mkdtemp(prefix="xsell-qbench-")
@@ -106,6 +135,21 @@ def main() -> int:
             print(f"{label:<38}{min(t_slow):13.3f}{min(t_fast):14.3f}"
                   f"{min(t_slow) / min(t_fast):9.2f}x{same:>6}/{len(queries)}", flush=True)
         print("\nall answers identical" if ok else "\nANSWERS DIFFER")
+        if args.threads > 1:
+            print(f"\nCPU per answer with {args.threads} threads at once vs 1 thread "
+                  f"(best of {args.rounds})")
+            print(f"{'method':<38}{'1 thread ms':>13}{f'{args.threads} threads ms':>14}"
+                  f"{'ratio':>10}")
+            loads = workloads(rec, args.queries)
+            for label in CONTENDED:
+                name, queries, filters = loads[label]
+                method = getattr(rec, name)
+                one, many = [], []
+                for _ in range(args.rounds):
+                    one.append(contended(method, queries, filters, 1))
+                    many.append(contended(method, queries, filters, args.threads))
+                print(f"{label:<38}{min(one):13.3f}{min(many):14.3f}"
+                      f"{min(many) / min(one):9.2f}x", flush=True)
         return 0 if ok else 1
     finally:
         shutil.rmtree(work, ignore_errors=True)
