@@ -409,6 +409,19 @@ def sum_rows(indptr, indices, data, rows, weights, n):
 
 
 @_compiled
+def sum_dense_rows(matrix, rows, weights):
+    """A new float32 row: ``weights[k] * matrix[rows[k]]`` added in that order, as scipy's
+    sparse-row times dense-matrix product adds them (one query against dense EASE)."""
+    out = np.zeros(matrix.shape[1], dtype=np.float32)
+    for k in range(rows.shape[0]):
+        j = rows[k]
+        w = weights[k]
+        for c in range(matrix.shape[1]):
+            out[c] += w * matrix[j, c]
+    return out
+
+
+@_compiled
 def blend_into(out, part, weight):
     """``out += weight * part`` in float32 (``out += part`` for weight 1), bit for bit
     numpy's result, for one score row."""
@@ -485,3 +498,5 @@ def warm() -> None:
     row = copy_row(readonly(np.ones(3, dtype=np.float32)))
     blend_into(row, readonly(np.ones(3, dtype=np.float32)), np.float32(0.5))
     copy_row(readonly(np.ones(3, dtype=np.bool_)))
+    sum_dense_rows(readonly(np.ones((3, 3), dtype=np.float32)),
+                   np.asarray([0, 2], dtype=np.int64), np.ones(2, dtype=np.float32))

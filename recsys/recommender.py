@@ -299,8 +299,11 @@ class Recommender:
                 column = self.copurchase.similarity_[:, [item_idx]]
                 part = np.asarray((_log_weights(self.history) @ column).todense()).ravel()
             elif name == "ease":
-                column = self._ease("likely_buyers").similarity_[:, [item_idx]]
-                part = np.asarray((_binary(self.history) @ column).todense()).ravel()
+                sim = self._ease("likely_buyers").similarity_
+                column = sim[:, [item_idx]]
+                if sp.issparse(column):
+                    column = column.toarray()
+                part = np.asarray(_binary(self.history) @ np.asarray(column)).ravel()
             elif name == "popularity":
                 continue  # the same for every customer: no say in who buys
             else:
@@ -860,7 +863,18 @@ class Recommender:
                          ) -> np.ndarray:
         """``(query @ sim).toarray()`` for one query row (items ``rows`` with ``weights``,
         1 when None): the similarity rows added in the same order and float32 arithmetic
-        as scipy's product, so the scores are bit for bit the same."""
+        as scipy's product, so the scores are bit for bit the same. ``sim`` is a CSR
+        matrix or a dense one (EASE on a small catalogue)."""
+        if isinstance(sim, np.ndarray):
+            w = np.ones(len(rows), dtype=np.float32) if weights is None else \
+                fastpath.writable(weights, np.float32)
+            if fastpath.available() and sim.dtype == np.float32:
+                return fastpath.sum_dense_rows(fastpath.readonly(sim),
+                                               fastpath.writable(rows, np.int64), w)[None, :]
+            out = np.zeros((1, sim.shape[1]), dtype=np.float32)
+            for j, wj in zip(np.asarray(rows).tolist(), w.tolist(), strict=True):
+                out[0] += np.float32(wj) * sim[j]
+            return out
         # Plain views of the (memory-mapped) arrays: memmap slicing runs Python code.
         indptr, indices, data = np.asarray(sim.indptr), np.asarray(sim.indices), \
             np.asarray(sim.data)
@@ -1044,7 +1058,10 @@ class Recommender:
             if id(model) in saved:
                 writer.add_json(f"ease_alias_{kind}", {"same_as": saved[id(model)]})
                 continue
-            writer.add_sparse(f"ease_similarity_{kind}", model.similarity_)
+            if isinstance(model.similarity_, np.ndarray):
+                writer.add_array(f"ease_dense_{kind}", model.similarity_)
+            else:
+                writer.add_sparse(f"ease_similarity_{kind}", model.similarity_)
             saved[id(model)] = kind
         if self.als is not None:
             writer.add_array("als_user_factors", self.als.user_factors_)
@@ -1078,6 +1095,10 @@ class Recommender:
             if loaded.has(f"ease_similarity_{kind}"):
                 model = EASEModel()
                 model.similarity_ = loaded.sparse(f"ease_similarity_{kind}")
+                ease[kind] = model
+            elif loaded.has(f"ease_dense_{kind}"):
+                model = EASEModel()
+                model.similarity_ = loaded.array(f"ease_dense_{kind}")
                 ease[kind] = model
         for kind in KINDS:
             if f"ease_alias_{kind}.json" in manifest.get("files", {}):

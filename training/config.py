@@ -32,7 +32,7 @@ DEFAULTS: dict = {
     # lambda, so a shop whose range moves with the seasons weighs this season's
     # baskets more, and a steady one keeps every order at weight 1. Needs timestamps.
     "ease": {"enabled": True, "lambdas": [50.0, 200.0, 800.0], "k": 200, "min_buyers": 2,
-             "max_items": 6000, "customer_weight": 0.0, "dropouts": [0.0],
+             "max_items": 6000, "dense_items": 5000, "customer_weight": 0.0, "dropouts": [0.0],
              "zero_diagonal": True, "half_lives": [0.0, 30.0, 90.0]},
     "train": {
         "test_fraction": 0.15,

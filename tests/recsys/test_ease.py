@@ -18,6 +18,37 @@ X = np.array([[1, 1, 0, 0],
 G = X.T @ X
 
 
+def _matrix(sim) -> np.ndarray:
+    """EASE weights as a dense array, whichever way the model stores them."""
+    return sim.toarray() if sp.issparse(sim) else np.asarray(sim)
+
+
+def test_small_catalogues_keep_every_weight_larger_ones_the_top_k():
+    """Up to ``dense_items`` items the model is the dense matrix (every weight, zero rows
+    for items under min_buyers); above, the ``k`` largest weights of each row (CSR)."""
+    rng = np.random.default_rng(3)
+    bought = rng.random((400, 30)) < 0.3
+    bought[:, 29] = False  # never bought: kept out of EASE
+    orders = sp.csr_matrix(bought.astype(np.float32))
+    dense = EASEModel(lam=5.0, k=3).fit(orders, orders)
+    assert isinstance(dense.similarity_, np.ndarray) and dense.similarity_.dtype == np.float32
+    keep = np.arange(29)
+    want = dense_weights((orders[:, keep].T @ orders[:, keep]).toarray().astype(np.float64), 5.0)
+    np.fill_diagonal(want, 0.0)
+    np.testing.assert_allclose(dense.similarity_[np.ix_(keep, keep)], want, rtol=1e-5, atol=1e-7)
+    assert not dense.similarity_[29].any() and not dense.similarity_[:, 29].any()
+    assert (dense.similarity_ != 0).sum(axis=1).max() > 3  # more than k: nothing cut
+
+    cut = EASEModel(lam=5.0, k=3, dense_items=29).fit(orders, orders)
+    assert sp.issparse(cut.similarity_)
+    assert np.diff(cut.similarity_.indptr).max() == 3
+    top = np.sort(np.abs(want), axis=1)[:, -3:]
+    np.testing.assert_allclose(np.sort(np.abs(cut.similarity_[keep].toarray()), axis=1)[:, -3:],
+                               top, rtol=1e-5)
+    rows = sp.csr_matrix(orders[:5])
+    np.testing.assert_allclose(dense.score_histories(rows), rows @ dense.similarity_)
+
+
 def constrained_columns(g, reg):
     """diag(B) = 0 solved column by column: b_{-j,j} = (G_{-j,-j} + Reg_{-j})^-1 G_{-j,j}."""
     n = g.shape[0]
@@ -76,14 +107,14 @@ def test_p_zero_is_ease_and_the_fitted_models_store_no_diagonal():
     orders = sp.csr_matrix(X.astype(np.float32))
     plain = EASEModel(lam=2.0, k=10).fit(orders, orders)
     zero = EASEModel(lam=2.0, k=10, dropout=0.0).fit(orders, orders)
-    np.testing.assert_array_equal(plain.similarity_.toarray(), zero.similarity_.toarray())
+    np.testing.assert_array_equal(_matrix(plain.similarity_), _matrix(zero.similarity_))
     g = np.linalg.inv(G + 2.0 * np.eye(4))
     expected = -g / np.diag(g)
     np.fill_diagonal(expected, 0.0)
-    np.testing.assert_allclose(plain.similarity_.toarray(), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(_matrix(plain.similarity_), expected, rtol=1e-5, atol=1e-6)
     for zero_diagonal in (True, False):
         m = EASEModel(lam=1.0, k=10, dropout=0.5, zero_diagonal=zero_diagonal).fit(orders, orders)
-        sim = m.similarity_.toarray()
+        sim = _matrix(m.similarity_)
         assert np.all(np.diag(sim) == 0)
         dense = dense_weights(G, 1.0, 0.5, zero_diagonal)
         np.fill_diagonal(dense, 0.0)
@@ -138,8 +169,8 @@ def test_trainer_keeps_the_best_lambda_and_dropout_per_kind_on_the_holdout(plant
                           customer_items=data.train_customer_items)
     for kind in models:
         assert (refit[kind].lam, refit[kind].dropout, refit[kind].half_life) == chosen[kind]
-        np.testing.assert_array_equal(refit[kind].similarity_.toarray(),
-                                      models[kind].similarity_.toarray())
+        np.testing.assert_array_equal(_matrix(refit[kind].similarity_),
+                                      _matrix(models[kind].similarity_))
 
 
 @pytest.mark.parametrize("bad", [[1.0], [-0.1], ["x"], 0.5])
@@ -161,8 +192,8 @@ def test_dropout_zero_is_plain_ease_whichever_variant_is_configured(planted_hold
     models, _ = T.fit_ease(train_part, dlae, settings_by_kind=settings,
                            customer_items=data.train_customer_items)
     plain = EASEModel(lam=50.0).fit(data.train_customer_items, train_part.order_items())
-    np.testing.assert_array_equal(models["basket"].similarity_.toarray(),
-                                  plain.similarity_.toarray())
+    np.testing.assert_array_equal(_matrix(models["basket"].similarity_),
+                                  _matrix(plain.similarity_))
     assert models["basket"].zero_diagonal
     assert not models["next_best"].zero_diagonal and models["next_best"].dropout == 0.5
 
