@@ -350,6 +350,7 @@ def fit_ease(inter, config: dict, holdout_data=None, rec_factory=None, k: int = 
     # dropout 0 is always plain EASE (a DLAE without dropout is a ridge regression
     # that reconstructs each item from itself).
     zero_diagonal = bool(cfg.pop("zero_diagonal", True))
+    cfg["dense_items"] = _ease_dense_items(cfg.get("dense_items", 0))
     if not cfg.pop("enabled", True):
         return {}, {}
 
@@ -467,6 +468,16 @@ def _ease_half_lives(values) -> list[float]:
     """``ease.half_lives`` as days >= 0 (0: no decay), no decay first."""
     out = _setting_floats(values, "ease.half_lives", lambda x: x >= 0, "half-lives in days >= 0")
     return [0.0] + [x for x in dict.fromkeys(out) if x > 0]
+
+
+def _ease_dense_items(value) -> int:
+    """``ease.dense_items``: the catalogue size up to which EASE keeps every weight."""
+    from recsys.exceptions import ConfigError
+
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"ease.dense_items must be a whole number of items >= 0 (0: always "
+                          f"the top ease.k weights per item; got {value!r})")
+    return value
 
 
 def _ease_dropouts(values) -> list[float]:

@@ -160,6 +160,14 @@ def test_bad_half_lives_are_a_config_error(drift, bad):
         T.fit_ease(inter, config)
 
 
+@pytest.mark.parametrize("bad", [-1, "5000", 2.5, True])
+def test_bad_dense_items_are_a_config_error(drift, bad):
+    config = load_config(None, {"ease": {"dense_items": bad}})
+    inter, _ = read_orders(drift)
+    with pytest.raises(ConfigError, match="ease.dense_items"):
+        T.fit_ease(inter, config)
+
+
 def test_orders_without_customers_are_weighed_by_their_own_time(drift, tmp_path):
     """No customer column: every order is its own customer, and the decay still applies."""
     with open(drift, encoding="utf-8") as fh:
