@@ -260,15 +260,13 @@ class Recommender:
         """Blend normalised component scores; popularity breaks the remaining ties."""
         if n == 1 and self.compiled:
             # One query: compiled copy and adds, which keep the GIL (recsys.fastpath).
-            row = fastpath.copy_row(self._pop_tiebreak)
-            for name, w in weights.items():
-                if w > 0 and name in parts:
-                    part = np.asarray(parts[name])[0]
-                    if part.dtype == np.float32 and part.flags.c_contiguous:
-                        fastpath.blend_into(row, fastpath.readonly(part), np.float32(w))
-                    else:
-                        row += np.float32(w) * part if w != 1 else part
-            return row[None, :]
+            used = [(np.asarray(parts[name])[0], w) for name, w in weights.items()
+                    if w > 0 and name in parts]
+            if all(part.dtype == np.float32 and part.flags.c_contiguous for part, _ in used):
+                row = fastpath.copy_row(self._pop_tiebreak)
+                for part, w in used:
+                    fastpath.blend_into(row, fastpath.readonly(part), np.float32(w))
+                return row[None, :]
         out = np.empty((n, len(self.items)), dtype=np.float32)
         out[:] = self._pop_tiebreak
         for name, w in weights.items():
@@ -865,9 +863,9 @@ class Recommender:
         1 when None): the similarity rows added in the same order and float32 arithmetic
         as scipy's product, so the scores are bit for bit the same. ``sim`` is a CSR
         matrix or a dense one (EASE on a small catalogue)."""
+        w = np.ones(len(rows), dtype=np.float32) if weights is None else \
+            fastpath.writable(weights, np.float32)
         if isinstance(sim, np.ndarray):
-            w = np.ones(len(rows), dtype=np.float32) if weights is None else \
-                fastpath.writable(weights, np.float32)
             if fastpath.available() and sim.dtype == np.float32:
                 return fastpath.sum_dense_rows(fastpath.readonly(sim),
                                                fastpath.writable(rows, np.int64), w)[None, :]
@@ -883,9 +881,7 @@ class Recommender:
             # a row it allocates (numpy's zeroed allocation would release the GIL).
             return fastpath.sum_rows(
                 fastpath.readonly(indptr), fastpath.readonly(indices), fastpath.readonly(data),
-                fastpath.writable(rows, np.int64),
-                np.ones(len(rows), dtype=np.float32) if weights is None else
-                fastpath.writable(weights, np.float32), int(sim.shape[1]))[None, :]
+                fastpath.writable(rows, np.int64), w, int(sim.shape[1]))[None, :]
         out = np.zeros((1, sim.shape[1]), dtype=np.float32)
         row = out[0]
         values = [None] * len(rows) if weights is None else weights.tolist()

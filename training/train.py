@@ -350,7 +350,8 @@ def fit_ease(inter, config: dict, holdout_data=None, rec_factory=None, k: int = 
     # dropout 0 is always plain EASE (a DLAE without dropout is a ridge regression
     # that reconstructs each item from itself).
     zero_diagonal = bool(cfg.pop("zero_diagonal", True))
-    cfg["dense_items"] = _ease_dense_items(cfg.get("dense_items", 0))
+    if "dense_items" in cfg:
+        cfg["dense_items"] = _ease_dense_items(cfg["dense_items"])
     if not cfg.pop("enabled", True):
         return {}, {}
 
