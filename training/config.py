@@ -31,9 +31,15 @@ DEFAULTS: dict = {
     # order (recsys.models.recency.order_decay); chosen per kind on the holdout like
     # lambda, so a shop whose range moves with the seasons weighs this season's
     # baskets more, and a steady one keeps every order at weight 1. Needs timestamps.
+    # `size_exponents`: each order counts size ** -e in X'X (trace kept), tried with every
+    # lambda and half-life: 0.5 damps the accidental pairs of very large orders.
+    # `popularity_exponents`: tried on each kind's chosen model, which keeps one only if
+    # it scores better on the holdout: every candidate's weight divided by its
+    # buyers ** beta (no extra inverse). Both in recsys/models/ease.py; docs/RESULTS.md.
     "ease": {"enabled": True, "lambdas": [50.0, 200.0, 800.0], "k": 200, "min_buyers": 2,
              "max_items": 6000, "dense_items": 5000, "customer_weight": 0.0, "dropouts": [0.0],
-             "zero_diagonal": True, "half_lives": [0.0, 30.0, 90.0]},
+             "zero_diagonal": True, "half_lives": [0.0, 30.0, 90.0],
+             "size_exponents": [0.0, 0.5], "popularity_exponents": [0.0, 0.1, 0.2]},
     "train": {
         "test_fraction": 0.15,
         # ALS runs als.iterations in total: this many on the training period (the

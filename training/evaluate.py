@@ -37,6 +37,8 @@ from recsys.rules import build_item_meta
 log = logging.getLogger(__name__)
 
 PRODUCT = "xsell (product)"
+# The names of an EASE setting's values (training.train.fit_ease), for --json.
+EASE_SETTING = ("lambda", "dropout", "half_life_days", "size_exponent", "popularity_exponent")
 KIND_LABELS = {"next_best": "next-best", "basket": "basket", "also_bought": "also-bought"}
 SECONDARY = {"next_best": ("recall", "hr", "map", "coverage"), "basket": ("mrr",),
              "also_bought": ("mrr",)}
@@ -121,8 +123,7 @@ def run_evaluation(orders: str, config: dict, catalog: str | None = None,
     models.append({"name": PRODUCT, "kind": "product", "results": res,
                    "settings": {"blend": product.blend,
                                 "recency_half_life_days": product.half_life,
-                                "ease": {kind: dict(zip(("lambda", "dropout", "half_life_days"), s,
-                                                        strict=True))
+                                "ease": {kind: dict(zip(EASE_SETTING, s, strict=True))
                                          for kind, s in product.ease_settings.items()},
                                 "als_alpha": product.als_alpha}, "fit_seconds":
                    {kind: fit_seconds for kind in res}, "tune_seconds": 0.0, "skipped": None})

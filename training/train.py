@@ -329,16 +329,24 @@ def fit_ease(inter, config: dict, holdout_data=None, rec_factory=None, k: int = 
              settings_by_kind: dict | None = None, customer_items=None) -> tuple[dict, dict]:
     """EASE models per query kind on ``inter`` and the setting of each.
 
-    A setting is ``(lambda, dropout, half_life)``. With ``holdout_data``,
-    every setting of ``ease.half_lives`` x ``ease.dropouts`` x ``ease.lambdas``
-    is scored there alone and each kind keeps its best (baskets like a weaker
-    prior than customer histories; dropout 0 is plain EASE, above 0 the dropout
-    regulariser of DLAE/EDLAE, recsys/models/ease.py; a half-life above 0
-    weights each order by its age, recsys.models.recency.order_decay). Ties go
-    to the earlier setting: no decay before a decay, plain EASE before a
-    dropout variant. With ``settings_by_kind`` those are refitted. One Gram
-    matrix is computed per half-life, and one is held at a time; each setting
-    is one dense inverse.
+    A setting is ``(lambda, dropout, half_life, size_exponent,
+    popularity_exponent)`` (recsys/models/ease.py). With ``holdout_data``,
+    every setting of ``ease.half_lives`` x ``ease.size_exponents`` x
+    ``ease.dropouts`` x ``ease.lambdas`` is scored there alone and each kind
+    keeps its best (baskets like a weaker prior than customer histories;
+    dropout 0 is plain EASE, above 0 the dropout regulariser of DLAE/EDLAE; a
+    half-life above 0 weights each order by its age,
+    recsys.models.recency.order_decay; a size exponent above 0 damps large
+    orders). Then each kind's model is scored with every popularity exponent
+    of ``ease.popularity_exponents`` above 0 (no inverse: the same weights
+    with each candidate column divided by buyers ** beta), and keeps one only
+    if it scores better. Ties go to the earlier setting: no decay before a
+    decay, no size damping before damping, plain EASE before a dropout
+    variant, no popularity penalty before a penalty. With
+    ``settings_by_kind`` those are refitted (three-value settings from older
+    manifests mean exponents 0). One Gram matrix is computed per (half-life,
+    size exponent), and one is held at a time; each setting is one dense
+    inverse.
     Returns ({}, {}) when EASE is disabled or there are too many items for a
     dense inverse.
     """
@@ -346,6 +354,9 @@ def fit_ease(inter, config: dict, holdout_data=None, rec_factory=None, k: int = 
     lambdas = [float(x) for x in cfg.pop("lambdas")]
     dropouts = _ease_dropouts(cfg.pop("dropouts", [0.0]))
     half_lives = _ease_half_lives(cfg.pop("half_lives", [0.0]))
+    size_exponents = _ease_exponents(cfg.pop("size_exponents", [0.0]), "ease.size_exponents")
+    pop_exponents = _ease_exponents(cfg.pop("popularity_exponents", [0.0]),
+                                    "ease.popularity_exponents")
     # ease.zero_diagonal chooses EDLAE (true) or DLAE (false) for dropouts above 0;
     # dropout 0 is always plain EASE (a DLAE without dropout is a ridge regression
     # that reconstructs each item from itself).
@@ -365,56 +376,84 @@ def fit_ease(inter, config: dict, holdout_data=None, rec_factory=None, k: int = 
     if inter.customer_is_order:
         cfg["customer_weight"] = 0.0
     # One dense Gram matrix at a time (288 MB at the 6,000-item cap): the settings come
-    # grouped by half-life, so each is built once.
+    # grouped by (half-life, size exponent), so each is built once.
     held: dict = {}
 
-    def gram(half_life: float):
+    def gram(half_life: float, size_exponent: float):
         nonlocal order_items
-        if half_life not in held:
+        key = (half_life, size_exponent)
+        if key not in held:
             weights = None
             if half_life > 0:
                 weights = order_decay(inter, half_life)
                 order_items = inter.order_items() if order_items is None else order_items
             held.clear()
-            held[half_life] = EASEModel(**cfg).gram(customer_items, order_items, weights)
-        return held[half_life]
+            held[key] = EASEModel(size_exponent=size_exponent, **cfg).gram(
+                customer_items, order_items, weights)
+        return held[key]
 
     def fit(setting: tuple) -> EASEModel:
-        lam, p, half_life = setting
-        weighted = gram(half_life)
+        lam, p, half_life, size_exponent, beta = setting
+        weighted = gram(half_life, size_exponent)
         return EASEModel(lam=lam, dropout=p, zero_diagonal=zero_diagonal or p == 0,
-                         half_life=half_life, **cfg).fit(customer_items, order_items,
-                                                         gram=weighted)
+                         half_life=half_life, size_exponent=size_exponent,
+                         popularity_exponent=beta, **cfg).fit(customer_items, order_items,
+                                                              gram=weighted)
 
-    settings = [(lam, p, h) for h in half_lives for p in dropouts for lam in lambdas]
-    if settings_by_kind is None and (holdout_data is None or len(settings) == 1):
-        settings_by_kind = {kind: settings[0] for kind in PRIMARY}
+    settings = [(lam, p, h, e, 0.0) for h in half_lives for e in size_exponents
+                for p in dropouts for lam in lambdas]
+    if settings_by_kind is None and (holdout_data is None or (len(settings) == 1
+                                                              and len(pop_exponents) == 1)):
+        settings_by_kind = {kind: (*settings[0][:4], pop_exponents[0]) for kind in PRIMARY}
     wanted = None
     if settings_by_kind is not None:
-        wanted = {kind: tuple(float(x) for x in s) for kind, s in settings_by_kind.items()}
-        settings = sorted(set(wanted.values()), key=lambda s: (s[2], s))
+        wanted = {kind: _full_setting(s) for kind, s in settings_by_kind.items()}
+        settings = sorted(set(wanted.values()), key=lambda s: (s[2], s[3], s))
     # Too many items for a dense inverse: no Gram matrix, no EASE.
-    if not settings or gram(settings[0][2]) is None:
+    if not settings or gram(settings[0][2], settings[0][3]) is None:
         return {}, {}
     if wanted is not None:
         fitted = {s: fit(s) for s in settings}
         return {kind: fitted[s] for kind, s in wanted.items()}, wanted
-    scored = []
-    for setting in settings:
-        cand = fit(setting)
-        res = score_alone(rec_factory(cand), "ease", holdout_data, k)
-        log.info("EASE lambda %g dropout %g half-life %g on the holdout: %s", *setting,
+
+    def scored_alone(model: EASEModel, setting: tuple) -> dict:
+        res = score_alone(rec_factory(model), "ease", holdout_data, k)
+        log.info("EASE lambda %g dropout %g half-life %g size exponent %g popularity "
+                 "exponent %g on the holdout: %s", *setting,
                  {kind: round(r[f"{PRIMARY[kind]}@{k}"], 4) for kind, r in res.items()
                   if kind in PRIMARY})
-        scored.append((setting, cand, res))
-    models, chosen = {}, {}
+        return res
+
+    scored = [(s, m, scored_alone(m, s)) for s, m in ((s, fit(s)) for s in settings)]
+    models, chosen, best = {}, {}, {}
     for kind, metric in PRIMARY.items():
         cands = [(res[kind][f"{metric}@{k}"], -i) for i, (_, _, res) in enumerate(scored)
                  if kind in res]
         if cands:
-            _, neg_i = max(cands)
+            value, neg_i = max(cands)
             chosen[kind], models[kind] = scored[-neg_i][0], scored[-neg_i][1]
+            best[kind] = value
+    # The popularity penalty on each kind's model: one holdout pass per (model, beta),
+    # kept only where it beats the unpenalised weights.
+    unpenalised = {kind: (s, models[kind]) for kind, s in chosen.items()}
+    for base, model in {s: m for s, m in unpenalised.values()}.items():
+        kinds = [kind for kind, (s, _) in unpenalised.items() if s == base]
+        for beta in (b for b in pop_exponents if b > 0):
+            setting = (*base[:4], beta)
+            penalised = model.with_popularity_exponent(beta, customer_items)
+            res = scored_alone(penalised, setting)
+            for kind in kinds:
+                value = res[kind][f"{PRIMARY[kind]}@{k}"]
+                if value > best[kind]:
+                    best[kind], chosen[kind], models[kind] = value, setting, penalised
     return models, chosen
+
+
+def _full_setting(setting) -> tuple:
+    """An EASE setting as (lambda, dropout, half-life, size exponent, popularity exponent);
+    the shorter settings of older manifests have exponents 0."""
+    values = tuple(float(x) for x in setting)
+    return values + (0.0,) * (5 - len(values))
 
 
 def choose_als_alpha(inter, config: dict, data, models: tuple, meta, k: int,
@@ -471,6 +510,13 @@ def _ease_half_lives(values) -> list[float]:
     return [0.0] + [x for x in dict.fromkeys(out) if x > 0]
 
 
+def _ease_exponents(values, setting: str) -> list[float]:
+    """``ease.size_exponents`` / ``ease.popularity_exponents``: exponents in [0, 2], 0 first
+    (empty: 0 alone)."""
+    out = _setting_floats(values, setting, lambda x: 0.0 <= x <= 2.0, "exponents in [0, 2]")
+    return sorted(set(out) | {0.0}) if out else [0.0]
+
+
 def _ease_dense_items(value) -> int:
     """``ease.dense_items``: the catalogue size up to which EASE keeps every weight."""
     from recsys.exceptions import ConfigError
@@ -500,7 +546,8 @@ class FittedProduct:
     holdout_models: tuple = field(repr=False, default=())
     holdout_rec: Recommender | None = field(repr=False, default=None)
     ease: dict = field(default_factory=dict)
-    # EASE per kind in the blend: (lambda, dropout, half-life) chosen on the holdout.
+    # EASE per kind in the blend: (lambda, dropout, half-life, size exponent, popularity
+    # exponent) chosen on the holdout.
     ease_settings: dict = field(default_factory=dict)
     # ALS confidence scale chosen on the holdout (train.als_alphas; else als.alpha).
     als_alpha: float | None = None
@@ -724,11 +771,14 @@ def _blend_key(weights: tuple) -> str:
 
 
 def _ease_params(config: dict, settings_by_kind: dict) -> dict:
-    """EASE settings for the manifest, with the lambda, dropout and half-life chosen per kind."""
+    """EASE settings for the manifest, with the setting chosen per kind."""
     return dict(config["ease"],
                 lambdas_by_kind={kind: s[0] for kind, s in settings_by_kind.items()},
                 dropouts_by_kind={kind: s[1] for kind, s in settings_by_kind.items()},
-                half_lives_by_kind={kind: s[2] for kind, s in settings_by_kind.items()})
+                half_lives_by_kind={kind: s[2] for kind, s in settings_by_kind.items()},
+                size_exponents_by_kind={kind: s[3] for kind, s in settings_by_kind.items()},
+                popularity_exponents_by_kind={kind: s[4]
+                                              for kind, s in settings_by_kind.items()})
 
 
 # Fewer fresh queries than this and the gate compares stored metrics instead.

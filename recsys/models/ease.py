@@ -30,10 +30,28 @@ which penalises a popular item's weights more than a rare one's:
 
 A DLAE's diagonal (an item's weight on itself) never ranks anything: every
 query excludes its own items, so the stored weights leave it out.
+
+Two weightings, each a setting the trainer chooses on its holdout:
+
+- ``size_exponent`` e: each order row of X counts ``size ** -e`` in X'X
+  (size: its distinct items in the model), rescaled so that the trace of
+  X'X (the lines it counts) is unchanged and lambda keeps its scale. A
+  wholesale order of 300 lines pairs every line with 299 others, most of
+  them by accident; a basket of 5 says more about each of its pairs. e = 0.5
+  is the usual "inverse basket length" damping of co-occurrence counts
+  (the cosine's square-root normalisation, applied per order).
+- ``popularity_exponent`` beta: the stored weight of every candidate column
+  j is divided by ``buyers_j ** beta`` (the popularity penalty of RP3beta,
+  Paudel et al. 2016): at equal evidence from the query, the less obvious
+  item ranks first, since the best-sellers are the ones a shopper finds
+  without help. Applied to the stored weights (after the top-k cut), so
+  :meth:`EASEModel.with_popularity_exponent` derives it from a fitted model
+  without another inverse.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 
 import numpy as np
@@ -51,7 +69,7 @@ def spd_inverse(a: np.ndarray) -> np.ndarray:
     X'X + Lambda with Lambda > 0 is one, so a Cholesky factorisation and its
     inverse (LAPACK potrf + potri, about n^3 flops) replace the general LU
     inverse (about 2 n^3): EASE's fit is this one inverse, and the trainer
-    pays it once per (lambda, dropout, half-life) it tries. Falls back to
+    pays it once per (lambda, dropout, half-life, size exponent) it tries. Falls back to
     the LU inverse if the factorisation fails (not positive definite).
     """
     factor, info = lapack.dpotrf(a, lower=1, clean=0, overwrite_a=0)
@@ -63,6 +81,22 @@ def spd_inverse(a: np.ndarray) -> np.ndarray:
             inverse[upper] = inverse.T[upper]
             return inverse
     return np.linalg.inv(a)
+
+
+def size_weights(orders: sp.csr_matrix, order_weights: np.ndarray | None,
+                 exponent: float) -> np.ndarray | None:
+    """Row weights of X'WX: ``order_weights`` (None: 1) times size ** -exponent, where size
+    is each row's count of items, rescaled so that sum(weight * size), the trace of
+    X'WX, is what ``order_weights`` alone give. None when there is nothing to weigh."""
+    if not exponent:
+        return order_weights
+    sizes = np.diff(orders.tocsr().indptr).astype(np.float64)
+    base = np.ones(len(sizes)) if order_weights is None else np.asarray(order_weights, np.float64)
+    weights = base * np.maximum(sizes, 1.0) ** -float(exponent)
+    trace = float((weights * sizes).sum())
+    if trace > 0:
+        weights *= float((base * sizes).sum()) / trace
+    return weights
 
 
 def dense_weights(g: np.ndarray, lam: float, dropout: float = 0.0,
@@ -105,8 +139,11 @@ class EASEModel:
     def __init__(self, lam: float = 200.0, k: int = 200, min_buyers: int = 2,
                  max_items: int = 6000, customer_weight: float = 0.0,
                  dropout: float = 0.0, zero_diagonal: bool = True, half_life: float = 0.0,
-                 dense_items: int = 5000):
+                 dense_items: int = 5000, size_exponent: float = 0.0,
+                 popularity_exponent: float = 0.0):
         self.lam = lam
+        self.size_exponent = float(size_exponent)
+        self.popularity_exponent = float(popularity_exponent)
         # The order decay the Gram matrix was built with (days; 0 = none). Recorded
         # here for the manifest; the weights themselves are an argument of gram().
         self.half_life = float(half_life)
@@ -123,7 +160,9 @@ class EASEModel:
              order_weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray] | None:
         """(kept item indexes, X'X over them), or None when too many items for a dense inverse.
 
-        ``order_weights``: one weight per row of ``order_items`` (X' W X).
+        ``order_weights``: one weight per row of ``order_items`` (X' W X), e.g. the
+        time decay; ``size_exponent`` multiplies each row's weight by its size ** -e,
+        with the trace of X' W X kept (see the module docstring).
         """
         customer_items = customer_items.tocsr()
         buyers = np.bincount(customer_items.indices, minlength=customer_items.shape[1])
@@ -142,7 +181,9 @@ class EASEModel:
         if order_weights is not None:
             if order_items is None or len(order_weights) != o.shape[0]:
                 raise ValueError("EASE: order weights need the order x item matrix, one per row")
-            weighted = sp.diags(order_weights.astype(np.float32)) @ o
+        row_weights = size_weights(o, order_weights, self.size_exponent)
+        if row_weights is not None:
+            weighted = sp.diags(row_weights.astype(np.float32)) @ o
         g = (o.T @ weighted).toarray().astype(np.float64)
         if weight > 0:
             xs = x[:, keep]
@@ -164,6 +205,7 @@ class EASEModel:
             dense = np.zeros((n_items, n_items), dtype=np.float32)
             dense[np.ix_(keep, keep)] = b
             self.similarity_ = dense
+            self._penalise_popularity(customer_items)
             return self
         # The k strongest weights of each row by absolute value (ties: lower column),
         # selected on the dense matrix: no sparse copy of all n^2 entries.
@@ -173,7 +215,34 @@ class EASEModel:
         values = b[rows, cols].astype(np.float32)
         self.similarity_ = sp.csr_matrix(
             (values, (keep[rows], keep[cols])), shape=(n_items, n_items), dtype=np.float32)
+        self._penalise_popularity(customer_items)
         return self
+
+    def _penalise_popularity(self, customer_items: sp.csr_matrix) -> None:
+        """Divide every stored weight of column j by buyers_j ** popularity_exponent."""
+        if not self.popularity_exponent:
+            return
+        customer_items = customer_items.tocsr()
+        buyers = np.bincount(customer_items.indices, minlength=customer_items.shape[1])
+        scale = (np.maximum(buyers, 1).astype(np.float64)
+                 ** -self.popularity_exponent).astype(np.float32)
+        if sp.issparse(self.similarity_):
+            self.similarity_.data *= scale[self.similarity_.indices]
+        else:
+            self.similarity_ *= scale[None, :]
+
+    def with_popularity_exponent(self, beta: float, customer_items: sp.csr_matrix
+                                 ) -> EASEModel:
+        """This fitted model (popularity exponent 0) with ``beta`` applied: the very weights
+        ``EASEModel(popularity_exponent=beta, ...).fit`` stores, without another inverse."""
+        check_fitted(self, "similarity_")
+        if self.popularity_exponent:
+            raise ValueError("EASE: the popularity exponent applies to an unpenalised model")
+        out = copy.copy(self)
+        out.popularity_exponent = float(beta)
+        out.similarity_ = self.similarity_.copy()
+        out._penalise_popularity(customer_items)
+        return out
 
     @property
     def fitted(self) -> bool:

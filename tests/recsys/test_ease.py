@@ -16,6 +16,9 @@ X = np.array([[1, 1, 0, 0],
               [1, 0, 1, 1],
               [1, 1, 0, 1]], dtype=np.float64)
 G = X.T @ X
+# The config lists fit_ease turns into settings (not EASEModel arguments).
+SETTING_LISTS = ("lambdas", "dropouts", "enabled", "half_lives", "size_exponents",
+                 "popularity_exponents")
 
 
 def _matrix(sim) -> np.ndarray:
@@ -135,7 +138,8 @@ def planted_holdout(planted):
     path, _ = planted
     config = load_config(None, {"als": {"factors": 16, "iterations": 6},
                                 "ease": {"lambdas": [50.0, 800.0], "dropouts": [0.0, 0.5],
-                                         "half_lives": [0.0]}})
+                                         "half_lives": [0.0], "size_exponents": [0.0],
+                                         "popularity_exponents": [0.0]}})
     h = holdout(read_orders(path)[0], config)
     return config, h.train_part, h.data, h.recommender
 
@@ -150,8 +154,7 @@ def test_trainer_keeps_the_best_lambda_and_dropout_per_kind_on_the_holdout(plant
                                 customer_items=data.train_customer_items)
     assert set(models) == set(T.PRIMARY)
     # Score every setting alone, as the trainer should have; the first best wins ties.
-    cfg = {k: v for k, v in config["ease"].items() if k not in ("lambdas", "dropouts",
-                                                                 "enabled", "half_lives")}
+    cfg = {k: v for k, v in config["ease"].items() if k not in SETTING_LISTS}
     settings = [(lam, p) for p in (0.0, 0.5) for lam in (50.0, 800.0)]
     scores = []
     for lam, p in settings:
@@ -162,13 +165,14 @@ def test_trainer_keeps_the_best_lambda_and_dropout_per_kind_on_the_holdout(plant
     for kind, metric in T.PRIMARY.items():
         values = [r[kind][f"{metric}@10"] for r in scores]
         best = settings[int(np.argmax(values))]
-        assert chosen[kind] == best + (0.0,), kind
+        assert chosen[kind] == best + (0.0, 0.0, 0.0), kind
         assert (models[kind].lam, models[kind].dropout) == best, kind
     # The refit rebuilds exactly the chosen settings.
     refit, _ = T.fit_ease(train_part, config, settings_by_kind=chosen,
                           customer_items=data.train_customer_items)
     for kind in models:
-        assert (refit[kind].lam, refit[kind].dropout, refit[kind].half_life) == chosen[kind]
+        assert (refit[kind].lam, refit[kind].dropout, refit[kind].half_life,
+                refit[kind].size_exponent, refit[kind].popularity_exponent) == chosen[kind]
         np.testing.assert_array_equal(_matrix(refit[kind].similarity_),
                                       _matrix(models[kind].similarity_))
 

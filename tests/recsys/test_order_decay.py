@@ -127,7 +127,8 @@ def test_every_half_life_is_scored_and_the_best_kept_per_kind(drift):
     from training.blend_search import BlendScorer
 
     config = load_config(None, {"als": {"factors": 8, "iterations": 2},
-                                "ease": {"lambdas": [50.0], "half_lives": [30.0, 0.0, 90.0]}})
+                                "ease": {"lambdas": [50.0], "half_lives": [30.0, 0.0, 90.0],
+                                         "size_exponents": [0.0], "popularity_exponents": [0.0]}})
     inter, _ = read_orders(drift)
     h = holdout(inter, config, als_iterations=2)
     models, chosen = T.fit_ease(h.train_part, config, h.data, h.recommender, 10,
@@ -136,7 +137,8 @@ def test_every_half_life_is_scored_and_the_best_kept_per_kind(drift):
     for life in (0.0, 30.0, 90.0):  # no decay first: it wins ties
         weights = order_decay(h.train_part, life) if life else None
         cfg = {k: v for k, v in config["ease"].items()
-               if k not in ("lambdas", "dropouts", "enabled", "half_lives", "zero_diagonal")}
+               if k not in ("lambdas", "dropouts", "enabled", "half_lives", "zero_diagonal",
+                            "size_exponents", "popularity_exponents")}
         m = EASEModel(lam=50.0, **cfg)
         m.fit(h.data.train_customer_items, h.train_part.order_items(),
               gram=m.gram(h.data.train_customer_items, h.train_part.order_items(), weights))
@@ -148,7 +150,8 @@ def test_every_half_life_is_scored_and_the_best_kept_per_kind(drift):
             continue
         values = {life: r[kind][f"{metric}@10"] for life, r in scores.items()}
         best = max(values.values())
-        assert chosen[kind] == (50.0, 0.0, next(v for v in values if values[v] == best)), kind
+        life = next(v for v in values if values[v] == best)
+        assert chosen[kind] == (50.0, 0.0, life, 0.0, 0.0), kind
         assert models[kind].half_life == chosen[kind][2]
 
 

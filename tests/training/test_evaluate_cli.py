@@ -82,8 +82,11 @@ def test_evaluate_table_json_and_report(evaluated):
     assert any(w.get("ease", 0) > 0 for w in settings["blend"].values())
     for kind, weights in settings["blend"].items():
         if weights.get("ease", 0) > 0:
-            assert set(settings["ease"][kind]) == {"lambda", "dropout", "half_life_days"}
+            assert set(settings["ease"][kind]) == {"lambda", "dropout", "half_life_days",
+                                                   "size_exponent", "popularity_exponent"}
             assert settings["ease"][kind]["half_life_days"] in (0.0, 30.0, 90.0)
+            assert settings["ease"][kind]["size_exponent"] in (0.0, 0.5)
+            assert settings["ease"][kind]["popularity_exponent"] in (0.0, 0.1, 0.2)
 
 
 def test_product_beats_popularity_by_a_wide_margin(evaluated):
