@@ -38,7 +38,7 @@ DEFAULTS: dict = {
     # buyers ** beta (no extra inverse). Both in recsys/models/ease.py; docs/RESULTS.md.
     "ease": {"enabled": True, "lambdas": [50.0, 200.0, 800.0], "k": 200, "min_buyers": 2,
              "max_items": 6000, "dense_items": 5000, "customer_weight": 0.0, "dropouts": [0.0],
-             "zero_diagonal": True, "half_lives": [0.0, 30.0, 90.0],
+             "zero_diagonal": True, "half_lives": [0.0, 30.0, 90.0, 180.0],
              "size_exponents": [0.0, 0.5], "popularity_exponents": [0.0, 0.1, 0.2]},
     "train": {
         "test_fraction": 0.15,

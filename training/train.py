@@ -424,15 +424,16 @@ def fit_ease(inter, config: dict, holdout_data=None, rec_factory=None, k: int = 
                   if kind in PRIMARY})
         return res
 
-    scored = [(s, m, scored_alone(m, s)) for s, m in ((s, fit(s)) for s in settings)]
+    # Only each kind's best model so far is held (a dense model is n^2 floats).
     models, chosen, best = {}, {}, {}
-    for kind, metric in PRIMARY.items():
-        cands = [(res[kind][f"{metric}@{k}"], -i) for i, (_, _, res) in enumerate(scored)
-                 if kind in res]
-        if cands:
-            value, neg_i = max(cands)
-            chosen[kind], models[kind] = scored[-neg_i][0], scored[-neg_i][1]
-            best[kind] = value
+    for setting in settings:
+        model = fit(setting)
+        res = scored_alone(model, setting)
+        for kind, metric in PRIMARY.items():
+            if kind in res and (kind not in best or res[kind][f"{metric}@{k}"] > best[kind]):
+                best[kind] = res[kind][f"{metric}@{k}"]
+                chosen[kind], models[kind] = setting, model
+        del model
     # The popularity penalty on each kind's model: one holdout pass per (model, beta),
     # kept only where it beats the unpenalised weights.
     unpenalised = {kind: (s, models[kind]) for kind, s in chosen.items()}
