@@ -22,6 +22,7 @@ import itertools
 import logging
 import os
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -392,9 +393,9 @@ def fit_ease(inter, config: dict, holdout_data=None, rec_factory=None, k: int = 
                 customer_items, order_items, weights)
         return held[key]
 
-    def fit(setting: tuple) -> EASEModel:
+    def fit(setting: tuple, weighted: tuple | None = None) -> EASEModel:
         lam, p, half_life, size_exponent, beta = setting
-        weighted = gram(half_life, size_exponent)
+        weighted = gram(half_life, size_exponent) if weighted is None else weighted
         return EASEModel(lam=lam, dropout=p, zero_diagonal=zero_diagonal or p == 0,
                          half_life=half_life, size_exponent=size_exponent,
                          popularity_exponent=beta, **cfg).fit(customer_items, order_items,
@@ -424,16 +425,33 @@ def fit_ease(inter, config: dict, holdout_data=None, rec_factory=None, k: int = 
                   if kind in PRIMARY})
         return res
 
-    # Only each kind's best model so far is held (a dense model is n^2 floats).
+    # The dense inverses (LAPACK, which lets go of the GIL) of the next two settings run
+    # on two threads while the holdout scores the current one, so the grid keeps both
+    # cores busy. Gram matrices are built here, one thread only; only the models in
+    # flight and each kind's best so far are held (a dense model is n^2 floats).
     models, chosen, best = {}, {}, {}
-    for setting in settings:
-        model = fit(setting)
-        res = scored_alone(model, setting)
-        for kind, metric in PRIMARY.items():
-            if kind in res and (kind not in best or res[kind][f"{metric}@{k}"] > best[kind]):
-                best[kind] = res[kind][f"{metric}@{k}"]
-                chosen[kind], models[kind] = setting, model
-        del model
+    todo, in_flight = iter(settings), deque()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+
+        def submit_next():
+            setting = next(todo, None)
+            if setting is not None:
+                weighted = gram(setting[2], setting[3])
+                in_flight.append((setting, pool.submit(fit, setting, weighted)))
+
+        submit_next()
+        submit_next()
+        while in_flight:
+            setting, future = in_flight.popleft()
+            model = future.result()
+            submit_next()
+            res = scored_alone(model, setting)
+            for kind, metric in PRIMARY.items():
+                if kind in res and (kind not in best
+                                    or res[kind][f"{metric}@{k}"] > best[kind]):
+                    best[kind] = res[kind][f"{metric}@{k}"]
+                    chosen[kind], models[kind] = setting, model
+            del model
     # The popularity penalty on each kind's model: one holdout pass per (model, beta),
     # kept only where it beats the unpenalised weights.
     unpenalised = {kind: (s, models[kind]) for kind, s in chosen.items()}
