@@ -36,6 +36,7 @@ DEFAULTS: dict = {
     # `popularity_exponents`: tried on each kind's chosen model, which keeps one only if
     # it scores better on the holdout: every candidate's weight divided by its
     # buyers ** beta (no extra inverse). Both in recsys/models/ease.py; docs/RESULTS.md.
+    # Like no decay, exponent 0 (none) is always tried, first: it wins ties.
     "ease": {"enabled": True, "lambdas": [50.0, 200.0, 800.0], "k": 200, "min_buyers": 2,
              "max_items": 6000, "dense_items": 5000, "customer_weight": 0.0, "dropouts": [0.0],
              "zero_diagonal": True, "half_lives": [0.0, 30.0, 90.0, 180.0],
