@@ -405,7 +405,7 @@ def fit_ease(inter, config: dict, holdout_data=None, rec_factory=None, k: int = 
                 for p in dropouts for lam in lambdas]
     if settings_by_kind is None and (holdout_data is None or (len(settings) == 1
                                                               and len(pop_exponents) == 1)):
-        settings_by_kind = {kind: (*settings[0][:4], pop_exponents[0]) for kind in PRIMARY}
+        settings_by_kind = {kind: settings[0] for kind in PRIMARY}
     wanted = None
     if settings_by_kind is not None:
         wanted = {kind: _full_setting(s) for kind, s in settings_by_kind.items()}
@@ -454,10 +454,11 @@ def fit_ease(inter, config: dict, holdout_data=None, rec_factory=None, k: int = 
             del model
     # The popularity penalty on each kind's model: one holdout pass per (model, beta),
     # kept only where it beats the unpenalised weights.
-    unpenalised = {kind: (s, models[kind]) for kind, s in chosen.items()}
-    for base, model in {s: m for s, m in unpenalised.values()}.items():
-        kinds = [kind for kind, (s, _) in unpenalised.items() if s == base]
-        for beta in (b for b in pop_exponents if b > 0):
+    bases: dict = {}  # each chosen setting: its model and the kinds that chose it
+    for kind, setting in chosen.items():
+        bases.setdefault(setting, (models[kind], []))[1].append(kind)
+    for base, (model, kinds) in bases.items():
+        for beta in pop_exponents[1:]:
             setting = (*base[:4], beta)
             penalised = model.with_popularity_exponent(beta, customer_items)
             res = scored_alone(penalised, setting)
@@ -523,17 +524,21 @@ def _setting_floats(values, setting: str, valid, expected: str) -> list[float]:
     raise ConfigError(f"{setting} must be a list of {expected} (got {values!r})")
 
 
-def _ease_half_lives(values) -> list[float]:
-    """``ease.half_lives`` as days >= 0 (0: no decay), no decay first."""
-    out = _setting_floats(values, "ease.half_lives", lambda x: x >= 0, "half-lives in days >= 0")
+def _zero_first(values, setting: str, valid, expected: str) -> list[float]:
+    """A list setting whose 0 means "none": 0 first (it wins ties), then the listed
+    values above 0 in their order, each once."""
+    out = _setting_floats(values, setting, valid, expected)
     return [0.0] + [x for x in dict.fromkeys(out) if x > 0]
 
 
+def _ease_half_lives(values) -> list[float]:
+    """``ease.half_lives`` as days >= 0 (0: no decay), no decay first."""
+    return _zero_first(values, "ease.half_lives", lambda x: x >= 0, "half-lives in days >= 0")
+
+
 def _ease_exponents(values, setting: str) -> list[float]:
-    """``ease.size_exponents`` / ``ease.popularity_exponents``: exponents in [0, 2], 0 first
-    (empty: 0 alone)."""
-    out = _setting_floats(values, setting, lambda x: 0.0 <= x <= 2.0, "exponents in [0, 2]")
-    return sorted(set(out) | {0.0}) if out else [0.0]
+    """``ease.size_exponents`` / ``ease.popularity_exponents``: exponents in [0, 2], 0 first."""
+    return _zero_first(values, setting, lambda x: 0.0 <= x <= 2.0, "exponents in [0, 2]")
 
 
 def _ease_dense_items(value) -> int:

@@ -38,7 +38,7 @@ def score_settings(inter_train, data, config: dict, k: int = 10,
     keeps the EASE models per ``ease`` section across calls: the EASE choice scores
     EASE alone, so it does not depend on the co-purchase and ALS settings the
     search varies, and the search fits it once instead of once per candidate (with
-    the default lambdas, half-lives and size exponents, 18 dense inverses each).
+    the default lambdas, half-lives and size exponents, 24 dense inverses each).
     """
     from training.train import choose_blend, evaluate_blends, fit_ease, fit_models
 
