@@ -571,10 +571,11 @@ def _encode(values: pa.ChunkedArray) -> tuple[Vocab, np.ndarray]:
 
 def read_catalog(
     source: str, columns: dict[str, str] | None = None, strict: bool = False,
-    query: str | None = None,
+    query: str | None = None, table: pa.Table | None = None,
 ) -> tuple[Catalog, DataReport]:
     """Read item metadata; unknown extra columns are kept as metadata."""
-    table = read_table(source, query)
+    if table is None:
+        table = read_table(source, query)
     report = DataReport(source=source_label(source), rows_read=table.num_rows)
     mapping = {k: v for k, v in (columns or {}).items() if k in CATALOG_COLUMNS}
     cols = _resolve_columns(table, report.source, mapping, CATALOG_COLUMNS, ("item_id",))

@@ -106,36 +106,61 @@ def build_eval_data(train: Interactions, test: Interactions, seed: int = 0,
                     max_queries: int | None = None) -> EvalData:
     """Queries of the three protocols; ``max_queries`` caps each by a seeded sample."""
     hist = train.customer_items()
-    known = np.diff(hist.tocsc().indptr) > 0
-    rng = np.random.default_rng(seed)
-
-    nb_customers = np.zeros(0, dtype=np.int64)
-    nb_truth = sp.csr_matrix((0, hist.shape[1]), dtype=np.float32)
+    active, new = None, None
     if not train.customer_is_order:
         after = test.customer_items(binary=True)
         before = hist.copy()
         before.data[:] = 1
         new = after - after.multiply(before)
         new.eliminate_zeros()
-        active = (np.diff(before.indptr) > 0) & (np.diff(new.indptr) > 0)
-        nb_customers = np.flatnonzero(active)
-        if max_queries and len(nb_customers) > max_queries:
-            nb_customers = np.sort(rng.choice(nb_customers, max_queries, replace=False))
-        nb_truth = new[nb_customers].tocsr()
+        active = np.flatnonzero((np.diff(before.indptr) > 0) & (np.diff(new.indptr) > 0))
 
     orders = test.order_items()
     sizes = np.diff(orders.indptr)
     rows = np.flatnonzero(sizes >= 2)
+    return sample_eval_data(
+        hist, active, lambda customers: new[customers].tocsr(), rows, sizes[rows],
+        lambda chosen: [orders.indices[orders.indptr[r]:orders.indptr[r + 1]] for r in chosen],
+        seed, max_queries)
+
+
+def sample_eval_data(hist: sp.csr_matrix, active: np.ndarray | None, new_rows, order_rows,
+                     order_sizes: np.ndarray, order_items, seed: int = 0,
+                     max_queries: int | None = None) -> EvalData:
+    """:class:`EvalData` from the training history and the test period's candidates.
+
+    ``active``: the customers (sorted) with a training history and new items
+    in the test period (None: every order its own customer, no next-best);
+    ``new_rows(customers)`` their new items (CSR). ``order_rows``: the test
+    orders (sorted) with two or more items, ``order_sizes`` their sizes, and
+    ``order_items(rows)`` the sorted items of some of them. Only the sampled
+    queries are fetched, so an engine that keeps lines elsewhere (Spark)
+    draws exactly the local engine's queries.
+    """
+    known = np.diff(hist.tocsc().indptr) > 0
+    rng = np.random.default_rng(seed)
+
+    nb_customers = np.zeros(0, dtype=np.int64)
+    nb_truth = sp.csr_matrix((0, hist.shape[1]), dtype=np.float32)
+    if active is not None:
+        nb_customers = np.asarray(active, dtype=np.int64)
+        if max_queries and len(nb_customers) > max_queries:
+            nb_customers = np.sort(rng.choice(nb_customers, max_queries, replace=False))
+        nb_truth = new_rows(nb_customers)
+
+    rows = np.asarray(order_rows, dtype=np.int64)
+    sizes = np.asarray(order_sizes, dtype=np.int64)
     if max_queries and len(rows) > max_queries:
-        rows = np.sort(rng.choice(rows, max_queries, replace=False))
+        pick = np.sort(rng.choice(len(rows), max_queries, replace=False))
+        rows, sizes = rows[pick], sizes[pick]
     item_rng = np.random.default_rng(seed)
-    target_pos = item_rng.integers(0, sizes[rows]) if len(rows) else np.zeros(0, dtype=np.int64)
-    other_pos = (target_pos + 1 + item_rng.integers(0, sizes[rows] - 1)) % sizes[rows] \
+    target_pos = item_rng.integers(0, sizes) if len(rows) else np.zeros(0, dtype=np.int64)
+    other_pos = (target_pos + 1 + item_rng.integers(0, sizes - 1)) % sizes \
         if len(rows) else np.zeros(0, dtype=np.int64)
     basket_queries, targets, also = [], np.zeros(len(rows), dtype=np.int64), \
         np.zeros(len(rows), dtype=np.int64)
-    for n, (r, t, o) in enumerate(zip(rows, target_pos, other_pos, strict=True)):
-        items = orders.indices[orders.indptr[r]:orders.indptr[r + 1]]
+    for n, (items, t, o) in enumerate(zip(order_items(rows), target_pos, other_pos,
+                                          strict=True)):
         targets[n] = items[t]
         also[n] = items[o]
         basket_queries.append(np.delete(items, t).astype(np.int64))

@@ -8,6 +8,7 @@ options (including ``--strict`` rejections).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -64,6 +65,23 @@ def echo_report(report, catalog_report=None) -> None:
         click.echo(catalog_report.format(), err=True)
 
 
+@contextlib.contextmanager
+def training_engine(engine: str, spark_master: str | None, config: dict):
+    """None for the local engine; the Spark engine (stopped afterwards) for ``spark``."""
+    if engine != "spark":
+        if spark_master:
+            raise ConfigError("--spark-master needs --engine spark")
+        yield None
+        return
+    from training.spark.engine import SparkEngine
+
+    spark = SparkEngine(config, spark_master)
+    try:
+        yield spark
+    finally:
+        spark.close()
+
+
 def parse_columns(text: str | None) -> dict[str, str]:
     from recsys.data import parse_column_map
 
@@ -95,27 +113,28 @@ models_option = click.option("--models", "models_dir", required=True, type=click
 @models_option
 @click.option("--config", "config_path", default=None, help="TOML or JSON settings file.")
 @click.option("--engine", type=click.Choice(["local", "spark"]), default="local", show_default=True)
+@click.option("--spark-master", default=None,
+              help="With --engine spark: the Spark master URL (default: [spark] master, local[*]).")
 @click.option("--exclude-items", default=None,
               help="Non-product ids: a file with one id per line, or a regular expression.")
 @click.option("--strict", is_flag=True, help="Fail (exit 2) if any row is rejected.")
 @click.option("--orders-query", default=None, help="SQL query or table name with a database URL.")
 @click.option("--catalog-query", default=None, help="SQL query or table name for the catalog.")
 @handle_errors
-def train(orders, catalog, columns, models_dir, config_path, engine, exclude_items, strict,
-          orders_query, catalog_query):
+def train(orders, catalog, columns, models_dir, config_path, engine, spark_master,
+          exclude_items, strict, orders_query, catalog_query):
     """Train all models, evaluate on a temporal holdout, publish if the gate passes."""
     from training.config import load_config
     from training.train import train as run_train
 
-    if engine == "spark":
-        raise ConfigError("--engine spark is not available in this release; use --engine local")
     overrides = {"data": {"exclude_items": exclude_items}} if exclude_items else None
     config = load_config(config_path, overrides)
-    summary = run_train(
-        orders, models_dir, config, catalog=catalog, columns=parse_columns(columns) or None,
-        strict=strict, orders_query=orders_query, catalog_query=catalog_query,
-        progress_factory=progress_factory, on_report=echo_report,
-    )
+    with training_engine(engine, spark_master, config) as chosen:
+        summary = run_train(
+            orders, models_dir, config, catalog=catalog, columns=parse_columns(columns) or None,
+            strict=strict, orders_query=orders_query, catalog_query=catalog_query,
+            progress_factory=progress_factory, on_report=echo_report, engine=chosen,
+        )
     gate = summary["gate"]
     click.echo(f"{'published' if summary['published'] else 'NOT published'} "
                f"version {summary['version']}: {gate['reason']}", err=True)

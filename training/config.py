@@ -88,6 +88,11 @@ DEFAULTS: dict = {
     "floor": {"min_support": 3, "min_score": 0.01,
               "support_kinds": ["also_bought", "basket", "upsell", "downsell",
                                 "customer_upsell"]},
+    # The Spark engine (xsell train --engine spark; docs/SPARK.md): the master (local[*]:
+    # this machine; --spark-master overrides it), the driver's memory, and any spark.*
+    # setting in `conf` (executors, shuffle partitions, S3 credentials providers, ...).
+    "spark": {"master": "local[*]", "app_name": "xsell-train", "driver_memory": "2g",
+              "conf": {}},
     "gate": {
         # Publish only if the primary metric beats popularity by this relative margin.
         "min_lift_over_popularity": 0.05,
@@ -104,7 +109,7 @@ def _merge(base: dict, override: dict, path: str = "") -> dict:
         where = f"{path}{key}"
         if key not in base:
             raise ConfigError(f"config: unknown setting {where!r}; known: {', '.join(sorted(base))}")
-        if isinstance(base[key], dict) and key != "columns":
+        if isinstance(base[key], dict) and key not in ("columns", "conf"):
             if not isinstance(value, dict):
                 raise ConfigError(f"config: {where!r} must be a table of settings")
             _merge(base[key], value, f"{where}.")

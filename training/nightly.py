@@ -176,7 +176,8 @@ def _failure_message(exc: BaseException) -> str:
 def run_nightly(orders: str, models_dir: str, config: dict, *, orders_query: str | None = None,
                 catalog: str | None = None, catalog_query: str | None = None,
                 columns: dict | None = None, keep: int = 5, strict: bool = False,
-                progress_factory=None, on_report=None) -> dict:
+                progress_factory=None, on_report=None, engine: str = "local",
+                spark_master: str | None = None) -> dict:
     """Run the whole job once; returns the run record (``exit_code`` says how it ended)."""
     from training.train import train
 
@@ -222,10 +223,14 @@ def run_nightly(orders: str, models_dir: str, config: dict, *, orders_query: str
                 on_report(report, cat_report)
 
         try:
-            summary = train(orders, models_dir, config, catalog=catalog, columns=columns,
-                            strict=strict, orders_query=orders_query,
-                            catalog_query=catalog_query, progress_factory=progress_factory,
-                            on_report=capture)
+            from training.cli import training_engine
+
+            record["engine"] = engine
+            with training_engine(engine, spark_master, config) as chosen:
+                summary = train(orders, models_dir, config, catalog=catalog, columns=columns,
+                                strict=strict, orders_query=orders_query,
+                                catalog_query=catalog_query, progress_factory=progress_factory,
+                                on_report=capture, engine=chosen)
         except (DataError, ConfigError) as exc:
             return finish("bad_input", EXIT_BAD_INPUT, str(exc))
         except (XsellError, OSError) as exc:
@@ -285,8 +290,11 @@ def _needs_query(option: str, source: str | None, query: str | None) -> None:
 @click.option("--keep", default=5, show_default=True, type=click.IntRange(min=1),
               help="Versions to keep when pruning (the current one is always kept).")
 @click.option("--strict", is_flag=True, help="Fail (exit 2) if any row is rejected.")
+@click.option("--engine", type=click.Choice(["local", "spark"]), default="local", show_default=True)
+@click.option("--spark-master", default=None,
+              help="With --engine spark: the Spark master URL (default: [spark] master, local[*]).")
 def nightly_command(orders, orders_query, catalog, catalog_query, models_dir, columns,
-                    config_path, exclude_items, keep, strict):
+                    config_path, exclude_items, keep, strict, engine, spark_master):
     """Unattended retraining: lock, read, train, gate, publish, prune, run record.
 
     \b
@@ -311,7 +319,8 @@ def nightly_command(orders, orders_query, catalog, catalog_query, models_dir, co
         sys.exit(EXIT_BAD_INPUT)
     record = run_nightly(orders, models_dir, config, orders_query=orders_query, catalog=catalog,
                          catalog_query=catalog_query, columns=column_map, keep=keep,
-                         strict=strict, progress_factory=progress_factory, on_report=echo_report)
+                         strict=strict, progress_factory=progress_factory, on_report=echo_report,
+                         engine=engine, spark_master=spark_master)
     code = record["exit_code"]
     prefix = "" if code in (EXIT_PUBLISHED, EXIT_NOT_PUBLISHED) else "error: "
     click.echo(f"{prefix}{record['message']} (exit {code})", err=True)

@@ -172,11 +172,14 @@ def check_rules(config: dict) -> None:
 def fit_substitutes(inter, customer_items, popularity, als, meta, config: dict):
     """Upsell/downsell substitutes from the final models, and the serving rules to store."""
     cfg = config["substitutes"]
-    order_items = None if inter.customer_is_order else inter.order_items()
+    # The Spark engine's orders stay in Spark: it hands over their basket co-counts.
+    baskets = getattr(inter, "basket_pairs", None)
+    order_items = None if inter.customer_is_order or baskets else inter.order_items()
     candidates = (popularity.counts_ > 0) & meta.recommendable
     subs = SubstituteModel(**_model_params(cfg)).fit(
         customer_items, order_items, None if als is None else als.item_factors_,
-        meta.category, meta.price, candidates=candidates)
+        meta.category, meta.price, candidates=candidates,
+        basket_counts=baskets() if baskets and not inter.customer_is_order else None)
     rules = {"floor": dict(config["floor"]),
              "upsell_band": [float(x) for x in cfg["upsell_band"]],
              "downsell_band": [float(x) for x in cfg["downsell_band"]]}
@@ -327,7 +330,8 @@ def score_alone(rec: Recommender, component: str, data, k: int) -> dict:
 
 
 def fit_ease(inter, config: dict, holdout_data=None, rec_factory=None, k: int = 10,
-             settings_by_kind: dict | None = None, customer_items=None) -> tuple[dict, dict]:
+             settings_by_kind: dict | None = None, customer_items=None,
+             gram_fn=None) -> tuple[dict, dict]:
     """EASE models per query kind on ``inter`` and the setting of each.
 
     A setting is ``(lambda, dropout, half_life, size_exponent,
@@ -349,7 +353,8 @@ def fit_ease(inter, config: dict, holdout_data=None, rec_factory=None, k: int = 
     size exponent), and one is held at a time; each setting is one dense
     inverse.
     Returns ({}, {}) when EASE is disabled or there are too many items for a
-    dense inverse.
+    dense inverse. ``gram_fn(half_life, size_exponent, settings)``: the Gram
+    matrix from elsewhere (the Spark engine), as :meth:`EASEModel.gram` returns it.
     """
     cfg = dict(config["ease"])
     lambdas = [float(x) for x in cfg.pop("lambdas")]
@@ -373,7 +378,7 @@ def fit_ease(inter, config: dict, holdout_data=None, rec_factory=None, k: int = 
     # Orders are the rows the decay weighs. When every order is its own customer, the
     # customer x item matrix is the order one: it serves unless a decay needs the rows
     # in order index (and customer_weight has nothing to add).
-    order_items = None if inter.customer_is_order else inter.order_items()
+    order_items = None if inter.customer_is_order or gram_fn else inter.order_items()
     if inter.customer_is_order:
         cfg["customer_weight"] = 0.0
     # One dense Gram matrix at a time (288 MB at the 6,000-item cap): the settings come
@@ -383,6 +388,9 @@ def fit_ease(inter, config: dict, holdout_data=None, rec_factory=None, k: int = 
     def gram(half_life: float, size_exponent: float):
         nonlocal order_items
         key = (half_life, size_exponent)
+        if key not in held and gram_fn is not None:
+            held.clear()
+            held[key] = gram_fn(half_life, size_exponent, cfg)
         if key not in held:
             weights = None
             if half_life > 0:
@@ -477,7 +485,7 @@ def _full_setting(setting) -> tuple:
 
 
 def choose_als_alpha(inter, config: dict, data, models: tuple, meta, k: int,
-                     iterations: int) -> tuple:
+                     iterations: int, fit_als=None) -> tuple:
     """(holdout ALS, its alpha): the confidence scale of ``train.als_alphas`` whose ALS
     alone scores the best next-best nDCG on the holdout.
 
@@ -486,7 +494,8 @@ def choose_als_alpha(inter, config: dict, data, models: tuple, meta, k: int,
     choice is made on next-best; without next-best queries (every order its
     own customer) or with fewer than two alphas, the configured ``als.alpha``
     stays. Ties go to the configured alpha. Each extra alpha costs one holdout
-    ALS fit of ``iterations`` and one next-best pass.
+    ALS fit of ``iterations`` and one next-best pass. ``fit_als(alpha)``: that fit
+    done elsewhere (the Spark engine).
     """
     hist, pop, cp, als = models
     configured = float(config["als"]["alpha"])
@@ -498,6 +507,8 @@ def choose_als_alpha(inter, config: dict, data, models: tuple, meta, k: int,
                                         if a != configured]
     best = None
     for alpha, model in candidates:
+        if model is None and fit_als is not None:
+            model = fit_als(alpha)
         if model is None:
             model = ALSModel(**dict(config["als"], alpha=alpha))
             model.fit(hist, iterations=iterations)
@@ -679,8 +690,12 @@ def train(orders: str, models_dir: str, config: dict, catalog: str | None = None
           columns: dict | None = None, catalog_columns: dict | None = None,
           strict: bool = False, orders_query: str | None = None,
           catalog_query: str | None = None, progress_factory=None,
-          on_report=None) -> dict:
-    """Run the whole pipeline; returns the summary (also stored in the manifest)."""
+          on_report=None, engine=None) -> dict:
+    """Run the whole pipeline; returns the summary (also stored in the manifest).
+
+    ``engine``: another engine's reader and fitting (training/spark: ``read`` and
+    ``fit_product``); the gate, the version and its manifest are this function's.
+    """
     progress_factory = progress_factory or _null_progress_factory
     timer = Timer()
     train_cfg = config["train"]
@@ -690,13 +705,18 @@ def train(orders: str, models_dir: str, config: dict, catalog: str | None = None
 
     with timer.stage("read"):
         exclude = ItemExclusion(config["data"].get("exclude_items"))
-        inter, report = read_orders(orders, columns or config["data"].get("columns"),
-                                    exclude=exclude, strict=strict, query=orders_query)
-        pause_for_tests("read")
-        cat = cat_report = None
-        if catalog:
-            cat, cat_report = read_catalog(catalog, catalog_columns or columns, strict=strict,
-                                           query=catalog_query)
+        if engine is not None:
+            inter, report, cat, cat_report = engine.read(
+                orders, columns or config["data"].get("columns"), exclude, strict, catalog,
+                catalog_columns or columns, orders_query, catalog_query)
+        else:
+            inter, report = read_orders(orders, columns or config["data"].get("columns"),
+                                        exclude=exclude, strict=strict, query=orders_query)
+            pause_for_tests("read")
+            cat = cat_report = None
+            if catalog:
+                cat, cat_report = read_catalog(catalog, catalog_columns or columns,
+                                               strict=strict, query=catalog_query)
     if on_report:
         on_report(report, cat_report)
     if inter.n_lines == 0:
@@ -704,7 +724,8 @@ def train(orders: str, models_dir: str, config: dict, catalog: str | None = None
 
         raise DataError(f"{report.source}: no usable order lines (see the data report)")
 
-    product = fit_product(inter, config, progress_factory, timer=timer)
+    product = (engine.fit_product if engine is not None else fit_product)(
+        inter, config, progress_factory, timer=timer)
     s, blend, metrics, pop_metrics, results = (product.split, product.blend, product.metrics,
                                                 product.pop_metrics, product.results)
     hist, pop, cp, als = product.models

@@ -59,13 +59,16 @@ class SubstituteModel:
 
     def fit(self, customer_items: sp.csr_matrix, order_items: sp.csr_matrix | None,
             item_factors: np.ndarray | None, category: np.ndarray | None,
-            price: np.ndarray, candidates: np.ndarray | None = None):
+            price: np.ndarray, candidates: np.ndarray | None = None,
+            basket_counts: sp.csr_matrix | None = None):
         """Learn substitutes.
 
         ``customer_items`` and ``order_items`` are (customers|orders) x items;
         ``category`` holds a code per item (-1: none; None or all -1: no
         catalog categories); ``price`` the training-time price (NaN: unknown);
-        ``candidates`` the items that may be proposed at all.
+        ``candidates`` the items that may be proposed at all. ``basket_counts``:
+        items x items orders holding both, in place of ``order_items`` (an engine
+        whose orders stay elsewhere, training/spark, counts them there).
         """
         n_items = customer_items.shape[1]
         price = np.asarray(price, dtype=np.float64)
@@ -76,6 +79,9 @@ class SubstituteModel:
         n_buyers = np.diff(cust_t.indptr).astype(np.float64)
         ok &= n_buyers > 0
         order_t = None if order_items is None else _binary(order_items).T.tocsr()
+        pairs = order_t is None and basket_counts is not None
+        if pairs:
+            order_t = basket_counts.tocsr()
         unit = None
         if item_factors is not None and self.als_weight > 0:
             f = np.asarray(item_factors, dtype=np.float32)
@@ -86,7 +92,8 @@ class SubstituteModel:
         for rows, cols in _groups(category, ok):
             step = max(1, _BLOCK_CELLS // max(len(cols), 1))
             # The candidate side of the products, built once per group.
-            side = (cust_t[cols].T.tocsr(), None if order_t is None else order_t[cols].T.tocsr(),
+            side = (cust_t[cols].T.tocsr(),
+                    None if order_t is None else cols if pairs else order_t[cols].T.tocsr(),
                     None if unit is None else unit[cols].T)
             for start in range(0, len(rows), step):
                 r = rows[start:start + step]
@@ -142,7 +149,9 @@ class SubstituteModel:
             dense += w * np.maximum(unit[rows] @ unit_cols, 0.0)
         both = (cust_t[rows] @ cust_cols).toarray()
         if order_t is not None:
-            together = (order_t[rows] @ order_cols).toarray()
+            # order_cols: the candidates' order columns, or their indexes into basket counts.
+            together = (order_t[rows][:, order_cols] if isinstance(order_cols, np.ndarray)
+                        else order_t[rows] @ order_cols).toarray()
         else:
             together = np.zeros_like(both)
         separate = np.maximum(both - together, 0.0)

@@ -1,0 +1,108 @@
+"""The Spark engine against the local one on the same planted lines: same vocabularies,
+report, split, holdout queries, co-purchase neighbours and supports; EASE's Gram matrix."""
+
+import numpy as np
+import pytest
+
+from recsys.data import ItemExclusion, read_orders
+from recsys.evaluation import build_eval_data, split, split_interactions
+from recsys.models import CoPurchaseModel
+from recsys.models.ease import EASEModel
+from recsys.models.recency import order_decay
+from training.spark import models
+from training.spark.engine import holdout_queries, split_lines
+from training.spark.reader import read_orders_spark
+
+
+@pytest.fixture(scope="module")
+def both(spark, planted):
+    path, _ = planted
+    exclude = ItemExclusion("^P19$")
+    local, local_report = read_orders(path, exclude=exclude)
+    remote, remote_report = read_orders_spark(spark, path, exclude=exclude)
+    return local, local_report, remote, remote_report
+
+
+def test_report_and_vocabularies_match(both):
+    local, local_report, remote, remote_report = both
+    assert remote_report.to_dict() == local_report.to_dict()
+    assert remote_report.excluded_items == 1 and remote_report.rejected["not_a_product"] > 0
+    assert list(remote.items.ids) == list(local.items.ids)
+    assert list(remote.customers.ids) == list(local.customers.ids)
+    assert len(remote.orders) == len(local.orders) and remote.n_lines == local.n_lines
+    assert list(remote.timestamp) == [local.timestamp.min(), local.timestamp.max()]
+    np.testing.assert_allclose(remote.item_prices(), local.item_prices(), rtol=1e-6)
+    hist = models.customer_items(remote.lines, len(remote.customers), len(remote.items), "h")
+    assert (hist != local.customer_items()).nnz == 0
+
+
+def test_split_and_holdout_queries_match(spark, both):
+    local, _, remote, _ = both
+    s = split(local)
+    ss, train, test = split_lines(remote, 0.15)
+    assert (ss.method, ss.cutoff) == (s.method, s.cutoff)
+    assert (ss.train.sum(), ss.test.sum()) == (s.train.sum(), s.test.sum())
+    train_part, test_part = split_interactions(local, s)
+    # A cap below the candidates' count: the sample is drawn, and must be the same draw.
+    for max_queries in (None, 50):
+        want = build_eval_data(train_part, test_part, max_queries=max_queries)
+        hist = models.customer_items(train, len(remote.customers), len(remote.items), "h")
+        got = holdout_queries(spark, remote, train, test, hist, max_queries)
+        assert np.array_equal(got.nb_customers, want.nb_customers)
+        assert (got.nb_truth != want.nb_truth).nnz == 0
+        assert np.array_equal(got.basket_targets, want.basket_targets)
+        assert np.array_equal(got.also_queries, want.also_queries)
+        assert len(got.basket_queries) == len(want.basket_queries) > 0
+        for a, b in zip(got.basket_queries, want.basket_queries, strict=True):
+            assert np.array_equal(a, b)
+        assert len(want.nb_customers) > 0
+
+
+@pytest.mark.parametrize("params", [
+    {},  # the defaults
+    # Caps that bite on the planted data: heavy buyers and large baskets are cut.
+    {"max_items_per_customer": 3, "max_basket_size": 2, "k": 4, "min_support": 1},
+    {"basket_weight": 0.0, "alpha": 0.8, "shrink": 0.0, "k": 3},
+])
+def test_copurchase_neighbours_and_supports_identical(spark, both, params):
+    local, _, remote, _ = both
+    cfg = dict(CoPurchaseModel().__dict__, **params)
+    cfg = {k: v for k, v in cfg.items() if not k.endswith("_")}
+    want = CoPurchaseModel(**cfg).fit(local.customer_items(), local.order_items())
+    got = models.copurchase(spark, remote.lines, len(remote.items), False, cfg)
+    assert want.similarity_.nnz > 0
+    assert np.array_equal(got.similarity_.indptr, want.similarity_.indptr)
+    assert np.array_equal(got.similarity_.indices, want.similarity_.indices)
+    assert np.array_equal(got.support_.data, want.support_.data)
+    np.testing.assert_array_equal(got.similarity_.data, want.similarity_.data)
+
+
+def test_copurchase_every_order_its_own_customer(spark, planted, tmp_path):
+    import pyarrow.csv as pacsv
+
+    table = pacsv.read_csv(planted[0]).drop(["customer_id"])
+    path = str(tmp_path / "no_customers.csv")
+    pacsv.write_csv(table, path)
+    local, _ = read_orders(path)
+    remote, report = read_orders_spark(spark, path)
+    assert remote.customer_is_order and report.notes
+    want = CoPurchaseModel().fit(local.customer_items(), None)
+    got = models.copurchase(spark, remote.lines, len(remote.items), True,
+                            {k: v for k, v in CoPurchaseModel().__dict__.items()
+                             if not k.endswith("_")})
+    assert np.array_equal(got.similarity_.indices, want.similarity_.indices)
+    assert np.array_equal(got.support_.data, want.support_.data)
+
+
+@pytest.mark.parametrize("half_life,size_exponent", [(0.0, 0.0), (30.0, 0.5)])
+def test_ease_gram_matches_local(spark, both, half_life, size_exponent):
+    local, _, remote, _ = both
+    hist = local.customer_items()
+    order_items = local.order_items()
+    weights = order_decay(local, half_life) if half_life else None
+    keep, want = EASEModel(size_exponent=size_exponent).gram(hist, order_items, weights)
+    buyers = np.bincount(hist.indices, minlength=hist.shape[1])
+    got_keep, got = models.ease_gram(spark, remote.lines, buyers, {"min_buyers": 2},
+                                     half_life, size_exponent)
+    assert np.array_equal(got_keep, keep)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

@@ -1,0 +1,179 @@
+"""``xsell train --engine spark`` end to end on planted data, against the local engine.
+
+Holdout metrics of every query kind within 3% of the local engine's (ALS is
+MLlib's solver, the rest the same counts); the version loads and answers in
+the service; bad input gets the local engine's messages and exit codes; a
+Spark failure is one line, exit 1, and nothing published.
+"""
+
+import json
+import os
+
+import pytest
+from click.testing import CliRunner
+
+from recsys.artifacts import current_version, list_versions, load_version
+from recsys.recommender import Recommender
+from training.cli import main
+from training.config import load_config
+from training.spark.engine import SparkEngine
+from training.train import train
+
+# A small, fast grid (two CPUs in CI); both engines train with it.
+SMALL = {"als": {"factors": 16, "iterations": 8},
+         "ease": {"lambdas": [50.0, 200.0], "half_lives": [0.0, 90.0],
+                  "size_exponents": [0.0, 0.5], "popularity_exponents": [0.0, 0.2]},
+         "train": {"holdout_als_iterations": 5, "als_alphas": [2.0, 10.0]}}
+
+
+def small_config():
+    return load_config(None, SMALL)
+
+
+@pytest.fixture(scope="module")
+def trained(spark, planted, tmp_path_factory):
+    path, truth = planted
+    local_dir = str(tmp_path_factory.mktemp("local"))
+    spark_dir = str(tmp_path_factory.mktemp("spark"))
+    local = train(path, local_dir, small_config())
+    engine = SparkEngine(small_config())
+    try:
+        remote = train(path, spark_dir, small_config(), engine=engine)
+    finally:
+        engine.close()
+    return local, remote, spark_dir, truth
+
+
+def test_holdout_metrics_within_3_percent_of_local(trained):
+    local, remote, _, _ = trained
+    assert set(remote["metrics"]) == set(local["metrics"]) == {"next_best", "basket",
+                                                                "also_bought"}
+    for kind, metrics in local["metrics"].items():
+        for name, value in metrics.items():
+            if name == "queries":
+                assert remote["metrics"][kind][name] == value
+                continue
+            assert remote["metrics"][kind][name] == pytest.approx(value, rel=0.03, abs=1e-3), \
+                (kind, name)
+    assert remote["baseline_popularity"] == local["baseline_popularity"]
+    assert remote["published"] and remote["data"] == local["data"]
+
+
+def test_version_has_the_local_format_and_answers(trained):
+    local, remote, spark_dir, truth = trained
+    loaded = load_version(spark_dir)
+    rec = Recommender.load(loaded)
+    assert rec.version == remote["version"] == current_version(spark_dir)
+    for a, b in truth["pairs"].items():
+        answer = rec.also_bought(rec.items.index(a), limit=3)
+        assert rec.items.id_of(answer.items[0].item_idx) == b
+        assert answer.items[0].support >= 3
+    customer, partner = next(iter(truth["query_customers"].items()))
+    got = rec.next_best(rec.customers.index(customer), limit=3)
+    assert rec.items.id_of(got.items[0].item_idx) == partner
+    manifest = rec.manifest
+    assert manifest["data"]["split"]["method"] == "temporal"
+    assert manifest["data"]["time_range"] is not None
+    assert rec.substitutes is not None and rec.substitutes.similarity_.nnz > 0
+
+
+def test_the_service_serves_the_spark_version(trained):
+    from tests.service.conftest import make_app
+
+    _, remote, spark_dir, _ = trained
+    client = make_app(spark_dir).test_client()
+    res = client.get("/v1/items/A1/also-bought?limit=3")
+    assert res.status_code == 200, res.data
+    body = res.get_json()
+    assert body["model_version"] == remote["version"]
+    assert body["recommendations"][0]["item_id"] == "B1"
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def run_cli(*args):
+    return CliRunner().invoke(main, ["train", *args], catch_exceptions=False)
+
+
+def both_engines(tmp_path, *args):
+    out = []
+    for engine in ("local", "spark"):
+        res = run_cli(*args, "--models", str(tmp_path / engine), "--engine", engine)
+        out.append((res.exit_code, [line for line in res.stderr.splitlines()
+                                    if line.startswith("error:")]))
+    return out
+
+
+def test_missing_column_unreadable_and_empty_input_as_the_local_engine(spark, tmp_path):
+    missing = tmp_path / "missing.csv"
+    missing.write_text("customer_id,order_id,quantity\nc1,o1,1\n")
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    rejected = tmp_path / "rejected.csv"
+    rejected.write_text("customer_id,order_id,item_id,quantity\nc1,o1,a,-1\nc1,,b,1\n")
+    garbage = tmp_path / "orders.xlsx"
+    garbage.write_text("x")
+    for path in (missing, tmp_path / "nope.csv", empty, rejected, garbage):
+        (local_code, local_err), (spark_code, spark_err) = both_engines(
+            tmp_path, "--orders", str(path))
+        assert local_code == spark_code == 2, (path, local_err, spark_err)
+        assert spark_err == local_err and len(spark_err) == 1, (path, spark_err)
+
+
+def test_strict_rejects_as_the_local_engine(spark, planted, tmp_path):
+    text = open(planted[0]).read().splitlines()
+    bad = tmp_path / "bad.csv"
+    bad.write_text("\n".join(text + ["C1,O999999,,1,2.0,2025-02-01T00:00:00",
+                                     "C1,O999999,A1,zero,2.0,2025-02-01T00:00:00"]) + "\n")
+    (local_code, local_err), (spark_code, spark_err) = both_engines(
+        tmp_path, "--orders", str(bad), "--strict")
+    assert local_code == spark_code == 2
+    assert spark_err == local_err
+    assert "missing_item_id=1" in spark_err[0] and "unparsable_quantity=1" in spark_err[0]
+
+
+def test_spark_failure_is_one_line_and_publishes_nothing(spark, planted, tmp_path,
+                                                         monkeypatch):
+    from training.spark import models
+
+    models_dir = str(tmp_path / "models")
+    first = run_cli("--orders", planted[0], "--models", models_dir, "--config",
+                    _config_file(tmp_path))
+    assert first.exit_code == 0, first.output
+    before = current_version(models_dir)
+
+    def broken(spark_session, *args, **kwargs):
+        # A real Spark job failure, as a lost executor or a bad cast raises it.
+        spark_session.range(1).selectExpr("raise_error('executor lost')").collect()
+
+    monkeypatch.setattr(models, "copurchase", broken)
+    res = run_cli("--orders", planted[0], "--models", models_dir, "--engine", "spark",
+                  "--config", _config_file(tmp_path))
+    assert res.exit_code == 1
+    errors = [line for line in res.stderr.splitlines() if line.strip()]
+    assert errors[-1].startswith("error: Spark failed while training:"), errors
+    assert "executor lost" in errors[-1] and "Traceback" not in res.stderr
+    assert current_version(models_dir) == before
+    assert len(list_versions(models_dir)) == 1
+
+
+def test_nightly_with_the_spark_engine(spark, planted, tmp_path):
+    res = CliRunner().invoke(main, ["nightly", "--orders", planted[0], "--models",
+                                    str(tmp_path / "m"), "--engine", "spark", "--config",
+                                    _config_file(tmp_path)], catch_exceptions=False)
+    record = json.loads(res.stdout.strip().splitlines()[-1])
+    assert res.exit_code == 0, res.output
+    assert record["status"] == "published" and record["engine"] == "spark"
+
+
+def test_spark_master_needs_the_spark_engine(planted, tmp_path):
+    res = run_cli("--orders", planted[0], "--models", str(tmp_path / "m"),
+                  "--spark-master", "local[1]")
+    assert res.exit_code == 2 and "--spark-master needs --engine spark" in res.stderr
+
+
+def _config_file(tmp_path) -> str:
+    path = tmp_path / "small.json"
+    path.write_text(json.dumps(SMALL))
+    return str(path)

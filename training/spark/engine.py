@@ -1,0 +1,298 @@
+"""``xsell train --engine spark``: the local pipeline's steps with Spark doing the heavy ones.
+
+:class:`SparkEngine` plugs into :func:`training.train.train` (``read`` and
+``fit_product``). What runs where:
+
+- Spark: reading and validating the lines (the data report), vocabularies,
+  the temporal split, the customer x item counts, co-purchase pair counts
+  and top-k, ALS (MLlib), EASE's Gram matrices, the basket co-counts of the
+  substitutes, and the holdout's candidate queries;
+- the driver: the holdout scoring of every blend, on the seeded sample of
+  ``train.max_eval_queries`` queries per kind the local engine draws (the
+  same queries: :func:`recsys.evaluation.sample_eval_data`), EASE's dense
+  inverses, the substitutes, the gate and the version (the local code).
+
+Not carried over (said so, not dropped silently): ``train.recency_half_lives``
+(refused), the gate's comparison with the current version on fresh holdout
+orders (the gate compares stored metrics instead), ALS warm starts (the
+final ALS runs all ``als.iterations``), and the random split of data without
+timestamps (a seeded hash of the order id instead of the local draw).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+import scipy.sparse as sp
+
+from recsys.data import read_catalog
+from recsys.evaluation import PopularityScorer, evaluate, sample_eval_data
+from recsys.exceptions import ConfigError
+from recsys.models import PopularityModel
+from recsys.recommender import Recommender
+from recsys.rules import build_item_meta
+from training.train import (
+    FittedProduct,
+    Timer,
+    _null_progress_factory,
+    choose_als_alpha,
+    choose_blend,
+    evaluate_blends,
+    fit_ease,
+)
+
+from . import models
+from .frames import collect_arrays, to_csr
+from .reader import read_frame, read_orders_spark
+from .session import spark_errors, start_session
+
+log = logging.getLogger(__name__)
+
+_HASH_RANGE = 2 ** 31
+
+
+class _Period:
+    """One period's lines in Spark, with the flags the local helpers read."""
+
+    def __init__(self, lines, timestamp, customer_is_order: bool):
+        self.lines = lines
+        self.timestamp = timestamp
+        self.customer_is_order = customer_is_order
+
+
+class SparkSplit:
+    """The split as the manifest records it; the line masks stay in Spark."""
+
+    def __init__(self, method: str, cutoff: int | None, train_lines: int, test_lines: int):
+        self.method = method
+        self.cutoff = cutoff
+        # One-element arrays: the manifest sums them (lines on each side).
+        self.train = np.array([train_lines])
+        self.test = np.array([test_lines])
+
+
+class SparkEngine:
+    """Spark reading and fitting for :func:`training.train.train`; :meth:`close` stops Spark."""
+
+    def __init__(self, config: dict, master: str | None = None):
+        self.config = config
+        self.master = master
+        self.spark = None
+        if (config.get("train") or {}).get("recency_half_lives"):
+            raise ConfigError("train.recency_half_lives is not available with --engine spark "
+                              "yet; leave it empty or train with --engine local")
+
+    def session(self):
+        if self.spark is None:
+            self.spark = start_session(self.config, self.master)
+        return self.spark
+
+    def close(self) -> None:
+        if self.spark is not None:
+            try:
+                self.spark.stop()
+            finally:
+                self.spark = None
+
+    # ------------------------------------------------------------ reading
+    def read(self, orders, columns, exclude, strict, catalog=None, catalog_columns=None,
+             orders_query=None, catalog_query=None):
+        if orders_query or catalog_query:
+            raise ConfigError("--orders-query/--catalog-query read a database: use --engine "
+                              "local for that, or export the tables to Parquet for Spark")
+        spark = self.session()
+        data, report = read_orders_spark(spark, orders, columns, exclude, strict)
+        cat = cat_report = None
+        if catalog:
+            frame = read_frame(spark, catalog)
+            with spark_errors(f"reading {catalog}"):
+                table = frame.toArrow() if hasattr(frame, "toArrow") else _arrow(frame)
+            # Item metadata is catalogue-sized: validated by the local reader's rules.
+            cat, cat_report = read_catalog(catalog, catalog_columns, strict=strict, table=table)
+        data.basket_pairs = lambda: models.basket_pairs(data.lines, len(data.items))
+        return data, report, cat, cat_report
+
+    # ------------------------------------------------------------ fitting
+    def fit_product(self, data, config: dict, progress_factory=None, timer: Timer | None = None
+                    ) -> FittedProduct:
+        """:func:`training.train.fit_product` with the fits in Spark (see the module doc)."""
+        with spark_errors("training"):
+            return self._fit_product(data, config, progress_factory or _null_progress_factory,
+                                     timer or Timer())
+
+    def _fit_product(self, data, config, progress_factory, timer) -> FittedProduct:
+        spark = self.session()
+        train_cfg = config["train"]
+        k = int(train_cfg["k"])
+        n_customers, n_items = len(data.customers), len(data.items)
+        with timer.stage("split"):
+            s, train_lines, test_lines = split_lines(data, float(train_cfg["test_fraction"]))
+            train_part = _Period(train_lines, data.timestamp, data.customer_is_order)
+            hist_tr = models.customer_items(train_lines, n_customers, n_items,
+                                            "training-period history")
+            eval_data = holdout_queries(spark, data, train_lines, test_lines, hist_tr,
+                                        train_cfg.get("max_eval_queries"))
+
+        total_iterations = int(config["als"]["iterations"])
+        holdout_iterations = min(total_iterations, int(train_cfg["holdout_als_iterations"]))
+        refit = train_cfg.get("refit", True)
+        with timer.stage("fit_holdout"):
+            pop_tr = PopularityModel().fit(hist_tr)
+            cp_tr = models.copurchase(spark, train_lines, n_items, data.customer_is_order,
+                                      config["copurchase"])
+            als_tr = models.als(train_lines, n_customers, n_items, config["als"],
+                                holdout_iterations)
+            meta_tr = build_item_meta(data.items, None, None)
+            als_tr, als_alpha = choose_als_alpha(
+                data, config, eval_data, (hist_tr, pop_tr, cp_tr, als_tr), meta_tr, k,
+                holdout_iterations,
+                fit_als=lambda alpha: models.als(train_lines, n_customers, n_items,
+                                                 config["als"], holdout_iterations, alpha))
+            if als_alpha != float(config["als"]["alpha"]):
+                config = dict(config, als=dict(config["als"], alpha=als_alpha))
+
+            def make_rec(ease_model):
+                return Recommender(data.items, data.customers, hist_tr, pop_tr, cp_tr, als_tr,
+                                   meta_tr, ease=ease_model)
+
+            ease_tr, ease_chosen = fit_ease(
+                train_part, config, eval_data, make_rec, k, customer_items=hist_tr,
+                gram_fn=self._gram(train_lines, hist_tr))
+
+        with timer.stage("evaluate"):
+            rec_tr = make_rec(ease_tr)
+            levels = [float(w) for w in train_cfg["blend_grid"]]
+            results = evaluate_blends(rec_tr, eval_data, levels, k,
+                                      train_cfg.get("popularity_grid", [0.0]))
+            blend, metrics = choose_blend(results, k,
+                                          float(train_cfg.get("max_item_popularity", 1.0)))
+            rec_tr.blend = {kind: dict(w) for kind, w in blend.items()}
+            pop_metrics = evaluate(PopularityScorer(pop_tr.counts_, rec_tr.known_items),
+                                   eval_data, k)
+
+        ease_settings = {kind: ease_chosen[kind] for kind, w in blend.items()
+                         if w.get("ease", 0) > 0 and kind in ease_chosen}
+        with timer.stage("fit_full"):
+            if refit:
+                lines = data.lines
+                hist = models.customer_items(lines, n_customers, n_items, "history")
+                fitted = (hist, PopularityModel().fit(hist),
+                          models.copurchase(spark, lines, n_items, data.customer_is_order,
+                                            config["copurchase"]),
+                          models.als(lines, n_customers, n_items, config["als"],
+                                     total_iterations))
+                ease = {}
+                if ease_settings:
+                    ease = fit_ease(_Period(lines, data.timestamp, data.customer_is_order),
+                                    config, settings_by_kind=ease_settings,
+                                    customer_items=hist, gram_fn=self._gram(lines, hist))[0]
+            else:
+                fitted = (hist_tr, pop_tr, cp_tr, als_tr)
+                ease = {kind: ease_tr[kind] for kind in ease_settings}
+        train_lines.unpersist()
+        test_lines.unpersist()
+        # holdout_rec None: the gate compares the current version's stored metrics.
+        return FittedProduct(models=fitted, blend=blend, metrics=metrics,
+                             pop_metrics=pop_metrics, results=results, split=s,
+                             holdout_models=(hist_tr, pop_tr, cp_tr, als_tr), holdout_rec=None,
+                             ease=ease, ease_settings=ease_settings, als_alpha=als_alpha,
+                             half_life=None, history_decay=None)
+
+    def _gram(self, lines, customer_items: sp.csr_matrix):
+        buyers = np.bincount(customer_items.tocsr().indices, minlength=customer_items.shape[1])
+
+        def gram(half_life: float, size_exponent: float, cfg: dict):
+            return models.ease_gram(self.spark, lines, buyers, cfg, half_life, size_exponent,
+                                    float(cfg.get("customer_weight", 0.0)))
+
+        return gram
+
+
+def _arrow(frame):
+    import pyarrow as pa
+
+    return pa.Table.from_pandas(frame.toPandas(), preserve_index=False)
+
+
+def split_lines(data, test_fraction: float):
+    """(SparkSplit, training lines, test lines): :func:`recsys.evaluation.split` in Spark.
+
+    Temporal: the last ``test_fraction`` of orders by their earliest line, the
+    cutoff the local split computes (the order at position floor(n * (1 - f))).
+    Without timestamps: 20% of orders by a seeded hash of the order index.
+    """
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    from recsys.evaluation import RANDOM_TEST_FRACTION
+
+    lines = data.lines
+    if data.timestamp is not None:
+        times = lines.groupBy("o").agg(F.min("t").alias("ot"))
+        n = times.count()
+        first_test = min(n - 1, int(math.floor(n * (1 - test_fraction))))
+        cutoff = (times.select("ot").rdd.map(lambda r: r[0]).sortBy(lambda x: x)
+                  .zipWithIndex().filter(lambda p: p[1] == first_test).first()[0])
+        tagged = lines.join(times, "o").withColumn("test", F.col("ot") >= F.lit(int(cutoff)))
+        method = "temporal"
+    else:
+        draw = F.pmod(F.xxhash64(F.col("o"), F.lit(0)), F.lit(_HASH_RANGE)) / F.lit(_HASH_RANGE)
+        tagged = lines.withColumn("test", draw < F.lit(RANDOM_TEST_FRACTION))
+        cutoff, method = None, "random"
+    tagged = tagged.select("c", "o", "i", "t", "price", "test").persist(
+        StorageLevel.MEMORY_AND_DISK)
+    counts = {r["test"]: r["n"] for r in tagged.groupBy("test").agg(
+        F.count(F.lit(1)).alias("n")).collect()}
+    train = tagged.where(~F.col("test")).drop("test")
+    test = tagged.where(F.col("test")).drop("test")
+    s = SparkSplit(method, None if cutoff is None else int(cutoff), int(counts.get(False, 0)),
+                   int(counts.get(True, 0)))
+    return s, train, test
+
+
+def holdout_queries(spark, data, train, test, hist: sp.csr_matrix, max_queries):
+    """The holdout's :class:`recsys.evaluation.EvalData`: the candidates counted in Spark,
+    only the sampled queries fetched (the local engine's draw, query for query)."""
+    from pyspark.sql import functions as F
+
+    n_items = hist.shape[1]
+    active = new = None
+    if not data.customer_is_order:
+        before = train.where(F.col("c") >= 0).select("c", "i").distinct()
+        after = test.where(F.col("c") >= 0).select("c", "i").distinct()
+        new = after.join(before, ["c", "i"], "left_anti")
+        with_history = before.select("c").distinct()
+        got = collect_arrays(new.select("c").distinct().join(with_history, "c"), ["c"],
+                             "next-best candidate customers")
+        active = np.sort(got["c"].astype(np.int64))
+
+    def new_rows(customers: np.ndarray) -> sp.csr_matrix:
+        chosen = spark.createDataFrame([(int(c), n) for n, c in enumerate(customers)],
+                                       "c int, row int")
+        got = collect_arrays(new.join(F.broadcast(chosen), "c").withColumn("v", F.lit(1.0)),
+                             ["row", "i", "v"], "next-best truths (sampled)")
+        return to_csr(got, "row", "i", "v", (len(customers), n_items), np.float32)
+
+    baskets = test.select("o", "i").distinct()
+    sizes = collect_arrays(baskets.groupBy("o").agg(F.count(F.lit(1)).alias("n"))
+                           .where(F.col("n") >= 2), ["o", "n"], "test order sizes")
+    order = np.argsort(sizes["o"], kind="stable")
+    rows, row_sizes = sizes["o"][order].astype(np.int64), sizes["n"][order].astype(np.int64)
+
+    def order_items(chosen: np.ndarray) -> list[np.ndarray]:
+        if not len(chosen):
+            return []
+        wanted = spark.createDataFrame([(int(o),) for o in chosen], "o long")
+        got = collect_arrays(baskets.join(F.broadcast(wanted), "o"), ["o", "i"],
+                             "basket queries (sampled)")
+        o, i = got["o"].astype(np.int64), got["i"].astype(np.int64)
+        by = np.lexsort((i, o))
+        o, i = o[by], i[by]
+        starts = np.searchsorted(o, chosen)
+        ends = np.searchsorted(o, chosen, side="right")
+        return [i[a:b] for a, b in zip(starts, ends, strict=True)]
+
+    return sample_eval_data(hist, active, new_rows, rows, row_sizes, order_items, seed=0,
+                            max_queries=max_queries)
