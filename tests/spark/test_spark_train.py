@@ -45,16 +45,23 @@ def trained(spark, planted, tmp_path_factory):
 
 
 def test_holdout_metrics_within_3_percent_of_local(trained):
+    """Every kind's primary metric within 3%; every metric within 3% where both engines
+    chose the same blend (a blend with ALS may differ: MLlib's solver is not implicit's)."""
+    from recsys.evaluation import PRIMARY
+
     local, remote, _, _ = trained
     assert set(remote["metrics"]) == set(local["metrics"]) == {"next_best", "basket",
                                                                 "also_bought"}
     for kind, metrics in local["metrics"].items():
+        assert remote["metrics"][kind]["queries"] == metrics["queries"]
+        primary = f"{PRIMARY[kind]}@10"
+        assert remote["metrics"][kind][primary] == pytest.approx(metrics[primary], rel=0.03)
+        if remote["blend"][kind] != local["blend"][kind]:
+            assert "als" in {name for blend in (local["blend"][kind], remote["blend"][kind])
+                             for name, w in blend.items() if w}, (local["blend"], remote["blend"])
+            continue
         for name, value in metrics.items():
-            if name == "queries":
-                assert remote["metrics"][kind][name] == value
-                continue
-            assert remote["metrics"][kind][name] == pytest.approx(value, rel=0.03, abs=1e-3), \
-                (kind, name)
+            assert remote["metrics"][kind][name] == pytest.approx(value, rel=0.03), (kind, name)
     assert remote["baseline_popularity"] == local["baseline_popularity"]
     assert remote["published"] and remote["data"] == local["data"]
 
@@ -125,12 +132,15 @@ def test_strict_rejects_as_the_local_engine(spark, planted, tmp_path):
     text = open(planted[0]).read().splitlines()
     bad = tmp_path / "bad.csv"
     bad.write_text("\n".join(text + ["C1,O999999,,1,2.0,2025-02-01T00:00:00",
-                                     "C1,O999999,A1,zero,2.0,2025-02-01T00:00:00"]) + "\n")
+                                     "C1,O999999,A1,zero,2.0,2025-02-01T00:00:00",
+                                     # The right shape, no such day: unparsable, not a crash.
+                                     "C1,O999999,A2,1,2.0,2025-02-30T00:00:00"]) + "\n")
     (local_code, local_err), (spark_code, spark_err) = both_engines(
         tmp_path, "--orders", str(bad), "--strict")
     assert local_code == spark_code == 2
     assert spark_err == local_err
     assert "missing_item_id=1" in spark_err[0] and "unparsable_quantity=1" in spark_err[0]
+    assert "unparsable_timestamp=1" in spark_err[0]
 
 
 def test_spark_failure_is_one_line_and_publishes_nothing(spark, planted, tmp_path,

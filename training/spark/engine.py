@@ -21,8 +21,10 @@ timestamps (a seeded hash of the order id instead of the local draw).
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import os
 
 import numpy as np
 import scipy.sparse as sp
@@ -80,19 +82,39 @@ class SparkEngine:
         self.config = config
         self.master = master
         self.spark = None
+        self.owned = False
+        # Where the engine's time goes, finer than train()'s stages (bench/spark_bench.py).
+        self.steps = Timer()
         if (config.get("train") or {}).get("recency_half_lives"):
             raise ConfigError("train.recency_half_lives is not available with --engine spark "
                               "yet; leave it empty or train with --engine local")
 
     def session(self):
         if self.spark is None:
+            from pyspark.sql import SparkSession
+
+            # A session that was running already (a notebook, a test) is not ours to stop.
+            self.owned = SparkSession.getActiveSession() is None
             self.spark = start_session(self.config, self.master)
         return self.spark
 
+    def report(self) -> dict:
+        """The engine's step times and what the driver collected, largest first."""
+        from .frames import COLLECTED
+
+        return {"steps_s": dict(self.steps.stages),
+                "collected": [{"what": w, "rows": n, "bytes": b}
+                              for w, n, b in sorted(COLLECTED, key=lambda x: -x[2])]}
+
     def close(self) -> None:
+        path = os.environ.get("XSELL_SPARK_REPORT")
+        if path:
+            with open(path, "w", encoding="utf-8") as fh:
+                json.dump(self.report(), fh, indent=1)
         if self.spark is not None:
             try:
-                self.spark.stop()
+                if self.owned:
+                    self.spark.stop()
             finally:
                 self.spark = None
 
@@ -102,8 +124,10 @@ class SparkEngine:
         if orders_query or catalog_query:
             raise ConfigError("--orders-query/--catalog-query read a database: use --engine "
                               "local for that, or export the tables to Parquet for Spark")
-        spark = self.session()
-        data, report = read_orders_spark(spark, orders, columns, exclude, strict)
+        with self.steps.stage("start Spark"):
+            spark = self.session()
+        with self.steps.stage("read, validate, index"):
+            data, report = read_orders_spark(spark, orders, columns, exclude, strict)
         cat = cat_report = None
         if catalog:
             frame = read_frame(spark, catalog)
@@ -111,7 +135,11 @@ class SparkEngine:
                 table = frame.toArrow() if hasattr(frame, "toArrow") else _arrow(frame)
             # Item metadata is catalogue-sized: validated by the local reader's rules.
             cat, cat_report = read_catalog(catalog, catalog_columns, strict=strict, table=table)
-        data.basket_pairs = lambda: models.basket_pairs(data.lines, len(data.items))
+        def basket_pairs():
+            with self.steps.stage("substitutes' basket pairs"), spark_errors("training"):
+                return models.basket_pairs(data.lines, len(data.items))
+
+        data.basket_pairs = basket_pairs
         return data, report, cat, cat_report
 
     # ------------------------------------------------------------ fitting
@@ -127,29 +155,35 @@ class SparkEngine:
         train_cfg = config["train"]
         k = int(train_cfg["k"])
         n_customers, n_items = len(data.customers), len(data.items)
+        step = self.steps.stage
         with timer.stage("split"):
-            s, train_lines, test_lines = split_lines(data, float(train_cfg["test_fraction"]))
+            with step("split"):
+                s, train_lines, test_lines = split_lines(data, float(train_cfg["test_fraction"]))
             train_part = _Period(train_lines, data.timestamp, data.customer_is_order)
-            hist_tr = models.customer_items(train_lines, n_customers, n_items,
-                                            "training-period history")
-            eval_data = holdout_queries(spark, data, train_lines, test_lines, hist_tr,
-                                        train_cfg.get("max_eval_queries"))
+            with step("histories"):
+                hist_tr = models.customer_items(train_lines, n_customers, n_items,
+                                                "training-period history")
+            with step("holdout queries"):
+                eval_data = holdout_queries(spark, data, train_lines, test_lines, hist_tr,
+                                            train_cfg.get("max_eval_queries"))
 
         total_iterations = int(config["als"]["iterations"])
         holdout_iterations = min(total_iterations, int(train_cfg["holdout_als_iterations"]))
         refit = train_cfg.get("refit", True)
         with timer.stage("fit_holdout"):
             pop_tr = PopularityModel().fit(hist_tr)
-            cp_tr = models.copurchase(spark, train_lines, n_items, data.customer_is_order,
-                                      config["copurchase"])
-            als_tr = models.als(train_lines, n_customers, n_items, config["als"],
-                                holdout_iterations)
+            cp_tr, als_tr = self._fit_models(data, train_lines, config, holdout_iterations)
             meta_tr = build_item_meta(data.items, None, None)
-            als_tr, als_alpha = choose_als_alpha(
-                data, config, eval_data, (hist_tr, pop_tr, cp_tr, als_tr), meta_tr, k,
-                holdout_iterations,
-                fit_als=lambda alpha: models.als(train_lines, n_customers, n_items,
-                                                 config["als"], holdout_iterations, alpha))
+
+            def fit_als(alpha):
+                with step("ALS (MLlib)"):
+                    return models.als(train_lines, n_customers, n_items, config["als"],
+                                      holdout_iterations, alpha)
+
+            with step("ALS alphas on the holdout"):
+                als_tr, als_alpha = choose_als_alpha(
+                    data, config, eval_data, (hist_tr, pop_tr, cp_tr, als_tr), meta_tr, k,
+                    holdout_iterations, fit_als=fit_als)
             if als_alpha != float(config["als"]["alpha"]):
                 config = dict(config, als=dict(config["als"], alpha=als_alpha))
 
@@ -157,9 +191,10 @@ class SparkEngine:
                 return Recommender(data.items, data.customers, hist_tr, pop_tr, cp_tr, als_tr,
                                    meta_tr, ease=ease_model)
 
-            ease_tr, ease_chosen = fit_ease(
-                train_part, config, eval_data, make_rec, k, customer_items=hist_tr,
-                gram_fn=self._gram(train_lines, hist_tr))
+            with step("EASE grid on the holdout"):
+                ease_tr, ease_chosen = fit_ease(
+                    train_part, config, eval_data, make_rec, k, customer_items=hist_tr,
+                    gram_fn=self._gram(train_lines, hist_tr))
 
         with timer.stage("evaluate"):
             rec_tr = make_rec(ease_tr)
@@ -177,12 +212,10 @@ class SparkEngine:
         with timer.stage("fit_full"):
             if refit:
                 lines = data.lines
-                hist = models.customer_items(lines, n_customers, n_items, "history")
-                fitted = (hist, PopularityModel().fit(hist),
-                          models.copurchase(spark, lines, n_items, data.customer_is_order,
-                                            config["copurchase"]),
-                          models.als(lines, n_customers, n_items, config["als"],
-                                     total_iterations))
+                with step("histories"):
+                    hist = models.customer_items(lines, n_customers, n_items, "history")
+                cp, als = self._fit_models(data, lines, config, total_iterations)
+                fitted = (hist, PopularityModel().fit(hist), cp, als)
                 ease = {}
                 if ease_settings:
                     ease = fit_ease(_Period(lines, data.timestamp, data.customer_is_order),
@@ -200,12 +233,23 @@ class SparkEngine:
                              ease=ease, ease_settings=ease_settings, als_alpha=als_alpha,
                              half_life=None, history_decay=None)
 
+    def _fit_models(self, data, lines, config: dict, iterations: int) -> tuple:
+        """(co-purchase, ALS) on ``lines``."""
+        with self.steps.stage("co-purchase"):
+            cp = models.copurchase(self.spark, lines, len(data.items), data.customer_is_order,
+                                   config["copurchase"])
+        with self.steps.stage("ALS (MLlib)"):
+            als = models.als(lines, len(data.customers), len(data.items), config["als"],
+                             iterations)
+        return cp, als
+
     def _gram(self, lines, customer_items: sp.csr_matrix):
         buyers = np.bincount(customer_items.tocsr().indices, minlength=customer_items.shape[1])
 
         def gram(half_life: float, size_exponent: float, cfg: dict):
-            return models.ease_gram(self.spark, lines, buyers, cfg, half_life, size_exponent,
-                                    float(cfg.get("customer_weight", 0.0)))
+            with self.steps.stage("EASE Gram matrices"):
+                return models.ease_gram(self.spark, lines, buyers, cfg, half_life,
+                                        size_exponent, float(cfg.get("customer_weight", 0.0)))
 
         return gram
 
@@ -233,8 +277,7 @@ def split_lines(data, test_fraction: float):
         times = lines.groupBy("o").agg(F.min("t").alias("ot"))
         n = times.count()
         first_test = min(n - 1, int(math.floor(n * (1 - test_fraction))))
-        cutoff = (times.select("ot").rdd.map(lambda r: r[0]).sortBy(lambda x: x)
-                  .zipWithIndex().filter(lambda p: p[1] == first_test).first()[0])
+        cutoff = times.select("ot").orderBy("ot").offset(first_test).limit(1).collect()[0][0]
         tagged = lines.join(times, "o").withColumn("test", F.col("ot") >= F.lit(int(cutoff)))
         method = "temporal"
     else:

@@ -8,9 +8,11 @@
   and supports to :class:`recsys.models.CoPurchaseModel` on the same lines.
 - ALS (:func:`als`): Spark MLlib's implicit ALS on the same confidences
   (``log1p`` of each customer's order count per item, or the raw count),
-  ``alpha`` and factors; MLlib's solver regularises by each row's count
-  (ALS-WR) and weights confidences as 1 + alpha * r, so its factors differ
-  from implicit's (the holdout chooses the blend on them all the same).
+  ``alpha`` and factors; MLlib weighs a pair 1 + alpha * r where implicit
+  weighs it alpha * r, so each rating is handed over as r - 1 / alpha (the
+  same confidence). MLlib's solver still regularises by each row's count
+  (ALS-WR), so its factors differ from implicit's: the holdout chooses the
+  blend on them all the same.
 - EASE's Gram matrix (:func:`ease_gram`): X'WX over orders in Spark, with
   the half-life and size weights of recsys/models/ease.py; the dense
   inverse runs on the driver (``ease.max_items``, 6,000 by default: a 288 MB
@@ -137,6 +139,9 @@ def als(lines, n_customers: int, n_items: int, params: dict, iterations: int,
         raise ConfigError(f"als.confidence {model.confidence!r} is not available with "
                           f"--engine spark; use log or raw")
     rating = F.log1p(F.col("n")) if model.confidence == "log" else F.col("n").cast("double")
+    # MLlib's confidence is 1 + alpha * r, implicit's alpha * r: r - 1 / alpha makes them
+    # equal (kept above 0, where MLlib would read a negative preference).
+    rating = F.greatest(rating - F.lit(1.0 / float(model.alpha)), F.lit(1e-6))
     with spark_errors("fitting ALS"):
         ratings = customer_counts(lines).select("c", "i", rating.cast("float").alias("r"))
         fitted = ALS(rank=model.factors, maxIter=int(iterations),

@@ -33,6 +33,7 @@ from recsys.data import (
 from recsys.exceptions import ConfigError, DataError
 from recsys.vocab import Vocab
 
+from .frames import collect_arrays
 from .session import spark_errors
 
 log = logging.getLogger(__name__)
@@ -315,12 +316,27 @@ def _sorted_index(spark, ids, name: str, index: str, collect: bool = False):
     """(Vocab or count, DataFrame of id -> position in sorted order), sorted in Spark.
 
     Spark orders strings by their UTF-8 bytes, which is code point order:
-    numpy's order, so the positions are the local engine's indexes.
+    numpy's order, so the positions are the local engine's indexes. The sort
+    range-partitions the ids; each partition numbers its rows and adds the
+    sizes of the partitions before it (one small collect), so no partition
+    ever holds all ids.
     """
-    ranked = ids.rdd.map(lambda r: r[0]).sortBy(lambda x: x).zipWithIndex()
-    frame = spark.createDataFrame(ranked, f"{name} string, {index} long")
-    if not collect:
-        return frame.count(), frame
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    ranked = ids.orderBy(name).withColumn("_p", F.spark_partition_id()).cache()
+    sizes = dict((r[0], r[1]) for r in ranked.groupBy("_p").count().collect())
+    offsets, total = {}, 0
+    for p in sorted(sizes):
+        offsets[p], total = total, total + sizes[p]
+    starts = spark.createDataFrame(list(offsets.items()) or [(0, 0)], "_p int, _start long")
+    within = Window.partitionBy("_p").orderBy(name)
+    frame = (ranked.join(F.broadcast(starts), "_p")
+             .select(name, (F.col("_start") + F.row_number().over(within) - 1).alias(index)))
     frame = frame.cache()
-    values = np.array([r[0] for r in frame.orderBy(index).select(name).collect()], dtype=str)
-    return Vocab(values), frame
+    frame.count()
+    ranked.unpersist()
+    if not collect:
+        return total, frame
+    values = collect_arrays(frame.orderBy(index), [name], f"{name} vocabulary")[name]
+    return Vocab(np.asarray(values, dtype=str)), frame

@@ -60,7 +60,10 @@ def start_session(config: dict, master: str | None = None):
         builder = builder.master(str(cfg["master"]))
     if cfg.get("driver_memory"):
         builder = builder.config("spark.driver.memory", str(cfg["driver_memory"]))
+    # ANSI mode off (Spark 4 turns it on): a value that does not convert becomes null and
+    # is counted by the data report, as the local reader does, instead of failing the job.
     builder = (builder.config("spark.sql.session.timeZone", "UTC")
+               .config("spark.sql.ansi.enabled", "false")
                .config("spark.ui.showConsoleProgress", "false")
                .config("spark.ui.enabled", "false")
                .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={_LOG4J}"))

@@ -1,0 +1,165 @@
+"""The Spark engine vs the local engine, same data, same config, same run.
+
+For each data set, ``xsell train`` with ``--engine local`` and with
+``--engine spark`` (local mode: ``--master``, default local[2]): wall time,
+peak memory (the whole process tree, sampled: the Python driver plus
+Spark's JVM), the trainer's stages, the Spark engine's own steps, and the
+largest object the driver collected (it never collects order lines: the
+largest is an aggregate the model holds, typically the customer x item
+history). Prints the ratio Spark / local of each.
+
+    python bench/spark_bench.py                         # Instacart + 2M synthetic lines
+    python bench/spark_bench.py --synthetic 2000000,20000000 --skip-instacart
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench._common import REPO, SHARED_DATA, xsell_args  # noqa: E402
+
+INSTACART = os.path.join(SHARED_DATA, "instacart", "order_products__train.parquet")
+
+
+def tree_rss(pid: int) -> int:
+    """Resident bytes of ``pid`` and all its descendants (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(name))
+            rss[int(name)] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, IndexError, ValueError):
+            continue
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        total += rss.get(p, 0)
+        todo.extend(children.get(p, []))
+    return total
+
+
+def measured(args: list[str], env: dict) -> tuple[float, float, str, str]:
+    """(wall s, peak tree RSS GiB, stdout, stderr) of one command."""
+    full_env = dict(os.environ, OPENBLAS_NUM_THREADS="1", PYTHONPATH=REPO, **env)
+    start = time.perf_counter()
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=full_env,
+                            cwd=REPO, text=True)
+    peak = [0]
+
+    def sample():
+        while proc.poll() is None:
+            peak[0] = max(peak[0], tree_rss(proc.pid))
+            time.sleep(0.5)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out, err = proc.communicate()
+    wall = time.perf_counter() - start
+    sampler.join()
+    if proc.returncode != 0:
+        sys.stderr.write(err[-4000:])
+        raise SystemExit(f"command failed ({proc.returncode}): {' '.join(args)}")
+    return wall, peak[0] / 2 ** 30, out, err
+
+
+def run_pair(name: str, orders: str, columns: str | None, config: str, master: str) -> dict:
+    base = ["train", "--orders", orders, "--config", config]
+    if columns:
+        base += ["--columns", columns]
+    out = {"data": name}
+    for engine in ("local", "spark"):
+        with tempfile.TemporaryDirectory() as models, tempfile.TemporaryDirectory() as tmp:
+            report_path = os.path.join(tmp, "spark.json")
+            extra = ["--engine", engine] + (["--spark-master", master] if engine == "spark"
+                                            else [])
+            wall, peak, stdout, _ = measured(xsell_args(*base, "--models", models, *extra),
+                                             {"XSELL_SPARK_REPORT": report_path})
+            summary = json.loads(stdout.strip().splitlines()[-1])
+            out[engine] = {"wall_s": round(wall, 1), "peak_gib": round(peak, 2),
+                           "stages_s": summary["timings_s"], "metrics": summary["metrics"],
+                           "lines": summary["data"]["rows_used"]}
+            if engine == "spark" and os.path.exists(report_path):
+                with open(report_path, encoding="utf-8") as fh:
+                    out[engine]["engine"] = json.load(fh)
+    return out
+
+
+def show(r: dict) -> None:
+    local, spark = r["local"], r["spark"]
+    print(f"\n== {r['data']}: {local['lines']:,} lines")
+    for engine in ("local", "spark"):
+        e = r[engine]
+        stages = ", ".join(f"{k} {v:.1f}s" for k, v in e["stages_s"].items())
+        print(f"  {engine:<5}  {e['wall_s']:8.1f}s wall  peak {e['peak_gib']:.2f} GiB  ({stages})")
+    print(f"  ratio spark/local: wall {spark['wall_s'] / local['wall_s']:.1f}x, "
+          f"peak memory {spark['peak_gib'] / max(local['peak_gib'], 1e-9):.1f}x")
+    eng = spark.get("engine") or {}
+    steps = eng.get("steps_s") or {}
+    if steps:
+        print("  spark engine steps: " + ", ".join(f"{k} {v:.1f}s" for k, v in steps.items()))
+    collected = eng.get("collected") or []
+    if collected:
+        top = collected[0]
+        print(f"  largest object collected to the driver: {top['what']} "
+              f"({top['rows']:,} rows, {top['bytes'] / 2 ** 20:.1f} MiB); order lines: "
+              f"{local['lines']:,} (never collected)")
+    for kind, m in local["metrics"].items():
+        keys = [k for k in m if k.endswith("@10") and k[0] in "nh"]
+        pairs = ", ".join(f"{k} {m[k]:.4f} vs {spark['metrics'].get(kind, {}).get(k, 0):.4f}"
+                          for k in keys)
+        print(f"  {kind}: local vs spark {pairs}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--synthetic", default="2000000",
+                        help="Comma-separated synthetic line counts (bench/synth.py).")
+    parser.add_argument("--skip-instacart", action="store_true")
+    parser.add_argument("--master", default="local[2]")
+    parser.add_argument("--json", default=None, help="Also write the results here.")
+    args = parser.parse_args()
+
+    from bench.synth import generate
+
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        config = os.path.join(tmp, "config.json")
+        with open(config, "w", encoding="utf-8") as fh:
+            json.dump({"spark": {"driver_memory": "2g",
+                                 "conf": {"spark.sql.shuffle.partitions": "8"}}}, fh)
+        if not args.skip_instacart and os.path.exists(INSTACART):
+            results.append(run_pair("Instacart (order_products__train)", INSTACART,
+                                    "item_id=product_id", config, args.master))
+            show(results[-1])
+        for n in [int(x) for x in args.synthetic.split(",") if x]:
+            path = os.path.join(tmp, f"synth_{n}.parquet")
+            generate(path, n, customers=max(1000, n // 20), items=max(500, n // 200))
+            results.append(run_pair(f"synthetic {n:,} lines", path, None, config, args.master))
+            show(results[-1])
+            os.remove(path)
+    if len(results) > 1 and all("synthetic" in r["data"] for r in results[-2:]):
+        a, b = results[-2], results[-1]
+        grow = b["local"]["lines"] / a["local"]["lines"]
+        print(f"\n{grow:.1f}x the lines: local {b['local']['wall_s'] / a['local']['wall_s']:.1f}x "
+              f"the time, spark {b['spark']['wall_s'] / a['spark']['wall_s']:.1f}x")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump(results, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()
