@@ -22,6 +22,11 @@ DEFAULTS: dict = {
     "API_KEYS_FILE": None,
     # Without keys the API answers loopback clients only, unless this is true.
     "ALLOW_OPEN": False,
+    # Dashboard sessions (service.dashboard.session): the cookie signing secret (default: a
+    # random one per start, shared by the preloaded gunicorn workers), lifetime, HTTPS only.
+    "SECRET_KEY": None,
+    "SESSION_HOURS": 8.0,
+    "SESSION_COOKIE_SECURE": False,
     # Access log lines (JSON) per request.
     "ACCESS_LOG": True,
     "LOG_LEVEL": "INFO",
@@ -39,8 +44,9 @@ _CASTS = {
     "MAX_LIMIT": int,
     "DEFAULT_LIMIT": int,
     "ANSWER_CACHE": int,
+    "SESSION_HOURS": float,
 }
-_BOOLS = {"ACCESS_LOG", "METRICS", "ALLOW_OPEN"}
+_BOOLS = {"ACCESS_LOG", "METRICS", "ALLOW_OPEN", "SESSION_COOKIE_SECURE"}
 
 
 def _cast(key: str, value):

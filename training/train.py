@@ -56,6 +56,8 @@ from recsys.models import ALSModel, CoPurchaseModel, PopularityModel
 from recsys.models.ease import EASEModel
 from recsys.models.recency import decay_weights, last_purchase_age, order_decay
 from recsys.models.substitutes import SubstituteModel
+from recsys.purchase_dates import ARRAY as PURCHASE_DAYS
+from recsys.purchase_dates import last_purchase_days
 from recsys.recommender import COMPONENTS, DEFAULT_BLEND, Recommender, _rows_matrix
 from recsys.rules import build_item_meta
 from training.blend_search import BlendScorer
@@ -755,6 +757,9 @@ def train(orders: str, models_dir: str, config: dict, catalog: str | None = None
         writer = VersionWriter(models_dir)
         with writer:
             rec.save(writer)
+            days = last_purchase_days(inter, rec.history)  # for the dashboard's customer view
+            if days is not None:
+                writer.add_array(PURCHASE_DAYS, days)
             pause_for_tests("write")
             manifest["timings_s"] = dict(timer.stages)
             version = writer.commit(manifest, make_current=False)
