@@ -181,7 +181,8 @@ def version_rows(models_dir: str) -> list[dict]:
             row.update(
                 trained_at=manifest.get("trained_at"),
                 report={"rows_read": orders.get("rows_read"), "rows_used": orders.get("rows_used"),
-                        "rejected": orders.get("rows_rejected") or {}},
+                        "rows_rejected": orders.get("rows_rejected"),
+                        "rejected": orders.get("rejected") or {}},
                 counts={k: data.get(k) for k in ("customers", "orders_count", "items", "lines")},
                 baseline=(manifest.get("baselines") or {}).get("popularity") or {},
                 gate=gate, gate_passed=gate.get("passed"), gate_reason=_gate_reason(gate),

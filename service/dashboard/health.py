@@ -10,6 +10,7 @@ dashboard shows the same history (from when that worker started).
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import threading
@@ -17,6 +18,8 @@ import time
 from collections import deque
 
 from .. import metrics
+
+log = logging.getLogger(__name__)
 
 INTERVAL = 10.0
 WINDOW = 3600.0
@@ -95,15 +98,21 @@ class HealthHistory:
 
     def __init__(self, interval: float = INTERVAL, window: float = WINDOW):
         self.interval = interval
-        self.samples: deque = deque(maxlen=int(window / interval) + 2)
+        self.window = window
+        # Kept by age (an hour and one interval); the views add a sample at most once a
+        # second, so the count stays bounded too.
+        self.samples: deque = deque(maxlen=int(window) + 2)
         self.lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._pid: int | None = None
 
     def sample(self, now: float | None = None) -> None:
         totals = read_totals()
+        now = time.time() if now is None else now
         with self.lock:
-            self.samples.append((time.time() if now is None else now, totals))
+            self.samples.append((now, totals))
+            while self.samples and self.samples[0][0] < now - self.window - self.interval:
+                self.samples.popleft()
 
     def ensure_sampler(self) -> None:
         """Start this process's sampler thread (after a fork the parent's is gone)."""
@@ -121,8 +130,8 @@ class HealthHistory:
         while True:
             try:
                 self.sample()
-            except Exception:  # noqa: BLE001 - the sampler must never die
-                pass
+            except Exception:  # the sampler must never die
+                log.exception("health sampler: cannot read the metrics")
             time.sleep(self.interval)
 
     def series(self, window: float = WINDOW, now: float | None = None) -> dict:

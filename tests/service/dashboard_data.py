@@ -34,6 +34,10 @@ def build_models(tmp) -> tuple[str, str, str]:
     """(models dir, the trained version, the newer current copy)."""
     orders, catalog = str(tmp / "orders.csv"), write_catalog(str(tmp / "catalog.csv"))
     planted_orders(orders)
+    with open(orders, "a", encoding="utf-8") as fh:  # rejected lines, one per reason
+        fh.write("C1,OX1,,1,2.0,2025-03-01T00:00:00\n"
+                 "C1,OX2,P1,0,2.0,2025-03-01T00:00:00\n"
+                 "C1,OX3,P1,1,2.0,not-a-date\n")
     models = str(tmp / "models")
     from training.config import load_config
     from training.train import train

@@ -274,7 +274,10 @@ def test_versions_view_and_comparison(signed_in, planted):
     assert f"Roll back to {older}" in html
     assert "vs popularity" in html and "Gate:" in html
     read = re.findall(r"<dt>Rows read</dt><dd>(\d+)</dd>", html)
-    assert read == [str(truth["n_rows"])] * 2
+    assert read == [str(truth["n_rows"] + 3)] * 2
+    assert re.findall(r"<dt>Rows rejected</dt><dd>(\d+)</dd>", html) == ["3"] * 2
+    for reason in ("missing item id", "non positive quantity", "unparsable timestamp"):
+        assert html.count(f'<dt class="sub">{reason}</dt><dd>1</dd>') == 2, reason
     assert 'data-chart="chart-1"' in html
     html = client.get(f"/dashboard/versions/promote?version={older}").get_data(as_text=True)
     assert f"Make {older} current?" in html and 'name="csrf_token"' in html

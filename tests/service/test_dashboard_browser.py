@@ -131,6 +131,7 @@ class Page:
 
 def test_workbench_in_a_real_browser(served, browser, screenshots):
     from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
 
     server, older, newer = served
     page = Page(browser, server.base, screenshots)
@@ -222,6 +223,10 @@ def test_workbench_in_a_real_browser(served, browser, screenshots):
     page.wait.until(lambda d: page.all("#health-rps svg path"))
     page.wait.until(lambda d: "items.also_bought" in page.css("#health-table").text)
     page.shot("10-health")
+    # ... and redraws them by itself every sampling interval.
+    first = page.css("#health-updated").text
+    WebDriverWait(browser, 30).until(lambda d: page.css("#health-updated").text != first)
+    assert "Updated" in page.css("#health-updated").text
 
     # Sign out, then be refused.
     page.css(".signout button").click()

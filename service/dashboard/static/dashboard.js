@@ -66,8 +66,10 @@
     var step = Math.max(1, Math.ceil(ticks.length / 6));
     ticks.forEach(function (t, i) {
       if (i % step !== 0 && i !== ticks.length - 1) { return; }
-      var text = svgEl("text", {x: px(t), y: H - B + 16, "text-anchor": "middle", "font-size": 11, fill: "#4a5360"});
-      text.textContent = xKind === "time" ? clock(t) : String(first[t][0]).slice(0, 15);
+      var anchor = ticks.length > 1 && i === 0 ? "start" : (ticks.length > 1 && i === ticks.length - 1 ? "end" : "middle");
+      var text = svgEl("text", {x: px(t), y: H - B + 16, "text-anchor": anchor, "font-size": 11, fill: "#4a5360"});
+      /* Version names start with their UTC time (20261207T0128...): date and hour suffice. */
+      text.textContent = xKind === "time" ? clock(t) : String(first[t][0]).slice(0, 13);
       svg.appendChild(text);
     });
     var legend = el("ul", {"class": "legend-list"});
