@@ -104,7 +104,12 @@ class HealthHistory:
         self.samples: deque = deque(maxlen=int(window) + 2)
         self.lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._pid: int | None = None
+        # Threads do not survive fork: a forked child (a gunicorn worker) starts its own.
+        os.register_at_fork(after_in_child=self._forget_thread)
+
+    def _forget_thread(self) -> None:
+        self._thread = None
+        self.lock = threading.Lock()
 
     def sample(self, now: float | None = None) -> None:
         totals = read_totals()
@@ -115,13 +120,12 @@ class HealthHistory:
                 self.samples.popleft()
 
     def ensure_sampler(self) -> None:
-        """Start this process's sampler thread (after a fork the parent's is gone)."""
-        if self._pid == os.getpid() and self._thread is not None:
+        """Start this process's sampler thread if it has none (cheap: called per request)."""
+        if self._thread is not None:
             return
         with self.lock:
-            if self._pid == os.getpid() and self._thread is not None:
+            if self._thread is not None:
                 return
-            self._pid = os.getpid()
             self._thread = threading.Thread(target=self._run, name="xsell-health-sampler",
                                             daemon=True)
             self._thread.start()

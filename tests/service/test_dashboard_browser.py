@@ -20,6 +20,8 @@ from tests.service.helpers import Server, request
 
 pytestmark = pytest.mark.slow
 
+with open(os.path.join(os.path.dirname(__file__), "a11y_check.js"), encoding="utf-8") as _fh:
+    A11Y_CHECK = _fh.read()
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
 
@@ -91,6 +93,15 @@ class Page:
         self.driver.get(self.base + path)
         self.ready()
 
+    def navigate(self, action):
+        """Do ``action`` (a click, Enter in a form) and wait for the next page to load."""
+        from selenium.webdriver.support import expected_conditions
+
+        old = self.css("html")
+        action()
+        self.wait.until(expected_conditions.staleness_of(old))
+        self.ready()
+
     def ready(self):
         self.wait.until(lambda d: d.execute_script("return document.readyState") == "complete")
 
@@ -116,6 +127,10 @@ class Page:
         errors = [e for e in self.driver.get_log("browser") if e["level"] == "SEVERE"]
         assert errors and all(f"status of {status}" in e["message"] for e in errors), errors
 
+    def accessible(self):
+        problems = self.driver.execute_script(A11Y_CHECK)
+        assert not problems, problems
+
     def shot(self, name: str, width: int = 1280):
         self.driver.set_window_size(width, 900)
         height = self.driver.execute_script(
@@ -124,12 +139,14 @@ class Page:
         self.driver.save_screenshot(os.path.join(self.folder, f"{name}.png"))
         self.driver.set_window_size(1280, 900)
         self.no_console_errors()
+        self.accessible()
 
     def column(self, table_id: str) -> list[str]:
         return [r.get_attribute("data-item") for r in self.all(f"#{table_id} tbody tr")]
 
 
 def test_workbench_in_a_real_browser(served, browser, screenshots):
+    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -140,26 +157,26 @@ def test_workbench_in_a_real_browser(served, browser, screenshots):
     page.go("/dashboard/versions")
     assert page.path().startswith("/dashboard/sign-in")
     page.shot("01-sign-in")
-    page.css("#key").send_keys(CRM_KEY + Keys.ENTER)  # a CRM key is not enough
-    page.ready()
+    page.navigate(lambda: page.css("#key").send_keys(CRM_KEY + Keys.ENTER))
     assert "not an admin key" in page.css("#sign-in-error").text
     page.expect_refusal(401)
-    page.css("#key").send_keys(ADMIN_KEY + Keys.ENTER)
-    page.ready()
+    page.navigate(lambda: page.css("#key").send_keys(ADMIN_KEY + Keys.ENTER))
     assert page.path() == "/dashboard/versions"
-    page.css('a[href="/dashboard/"]').click()
-    page.ready()
+    page.navigate(lambda: page.css('a[href="/dashboard/"]').click())
     assert newer in page.css("h1").text
     page.shot("02-overview")
+    # Keyboard: the first Tab reaches the skip link, which moves focus to the content.
+    ActionChains(browser).send_keys(Keys.TAB).perform()
+    assert browser.switch_to.active_element.get_attribute("class") == "skip"
+    ActionChains(browser).send_keys(Keys.ENTER).perform()
+    assert browser.switch_to.active_element.get_attribute("id") == "main"
 
     # Items: search by part of a name as you type, open the item.
-    page.css('nav a[href="/dashboard/items"]').click()
-    page.ready()
+    page.navigate(lambda: page.css('nav a[href="/dashboard/items"]').click())
     page.css("#q").send_keys("lb pack 3")
     page.wait.until(lambda d: [e.text for e in page.all("#item-results .id")] == ["B3"])
     page.shot("03-item-search")
-    page.css("#item-results a").click()
-    page.ready()
+    page.navigate(lambda: page.css("#item-results a").click())
     assert page.path() == "/dashboard/items/B3"
     assert "Bulb pack 3" in page.css("h1").text
     before = page.column("list-also-bought")
@@ -168,8 +185,7 @@ def test_workbench_in_a_real_browser(served, browser, screenshots):
     page.shot("04-item")
     # A price filter changes the list: only items up to 3 remain (the 2.00 napkins).
     page.css("#max_price").send_keys("3")
-    page.css("#filters button[type=submit]").click()
-    page.ready()
+    page.navigate(lambda: page.css("#filters button[type=submit]").click())
     assert "max_price=3" in page.path()
     after = page.column("list-also-bought")
     assert after and after != before and all(i.startswith("P") for i in after)
@@ -179,12 +195,9 @@ def test_workbench_in_a_real_browser(served, browser, screenshots):
     page.shot("05b-item-phone", width=390)
 
     # A customer: history with dates beside next-best, the driving item highlighted.
-    page.css('nav a[href="/dashboard/customers"]').click()
-    page.ready()
-    page.css("#q").send_keys("Q3_0" + Keys.ENTER)
-    page.ready()
-    page.css("#customer-results a").click()
-    page.ready()
+    page.navigate(lambda: page.css('nav a[href="/dashboard/customers"]').click())
+    page.navigate(lambda: page.css("#q").send_keys("Q3_0" + Keys.ENTER))
+    page.navigate(lambda: page.css("#customer-results a").click())
     assert page.path() == "/dashboard/customers/Q3_0"
     assert page.column("list-next-best-products")[0] == "B3"
     driver_row = page.css('#history tr[data-item="A3"]')
@@ -193,15 +206,12 @@ def test_workbench_in_a_real_browser(served, browser, screenshots):
     page.shot("06-customer")
 
     # Versions: roll back to the older version through the confirmation page.
-    page.css('nav a[href="/dashboard/versions"]').click()
-    page.ready()
+    page.navigate(lambda: page.css('nav a[href="/dashboard/versions"]').click())
     page.wait.until(lambda d: page.all("figure.chart svg"))
     page.shot("07-versions")
-    page.css(f'a[data-promote="{older}"]').click()
-    page.ready()
+    page.navigate(lambda: page.css(f'a[data-promote="{older}"]').click())
     page.shot("08-promote-confirm")
-    page.css("#confirm-promote").click()
-    page.ready()
+    page.navigate(lambda: page.css("#confirm-promote").click())
     assert page.path() == "/dashboard/versions"
     assert f"{older} is now the current version" in page.css("#flash").text
     assert page.css("#served-version").text == older
@@ -229,8 +239,7 @@ def test_workbench_in_a_real_browser(served, browser, screenshots):
     assert "Updated" in page.css("#health-updated").text
 
     # Sign out, then be refused.
-    page.css(".signout button").click()
-    page.ready()
+    page.navigate(lambda: page.css(".signout button").click())
     assert page.path().startswith("/dashboard/sign-in")
     page.go("/dashboard/items/B3")
     assert page.path().startswith("/dashboard/sign-in?next=")
