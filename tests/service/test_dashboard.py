@@ -335,3 +335,24 @@ def test_pages_ship_with_the_package_and_load_nothing_from_elsewhere(signed_in):
         assert "@import" not in text and "url(http" not in text
     r = client.get("/dashboard")
     assert "default-src 'self'" in r.headers["Content-Security-Policy"]
+
+
+def test_comparison_counts_what_changed(models, tmp_path):
+    """A catalog update that makes the best-seller P0 unrecommendable: B's also-bought lists
+    are A's without P0 (and one more item at the end), so overlap@10 is 0.9 exactly where
+    A's top-10 held P0, and 1.0 elsewhere."""
+    from service.dashboard.data import compare_versions
+    from training.catalog import update_catalog
+
+    models_dir, _, newer = models
+    catalog = tmp_path / "p0.csv"
+    catalog.write_text("item_id,recommendable\nP0,false\n")
+    changed = update_catalog(models_dir, str(catalog), base_version=newer)["version"]
+    app = keyed_app(models_dir)
+    with app.app_context():
+        result = compare_versions(app.extensions["xsell"].store, newer, changed)
+    assert len(result["rows"]) == 20
+    expected = [0.9 if "P0" in row["a"] else 1.0 for row in result["rows"]]
+    assert [row["overlap"] for row in result["rows"]] == pytest.approx(expected)
+    assert 0.9 in expected and all("P0" not in row["b"] for row in result["rows"])
+    assert result["mean_overlap"] == pytest.approx(sum(expected) / 20)
