@@ -307,12 +307,16 @@ def _document() -> dict:
                                                         "content": {"application/json": {
                                                             "schema": {"type": "object"}}}},
                                                 **_errors(405, 500)}}},
-        "/dashboard": {"get": {"summary": "The merchandiser dashboard (HTML)",
+        "/dashboard": {"get": {"summary": "The merchandiser's workbench (HTML)",
                                "operationId": "dashboard", "security": _SECURITY,
-                               "description": "Role: admin (when API keys are configured).",
+                               "description": "Role: admin (when API keys are configured). "
+                               "A browser without a key header is sent to the sign-in form "
+                               "(/dashboard/sign-in) and then keeps a session cookie; see "
+                               "docs/DASHBOARD.md.",
                                "responses": {"200": {"description": "HTML page",
                                                      "content": {"text/html": {
                                                          "schema": {"type": "string"}}}},
+                                             "302": {"description": "to the sign-in form"},
                                              **_errors(401, 403, 405, 500, 503)}}},
     }
     return {

@@ -51,10 +51,15 @@ def _start_sampler():
         health.history.ensure_sampler()
 
 
+def _browser() -> bool:
+    """A browser's page request: it asks for HTML."""
+    return "text/html" in request.headers.get("Accept", "")
+
+
 def _wants_json() -> bool:
-    """JSON errors for the dashboard's data calls and for API clients (a key in a header)."""
-    return request.path.startswith(f"{sessions.PREFIX}/api/") or (
-        request.accept_mimetypes.best == "application/json") or (
+    """JSON errors for the dashboard's data calls, API clients (a key in a header) and any
+    client that does not ask for HTML; an HTML page for a browser."""
+    return request.path.startswith(f"{sessions.PREFIX}/api/") or not _browser() or (
         presented_key(request.headers) is not None)
 
 
@@ -73,6 +78,7 @@ def _guard():
     if keys.enabled and sessions.session_role(current_app, keys):
         g.dashboard_via = "session"
     elif keys.enabled and presented_key(request.headers) is None:
+        # A browser (it asks for HTML) goes to the sign-in form; other clients get a 401.
         if request.method == "GET" and not _wants_json():
             return redirect(url_for(".sign_in", next=_local_path(request.full_path)))
         raise ApiError(401, "sign_in_required", "sign in to the dashboard first (or send an "

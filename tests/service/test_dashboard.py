@@ -38,8 +38,25 @@ def models(dashboard_models, tmp_path):
     return copy_models(models, tmp_path / "models"), older, newer
 
 
+class _App:
+    """An app whose test clients send a browser's Accept header (browsers are redirected to
+    the sign-in form; other clients get a JSON 401)."""
+
+    def __init__(self, app):
+        self.app = app
+        self.extensions = app.extensions
+
+    def test_client(self):
+        client = self.app.test_client()
+        client.environ_base["HTTP_ACCEPT"] = "text/html,application/xhtml+xml,*/*;q=0.8"
+        return client
+
+    def app_context(self):
+        return self.app.app_context()
+
+
 def keyed_app(models_dir, **config):
-    return make_app(models_dir, API_KEYS=KEYS, **config)
+    return _App(make_app(models_dir, API_KEYS=KEYS, **config))
 
 
 @pytest.fixture
@@ -70,6 +87,9 @@ def test_refused_without_a_session_or_with_a_non_admin_key(models):
         assert r.status_code == 302, path
         assert r.headers["Location"].startswith("/dashboard/sign-in?next=")
     r = client.get("/dashboard/api/items?q=A")
+    assert r.status_code == 401 and r.get_json()["error"]["code"] == "sign_in_required"
+    # A client that does not ask for HTML is not redirected: 401.
+    r = client.get("/dashboard", headers={"Accept": "*/*"})
     assert r.status_code == 401 and r.get_json()["error"]["code"] == "sign_in_required"
     r = client.get("/dashboard/likely-buyers.csv?item=B0",
                    headers={"Accept": "application/json"})
@@ -136,8 +156,8 @@ def test_a_shared_secret_is_honoured_and_a_removed_key_ends_the_session(models):
     other = keyed_app(models_dir).test_client()
     other.set_cookie("xsell_dashboard", cookie, path="/dashboard")
     assert other.get("/dashboard").status_code == 302
-    rotated = make_app(models_dir, API_KEYS="admin:a-new-admin-key", SECRET_KEY=SECRET
-                       ).test_client()
+    rotated = _App(make_app(models_dir, API_KEYS="admin:a-new-admin-key", SECRET_KEY=SECRET)
+                   ).test_client()
     rotated.set_cookie("xsell_dashboard", cookie, path="/dashboard")
     assert rotated.get("/dashboard").status_code == 302
     with pytest.raises(ConfigError, match="too short") as err:

@@ -27,7 +27,9 @@ def test_document_is_valid_openapi(client):
 def test_every_route_is_documented(app):
     paths = document()["paths"]
     for rule in app.url_map.iter_rules():
-        if rule.endpoint == "static":
+        # The workbench's own pages (below /dashboard/) are HTML for browsers, not API:
+        # docs/DASHBOARD.md describes them.
+        if rule.endpoint == "static" or rule.rule.startswith("/dashboard/"):
             continue
         path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
         assert path in paths, f"{rule.rule} is not in the OpenAPI document"
