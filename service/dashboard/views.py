@@ -25,9 +25,11 @@ log = logging.getLogger(__name__)
 
 _OPEN = {"dashboard.sign_in", "dashboard.static"}
 FILTER_FIELDS = ("category", "min_price", "max_price", "in_stock", "limit")
-LIST_KINDS = (("also-bought", "items.also_bought", "Also bought"),
+ITEM_LISTS = (("also-bought", "items.also_bought", "Also bought"),
               ("upsell", "items.item_upsell", "Upsell (dearer alternatives)"),
               ("downsell", "items.item_downsell", "Downsell (cheaper alternatives)"))
+CUSTOMER_LISTS = (("next-best-products", "customers.next_best", "Next best"),
+                  ("upsell", "customers.customer_upsell", "Customer upsell"))
 _CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
         "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
 
@@ -225,21 +227,33 @@ def _filter_args() -> MultiDict:
     return args
 
 
-@dashboard_bp.get("/items/<path:item_id>")
-def item(item_id: str):
-    model = served_model()
-    idx = model.recommender.items.index(item_id)
+def _known(vocab, ident: str, kind: str) -> int:
+    idx = vocab.index(ident)
     if idx == UNKNOWN:
-        raise ApiError(404, "unknown_item", f"the model has not seen item {item_id!r}")
+        raise ApiError(404, f"unknown_{kind}", f"the model has not seen {kind} {ident!r}")
+    return idx
+
+
+def _api_lists(kind: str, ident: str, specs) -> tuple[list[dict], str | None]:
+    """The API's lists for one item or customer (``specs``: (path slug, view, title)) under
+    the page's filters, and the message of a filter the API refused (400)."""
     args = _filter_args()
     lists, error = [], None
-    for slug, endpoint, title in LIST_KINDS:
-        body, exc = _api_answer(endpoint, f"/v1/items/{quote(item_id, safe='')}/{slug}", args,
-                                item_id=item_id)
+    for slug, endpoint, title in specs:
+        body, exc = _api_answer(endpoint, f"/v1/{kind}s/{quote(ident, safe='')}/{slug}", args,
+                                **{f"{kind}_id": ident})
         if exc is not None and exc.status == 400:
             error = exc.message
         lists.append({"slug": slug, "title": title, "body": body,
                       "message": None if exc is None else exc.message})
+    return lists, error
+
+
+@dashboard_bp.get("/items/<path:item_id>")
+def item(item_id: str):
+    model = served_model()
+    idx = _known(model.recommender.items, item_id, "item")
+    lists, error = _api_lists("item", item_id, ITEM_LISTS)
     strategy, buyers = data.likely_buyers(model, idx)
     return _page("item.html", 400 if error else 200, item=data.item_facts(model, idx),
                  lists=lists, error=error, args=request.args,
@@ -251,9 +265,7 @@ def item(item_id: str):
 def likely_buyers_csv():
     model = served_model()
     item_id = request.args.get("item", "")
-    idx = model.recommender.items.index(item_id)
-    if idx == UNKNOWN:
-        raise ApiError(404, "unknown_item", f"the model has not seen item {item_id!r}")
+    idx = _known(model.recommender.items, item_id, "item")
     _, buyers = data.likely_buyers(model, idx)
     out = io.StringIO()
     writer = csv.writer(out)
@@ -275,17 +287,8 @@ def customers():
 @dashboard_bp.get("/customers/<path:customer_id>")
 def customer(customer_id: str):
     model = served_model()
-    idx = model.recommender.customers.index(customer_id)
-    if idx == UNKNOWN:
-        raise ApiError(404, "unknown_customer", f"the model has not seen customer {customer_id!r}")
-    args = _filter_args()
-    lists = []
-    for slug, endpoint, title in (("next-best-products", "customers.next_best", "Next best"),
-                                  ("upsell", "customers.customer_upsell", "Customer upsell")):
-        body, exc = _api_answer(endpoint, f"/v1/customers/{quote(customer_id, safe='')}/{slug}",
-                                args, customer_id=customer_id)
-        lists.append({"slug": slug, "title": title, "body": body,
-                      "message": None if exc is None else exc.message})
+    idx = _known(model.recommender.customers, customer_id, "customer")
+    lists, _ = _api_lists("customer", customer_id, CUSTOMER_LISTS)
     drivers: dict[str, list[str]] = {}
     for entry in lists:
         for rec in (entry["body"] or {}).get("recommendations", []):
