@@ -309,8 +309,12 @@ def _models_dir() -> str:
 
 @dashboard_bp.get("/versions")
 def versions():
+    store = _state().store
+    # The worker answering may not have seen a promotion made through another worker yet:
+    # check the pointer now (what its watcher would do at its next tick).
+    store.check()
     rows = data.version_rows(_models_dir())
-    served = _state().store.model
+    served = store.model
     return _page("versions.html", rows=rows, charts=data.metric_series(rows),
                  kinds=data.headline_metrics(rows),
                  served=served.version if served is not None else None,

@@ -167,6 +167,9 @@ def test_a_shared_secret_is_honoured_and_a_removed_key_ends_the_session(models):
 
 def test_state_changes_need_the_csrf_token(signed_in):
     client, models_dir, older, newer = signed_in
+    # Another worker (its own app, no watcher) opened before the promotion.
+    other = keyed_app(models_dir).test_client()
+    sign_in(other)
     good = token(client)
     r = client.post("/dashboard/versions/promote", data={"version": older})
     assert r.status_code == 403 and "CSRF" in r.get_data(as_text=True)
@@ -183,6 +186,9 @@ def test_state_changes_need_the_csrf_token(signed_in):
     assert current_version(models_dir) == older
     page = client.get("/dashboard/versions").get_data(as_text=True)
     assert f"{older} is now the current version" in page
+    assert re.search(rf'id="served-version">{older}<', page)
+    # The other worker's versions page checks the pointer before it says what it serves.
+    page = other.get("/dashboard/versions").get_data(as_text=True)
     assert re.search(rf'id="served-version">{older}<', page)
     # The API answers with it at once (this process swapped on promotion).
     r = client.get("/v1/items/A0/also-bought", headers={"X-API-Key": ADMIN_KEY})
