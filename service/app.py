@@ -51,7 +51,9 @@ def create_app(config: dict | None = None) -> Flask:
     _compile_answer_path()
     store = ModelStore(settings["MODELS_DIR"], settings["RELOAD_INTERVAL"],
                        on_event=metrics.on_store_event if settings["METRICS"] else None,
-                       cache_size=max(0, settings["ANSWER_CACHE"]))
+                       cache_size=max(0, settings["ANSWER_CACHE"]),
+                       cache_bytes=max(0, settings["ANSWER_CACHE_BYTES"]),
+                       on_cache_lookup=metrics.on_cache_lookup if settings["METRICS"] else None)
     if settings["MODELS_DIR"]:
         store.check()
         if store.model is None:
