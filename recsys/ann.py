@@ -214,15 +214,18 @@ def next_best(rec, customer_idx: int, limit: int, filters):
         cand = np.unique(np.concatenate(cand + evidence))
         exact = np.asarray(rec.als.item_factors_[cand], dtype=np.float32) @ user
         top = float(exact.max(initial=0.0))
-        raw = np.zeros(n, dtype=np.float32)
-        raw[cand] = exact
-        als_part = rec._normalise(raw[None, :])  # in place, as the exact path
-        scores = rec.combine({**parts, "als": als_part}, weights, 1)[0]
-        outside = np.ones(n, dtype=bool)
-        outside[cand] = False
-        scores[outside] = -np.inf
-        answer = rec.answer("next_best", scores, limit, filters, bought, history_idx=bought,
-                            history_row=row)
+        # The blend over the candidates only, in the exact path's float32 arithmetic and
+        # order (Recommender.combine of normalised parts): no arrays of catalogue length.
+        als_part = np.maximum(exact, np.float32(0))
+        if top > 0:
+            als_part /= np.float32(top)
+        scores = rec._pop_tiebreak[cand].copy()
+        for name, w in weights.items():
+            part = als_part if name == "als" else np.asarray(parts[name])[0][cand]
+            scores += np.float32(w) * part if w != 1 else part
+        mode = "als" if rec._als_led("next_best") else "copurchase"
+        answer = rec._finish("next_best", cand, scores, limit, filters, bought, bought, mode,
+                             history_row=row)
         # What an item outside the candidates could score at most: its ALS part is below
         # the k-th index score (the other parts are zero there, popularity below its k-th).
         bound = weights["als"] * max(float(found_scores[-1]), 0.0) / (top if top > 0 else 1.0)
