@@ -94,11 +94,10 @@ def main() -> int:
             for p in range(args.publishes):
                 new = version[:-4] + f"{label[0]}{p:03d}"
                 if models == url:
-                    shutil.copytree(os.path.join(folder, "versions", version),
-                                    os.path.join(work, "staging", "versions", new))
-                    _rename_manifest(os.path.join(work, "staging"), new)
+                    # The copy is made in the (no longer served) folder, then uploaded.
+                    publish_copy(folder, version, new)
                     start = time.perf_counter()
-                    store.upload_version(os.path.join(work, "staging"), new)
+                    store.upload_version(folder, new)
                     store._put(store.key("CURRENT"), (new + "\n").encode())
                 else:
                     start = time.perf_counter()
@@ -121,17 +120,6 @@ def main() -> int:
             r.stop()
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
-
-
-def _rename_manifest(folder: str, new: str) -> None:
-    import json
-
-    path = os.path.join(folder, "versions", new, "manifest.json")
-    with open(path, encoding="utf-8") as fh:
-        manifest = json.load(fh)
-    manifest["version"] = new
-    with open(path, "w", encoding="utf-8") as fh:
-        json.dump(manifest, fh)
 
 
 if __name__ == "__main__":

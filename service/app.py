@@ -83,7 +83,10 @@ def _compile_answer_path() -> None:
     started = time.perf_counter()
     fastpath.warm()
     if fastpath.available():
-        log.info("compiled answer path ready in %.2f s", time.perf_counter() - started)
+        stats = fastpath.cache_stats()
+        log.info("compiled answer path ready in %.2f s (numba cache: %d kernels loaded, %d "
+                 "compiled, folder %s)", time.perf_counter() - started, stats["loaded"],
+                 stats["compiled"], stats["folder"])
     else:
         log.warning("numba is not installed: answers take the slower numpy path")
 

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
+from recsys.rules import Filters
 from service.answer_cache import AnswerCache, post_key
 from service.params import Query
-from recsys.rules import Filters
 
 from .conftest import make_app
 
