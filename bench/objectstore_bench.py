@@ -58,8 +58,12 @@ def main() -> int:
     parser.add_argument("--interval", type=float, default=1.0)
     parser.add_argument("--publishes", type=int, default=3)
     args = parser.parse_args()
+    import logging
+
     import boto3
     from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per S3 request
 
     work = tempfile.mkdtemp(prefix="xsell-s3-bench-")
     port = free_port()
