@@ -21,7 +21,7 @@ import scipy.sparse as sp
 from scipy.linalg.lapack import dpotrf as _potrf
 from scipy.linalg.lapack import dpotrs as _potrs
 
-from . import fastpath
+from . import ann, fastpath
 from .artifacts import LoadedVersion, VersionWriter
 from .models.als import ALSModel
 from .models.base import top_indices, top_indices_rows
@@ -146,6 +146,7 @@ class Recommender:
         # False forces the numpy path (the tests compare the two).
         self.compiled = fastpath.available()
         self._fast_arrays = None
+        self.ann = None  # approximate-neighbour indexes of a large catalogue (recsys.ann)
 
     # ---------------------------------------------------------------- blend
     def _weights(self, kind: str) -> dict[str, float]:
@@ -784,6 +785,10 @@ class Recommender:
 
     def next_best(self, customer_idx: int, limit: int = 10, filters: Filters | None = None) -> Answer:
         customer_idx = int(customer_idx)
+        if self.ann is not None:  # a large catalogue: candidates from the index (recsys.ann)
+            answer = ann.next_best(self, customer_idx, limit, filters)
+            if answer is not None:
+                return answer
         row = _csr_row(self.history, customer_idx)
         weights = self._weights("next_best")
         if row.nnz <= _DIRECT_ROWS:
@@ -1027,6 +1032,10 @@ class Recommender:
     def likely_buyers(self, item_idx: int, limit: int = 10, min_score: float | None = None
                       ) -> tuple[str, list[tuple[int, float]]]:
         """Customers most likely to buy ``item_idx`` next, excluding those who already did."""
+        if self.ann is not None:  # many customers: candidates from the index (recsys.ann)
+            found = ann.likely_buyers(self, item_idx, limit, min_score)
+            if found is not None:
+                return found
         scores = self.score_buyers(item_idx)
         column = self.history[:, [item_idx]].tocoo()
         scores[column.row] = -np.inf
@@ -1120,6 +1129,7 @@ class Recommender:
             ease=ease,
             history_decay=loaded.sparse("history_decay") if loaded.has("history_decay") else None,
         )
+        rec.ann = ann.load(loaded)
         if "buyers.indices.npy" in files:
             indices = np.asarray(loaded.array("buyers.indices"))
             # The values are all 1: a broadcast view, no memory per entry.

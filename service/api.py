@@ -19,6 +19,7 @@ from flask import Blueprint, Response, current_app, g, request
 
 from recsys.vocab import UNKNOWN
 
+from .answer_cache import post_key
 from .errors import ApiError, bad_request
 from .params import Query, check_id, id_list, query_from_args, query_from_body
 
@@ -307,20 +308,18 @@ def basket():
         raise bad_request("the body needs 'items': a JSON array of item ids", code="invalid_body")
     ids = id_list("items", body["items"], settings()["MAX_BASKET_ITEMS"], allow_empty=False)
     query = query_from_body(request.args, body, settings(), {"items"})
-    model = served_model()
-    known, missing = _known_items(model, ids)
-    if not len(known):
-        if not query.fallback:
-            raise unknown("item", missing)
-        out = payload(model, popular(model, query))
-    else:
+
+    def answer(model, known, missing):
+        if not len(known):
+            if not query.fallback:
+                raise unknown("item", missing)
+            return payload(model, popular(model, query))
         answer = model.recommender.basket(known, query.limit, query.filters)
         if not has_evidence(answer) and query.fallback:
             answer = popular(model, query, known)
-        out = payload(model, answer)
-    if missing:
-        out["unknown_items"] = missing
-    return json_response(out)
+        return payload(model, answer)
+
+    return _cached_post("recommendations.basket", ids, query, answer)
 
 
 @recommendations_bp.post("/next-best")
@@ -332,17 +331,38 @@ def next_best_history():
                           "bought", code="invalid_body")
     ids = id_list("history", body["history"], settings()["MAX_HISTORY_ITEMS"])
     query = query_from_body(request.args, body, settings(), {"history"})
-    model = served_model()
-    known, missing = _known_items(model, ids)
-    if not len(known):
-        if ids and not query.fallback:
-            raise unknown("item", missing)
-        out = payload(model, popular(model, query))
-    else:
+
+    def answer(model, known, missing):
+        if not len(known):
+            if ids and not query.fallback:
+                raise unknown("item", missing)
+            return payload(model, popular(model, query))
         answer = model.recommender.next_best_for_history(known, query.limit, query.filters)
         if not has_evidence(answer) and query.fallback:
             answer = popular(model, query, known)
-        out = payload(model, answer)
+        return payload(model, answer)
+
+    return _cached_post("recommendations.next_best_history", ids, query, answer)
+
+
+def _cached_post(endpoint: str, ids: list[str], query: Query, compute) -> Response:
+    """A POSTed cart or history answered from the model's answer cache (keyed on the
+    distinct ids, sorted, and the parameters: ``service.answer_cache.post_key``) or by
+    ``compute(model, known indexes, unknown ids)`` -> payload, then remembered.
+
+    The cached body leaves ``unknown_items`` out; it is added per request, in the
+    client's order."""
+    model = served_model()
+    key = post_key(endpoint, ids, query)
+    hit = model.cached(key)
+    if hit is not None:
+        body, g.xsell_strategy, any_missing = hit
+        missing = [i for i, j in zip(ids, model.item_indices(ids), strict=True)
+                   if j == UNKNOWN] if any_missing else None
+    else:
+        known, missing = _known_items(model, ids)
+        body = dumps(compute(model, known, missing))
+        model.remember(key, (body, getattr(g, "xsell_strategy", None), bool(missing)))
     if missing:
-        out["unknown_items"] = missing
-    return json_response(out)
+        body = body[:-1] + b',"unknown_items":' + orjson.dumps(missing) + b"}"
+    return Response(body, mimetype="application/json")

@@ -30,8 +30,10 @@ DEFAULTS: dict = {
     # Access log lines (JSON) per request.
     "ACCESS_LOG": True,
     "LOG_LEVEL": "INFO",
-    # Finished GET answers kept per worker and model version (0: no cache).
+    # Finished answers (GETs, POSTed carts and histories) kept per worker and model
+    # version (0: no cache), and the most bytes of answers they may hold.
     "ANSWER_CACHE": 10000,
+    "ANSWER_CACHE_BYTES": 64 * 1024 * 1024,
     # Prometheus /metrics and request accounting.
     "METRICS": True,
 }
@@ -45,6 +47,7 @@ _CASTS = {
     "DEFAULT_LIMIT": int,
     "ANSWER_CACHE": int,
     "SESSION_HOURS": float,
+    "ANSWER_CACHE_BYTES": int,
 }
 _BOOLS = {"ACCESS_LOG", "METRICS", "ALLOW_OPEN", "SESSION_COOKIE_SECURE"}
 

@@ -16,6 +16,7 @@ import sys
 import click
 
 from recsys.exceptions import ConfigError, DataError, ModelLoadError, XsellError
+from recsys.objectstore import is_remote, local_models, open_models
 
 EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
@@ -85,7 +86,7 @@ catalog_option = click.option("--catalog", default=None, help="Optional item cat
 columns_option = click.option("--columns", default=None,
                               help="Column names that differ, e.g. customer_id=CustomerID,item_id=StockCode")
 models_option = click.option("--models", "models_dir", required=True, type=click.Path(),
-                             help="Folder of model versions.")
+                             help="Folder of model versions, or s3://bucket/prefix.")
 
 
 @main.command()
@@ -111,11 +112,12 @@ def train(orders, catalog, columns, models_dir, config_path, engine, exclude_ite
         raise ConfigError("--engine spark is not available in this release; use --engine local")
     overrides = {"data": {"exclude_items": exclude_items}} if exclude_items else None
     config = load_config(config_path, overrides)
-    summary = run_train(
-        orders, models_dir, config, catalog=catalog, columns=parse_columns(columns) or None,
-        strict=strict, orders_query=orders_query, catalog_query=catalog_query,
-        progress_factory=progress_factory, on_report=echo_report,
-    )
+    with local_models(models_dir) as folder:  # s3://: a mirror, uploaded at the end
+        summary = run_train(
+            orders, folder, config, catalog=catalog, columns=parse_columns(columns) or None,
+            strict=strict, orders_query=orders_query, catalog_query=catalog_query,
+            progress_factory=progress_factory, on_report=echo_report,
+        )
     gate = summary["gate"]
     click.echo(f"{'published' if summary['published'] else 'NOT published'} "
                f"version {summary['version']}: {gate['reason']}", err=True)
@@ -175,7 +177,10 @@ def export(models_dir, kind, input_path, limit, out_path, **filter_values):
     from training.export import export as run_export
 
     filters = build_filters(**filter_values)
-    rec = Recommender.load(load_version(models_dir))
+    source = open_models(models_dir)
+    version = source.current()
+    rec = Recommender.load(load_version(source.fetch(version) if version else models_dir,
+                                        version))
     n = run_export(rec, kind, out_path, input_path, limit, filters=filters)
     click.echo(f"wrote {n} records to {out_path} (model {rec.version})", err=True)
 
@@ -198,9 +203,10 @@ def catalog_update(models_dir, catalog_path, columns, catalog_query, base_versio
     """Write a new model version with the same models and this catalog's item metadata."""
     from training.catalog import update_catalog
 
-    summary = update_catalog(models_dir, catalog_path, columns=parse_columns(columns) or None,
-                             strict=strict, query=catalog_query, base_version=base_version,
-                             on_report=echo_report)
+    with local_models(models_dir, base_version) as folder:
+        summary = update_catalog(folder, catalog_path, columns=parse_columns(columns) or None,
+                                 strict=strict, query=catalog_query, base_version=base_version,
+                                 on_report=echo_report)
     click.echo(f"version {summary['version']} from {summary['base_version']}: "
                f"{summary['items_in_catalog']} of {summary['items']} items in the catalog"
                f"{' (current)' if summary['published'] else ''}", err=True)
@@ -221,7 +227,8 @@ def models_list(models_dir, as_json):
     """List versions, oldest first; * marks the current one."""
     from recsys.artifacts import list_versions
 
-    versions = list_versions(models_dir)
+    versions = open_models(models_dir).list_versions() if is_remote(models_dir) \
+        else list_versions(models_dir)
     if as_json:
         click.echo(json.dumps(versions, default=str))
         return
@@ -248,7 +255,10 @@ def models_promote(version, models_dir):
     """Make VERSION current (after checking its checksums)."""
     from recsys.artifacts import set_current
 
-    set_current(models_dir, version)
+    if is_remote(models_dir):
+        open_models(models_dir).set_current(version)
+    else:
+        set_current(models_dir, version)
     click.echo(f"current version is now {version}")
 
 
@@ -260,7 +270,8 @@ def models_prune(models_dir, keep):
     """Delete old versions, keeping the newest N and always the current one."""
     from recsys.artifacts import prune_versions
 
-    removed = prune_versions(models_dir, keep)
+    removed = open_models(models_dir).prune(keep) if is_remote(models_dir) \
+        else prune_versions(models_dir, keep)
     click.echo(f"removed {len(removed)} version(s)" + (f": {', '.join(removed)}" if removed else ""))
 
 
@@ -318,10 +329,11 @@ def serve(models_dir, host, port, workers, threads, reload_interval):
     """Run the HTTP API under gunicorn (see service/gunicorn_conf.py)."""
     import os
 
-    if not os.path.isdir(models_dir):
+    if not is_remote(models_dir) and not os.path.isdir(models_dir):
         raise ConfigError(f"--models {models_dir} is not a folder; train a model into it first")
     env = os.environ
-    env["XSELL_MODELS_DIR"] = os.path.abspath(models_dir)
+    env["XSELL_MODELS_DIR"] = models_dir if is_remote(models_dir) else \
+        os.path.abspath(models_dir)
     env["XSELL_BIND"] = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     if workers:
         env["XSELL_WORKERS"] = str(workers)

@@ -8,6 +8,7 @@ import os
 
 import tomllib
 
+from recsys.ann import DEFAULTS as ANN_DEFAULTS
 from recsys.exceptions import ConfigError
 
 DEFAULTS: dict = {
@@ -19,6 +20,12 @@ DEFAULTS: dict = {
                    "max_items_per_customer": 300, "max_basket_size": 100},
     "als": {"factors": 64, "regularization": 0.05, "alpha": 10.0, "iterations": 15,
             "confidence": "log", "use_gpu": None, "random_state": 0},
+    # Large catalogues (recsys.ann): above min_items items (min_customers customers) the
+    # trainer builds an approximate-neighbour index over the ALS item (customer) factors;
+    # next-best (likely-buyers) take candidates from it, then score and filter exactly.
+    # nprobe is the smallest reaching recall_target (recall@10 vs exact on a sample);
+    # lists 0: 4 * sqrt(rows); overfetch: candidates asked of the index per query.
+    "ann": dict(ANN_DEFAULTS),
     # EASE (Steck 2019) as a third blend component, fitted only when the items with
     # two or more buyers number at most max_items (dense O(n^3) inverse); lambda is
     # chosen per query kind on the holdout from `lambdas`; the blend search decides

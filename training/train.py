@@ -31,7 +31,7 @@ from datetime import datetime, timezone
 import numpy as np
 import scipy.sparse as sp
 
-from recsys import __version__
+from recsys import __version__, ann
 from recsys.artifacts import (
     VersionWriter,
     clean_temporary,
@@ -760,6 +760,8 @@ def train(orders: str, models_dir: str, config: dict, catalog: str | None = None
             days = last_purchase_days(inter, rec.history)  # for the dashboard's customer view
             if days is not None:
                 writer.add_array(PURCHASE_DAYS, days)
+            with timer.stage("ann_index"):  # large catalogues only (recsys.ann)
+                manifest["ann"] = ann.build_into(writer, rec, config.get("ann"))
             pause_for_tests("write")
             manifest["timings_s"] = dict(timer.stages)
             version = writer.commit(manifest, make_current=False)
