@@ -23,12 +23,25 @@ from scipy.linalg.lapack import dpotrs as _potrs
 
 from . import fastpath
 from .artifacts import LoadedVersion, VersionWriter
+from .exceptions import ComponentError
+from .kinds import BLEND_KINDS
+from .models import BLENDED, REGISTRY, Component
 from .models.als import ALSModel
-from .models.base import top_indices, top_indices_rows
+from .models.base import NEEDS, top_indices, top_indices_rows
 from .models.copurchase import CoPurchaseModel
-from .models.ease import EASEModel
+from .models.ease import EASEByKind, EASEModel
 from .models.popularity import PopularityModel
+from .models.recency import RecencyWeights
 from .models.substitutes import SubstituteModel
+from .sparse import BinaryRow as _BinaryRow
+from .sparse import DIRECT_ROWS as _DIRECT_ROWS
+from .sparse import as_csr as _as_csr
+from .sparse import csr_row as _csr_row
+from .sparse import csr_values as _csr_values
+from .sparse import row_indices as _row_indices
+from .sparse import rows_matrix as _rows_matrix
+from .sparse import segments as _segments
+from .sparse import sorted_distinct as _sorted_distinct
 from .rules import (
     Filters,
     Floor,
@@ -43,10 +56,8 @@ from .vocab import UNKNOWN, Vocab
 
 log = logging.getLogger(__name__)
 
-KINDS = ("also_bought", "basket", "next_best", "likely_buyers")
-COMPONENTS = ("copurchase", "als", "ease")
-STRATEGY_NAMES = {"copurchase": "co-purchase", "als": "als", "ease": "ease",
-                  "popularity": "popular"}
+KINDS = BLEND_KINDS
+COMPONENTS = BLENDED
 DEFAULT_BLEND = {
     "also_bought": {"copurchase": 1.0, "als": 0.0},
     "basket": {"copurchase": 1.0, "als": 0.0},
@@ -69,8 +80,6 @@ _MARK_LIMIT = 64
 _FLAG_ENTRIES = 30000
 # Up to this many items on the smaller side, pair supports are counted by marking.
 _MARK_ITEMS = 3
-# Up to this many query/history items, one query's co-purchase scores are added row by row.
-_DIRECT_ROWS = 64
 _EMPTY_INDEX = np.zeros(0, dtype=np.int64)
 
 
@@ -104,24 +113,30 @@ class Recommender:
                  version: str | None = None, manifest: dict | None = None,
                  substitutes: SubstituteModel | None = None, rules: dict | None = None,
                  ease: EASEModel | dict[str, EASEModel] | None = None,
-                 history_decay: sp.csr_matrix | None = None):
+                 history_decay: sp.csr_matrix | None = None,
+                 components: dict[str, Component | None] | None = None):
         self.items = items
         self.customers = customers
         self.history = history
-        self.popularity = popularity
-        self.copurchase = copurchase
-        self.als = als
-        # Optional third component (EASE item-item weights), one model or one per query
-        # kind (each kind may have its own regularisation); None when not fitted.
-        by_kind = ease if isinstance(ease, dict) else {"next_best": ease}
-        self.ease_by_kind = {kind: m for kind, m in by_kind.items()
-                             if m is not None and m.similarity_ is not None}
-        self.ease = next(iter(self.ease_by_kind.values()), None)
+        # EASE: one model or one per query kind (each kind may have its own
+        # regularisation). ``components`` adds (or replaces) components by registry name.
+        if isinstance(ease, EASEModel):
+            ease = {"next_best": ease}
+        given = {"popularity": popularity, "copurchase": copurchase, "als": als,
+                 "ease": EASEByKind(ease) if isinstance(ease, dict) else ease,
+                 "recency": RecencyWeights.of(history_decay), "substitutes": substitutes,
+                 **(components or {})}
+        unknown = sorted(set(given) - set(REGISTRY))
+        if unknown:
+            raise ComponentError(f"unknown component(s) {unknown}: the registry "
+                                 f"(recsys.models.REGISTRY) has {sorted(REGISTRY)}")
+        # The components present, in registry order (EASE only with a fitted model).
+        self.components: dict[str, Component] = {
+            name: given[name] for name in REGISTRY
+            if given.get(name) is not None and (name != "ease" or given[name].fitted)}
+        popularity = self.components["popularity"]
         self.meta = meta
-        # Recency factors of the history pairs for next-best (recsys.models.recency), with
-        # exactly ``history``'s sparsity pattern; None = full histories.
-        self.history_decay = history_decay
-        self.blend = {k: dict(v) for k, v in (blend or DEFAULT_BLEND).items()}
+        self.blend = blend or DEFAULT_BLEND
         self.version = version
         self.manifest = manifest or {}
         # Items that can be recommended at all: real products seen in training.
@@ -132,7 +147,6 @@ class Recommender:
         self._pop_scores.flags.writeable = False
         self._pop_tiebreak = (_TIE_BREAK * popularity.scores_).astype(np.float32)
         self._pop_tiebreak.flags.writeable = False
-        self.substitutes = substitutes
         rules = rules or {}
         self.rules = rules
         self.floor = Floor.from_dict(rules.get("floor"))
@@ -147,11 +161,67 @@ class Recommender:
         self.compiled = fastpath.available()
         self._fast_arrays = None
 
+    # ------------------------------------------------------------ components
+    @property
+    def popularity(self) -> PopularityModel:
+        return self.components["popularity"]
+
+    @property
+    def copurchase(self) -> CoPurchaseModel | None:
+        return self.components.get("copurchase")
+
+    @property
+    def als(self) -> ALSModel | None:
+        return self.components.get("als")
+
+    @property
+    def substitutes(self) -> SubstituteModel | None:
+        return self.components.get("substitutes")
+
+    @property
+    def ease_by_kind(self) -> dict[str, EASEModel]:
+        ease = self.components.get("ease")
+        return ease.models if ease is not None else {}
+
+    @property
+    def ease(self) -> EASEModel | None:
+        return next(iter(self.ease_by_kind.values()), None)
+
+    @property
+    def history_decay(self) -> sp.csr_matrix | None:
+        """Recency factors of the history pairs for next-best (recsys.models.recency),
+        with exactly ``history``'s sparsity pattern; None = full histories."""
+        recency = self.components.get("recency")
+        return None if recency is None else recency.decay_
+
+    @history_decay.setter
+    def history_decay(self, decay: sp.csr_matrix | None) -> None:
+        self.components.pop("recency", None)
+        if decay is not None:
+            self.components["recency"] = RecencyWeights.of(decay)
+
+    @property
+    def blend(self) -> dict[str, dict[str, float]]:
+        """Weights per query kind by component name, as the trainer chose them."""
+        return self._blend
+
+    @blend.setter
+    def blend(self, blend: dict) -> None:
+        blend = {k: dict(v) for k, v in blend.items()}
+        for kind, weights in blend.items():
+            for name, w in weights.items():
+                component = self.components.get(name)
+                if w > 0 and component is not None and not component.supports(kind):
+                    raise ComponentError(
+                        f"the blend weighs component {name!r} for {kind} queries, which it "
+                        f"cannot score (it lacks one of {', '.join(NEEDS[kind])})")
+        self._blend = blend
+
     # ---------------------------------------------------------------- blend
     def _weights(self, kind: str) -> dict[str, float]:
         weights = {}
         for name, w in self.blend.get(kind, {}).items():
-            if w > 0 and getattr(self, name, None) is not None:
+            if w > 0 and name in self.components:
                 weights[name] = float(w)
         return weights
 
@@ -160,7 +230,7 @@ class Recommender:
         if not weights:
             return "popular-fallback"
         if len(weights) == 1:
-            return STRATEGY_NAMES[next(iter(weights))]
+            return self.components[next(iter(weights))].strategy
         return "blend"
 
     @staticmethod
@@ -184,35 +254,16 @@ class Recommender:
         """One component's unnormalised scores for item-based queries (``rows``: binary
         queries x items): a sparse matrix (co-purchase, EASE), a dense array (ALS) or
         one row for every query (popularity). :meth:`item_parts` densifies and scales it."""
-        if name == "copurchase":
-            return rows @ self.copurchase.similarity_
-        if name == "ease":
-            return rows @ self._ease(kind).similarity_
-        if name == "popularity":
-            return self._pop_scores
-        if kind == "basket":
-            return self.als.score_histories(rows)
-        return self.als.score_similar_rows(rows)
+        return self.components[name].item_scores(kind, rows)
 
     def raw_customer_part(self, name: str, customer_idx: np.ndarray):
         """:meth:`raw_item_part` for the next-best scores of known customers."""
-        if name == "copurchase":
-            return self._nb_rows(customer_idx, True) @ self.copurchase.similarity_
-        if name == "ease":
-            return self._nb_rows(customer_idx, False) @ self._ease("next_best").similarity_
-        if name == "popularity":
-            return self._pop_scores
-        return self.als.score_customers(customer_idx)
+        return self.components[name].customer_scores(customer_idx, self.history,
+                                                     self.history_decay)
 
     def raw_history_part(self, name: str, histories: sp.csr_matrix):
         """:meth:`raw_item_part` for the next-best scores of unseen customers' histories."""
-        if name == "copurchase":
-            return _log_weights(histories) @ self.copurchase.similarity_
-        if name == "ease":
-            return _binary(histories) @ self._ease("next_best").similarity_
-        if name == "popularity":
-            return self._pop_scores
-        return self.als.score_histories(histories)
+        return self.components[name].history_scores(histories)
 
     def _dense_part(self, raw, n: int) -> np.ndarray:
         if sp.issparse(raw):
@@ -235,26 +286,10 @@ class Recommender:
                                        len(customer_idx))
                 for name in names or tuple(self._weights("next_best"))}
 
-    def _nb_rows(self, customer_idx: np.ndarray, log_counts: bool) -> sp.csr_matrix:
-        """Known customers' history rows as the item-item components read them for next-best:
-        log(1 + purchases) (co-purchase) or 1 (EASE), times the recency factor if any."""
-        rows = self.history[customer_idx]
-        out = _log_weights(rows) if log_counts else _binary(rows)
-        if self.history_decay is not None:
-            out.data *= np.asarray(self.history_decay[customer_idx].data, dtype=np.float32)
-        return out
-
     def history_parts(self, histories: sp.csr_matrix) -> dict[str, np.ndarray]:
         n = histories.shape[0]
         return {name: self._dense_part(self.raw_history_part(name, histories), n)
                 for name in self._weights("next_best")}
-
-    def _ease(self, kind: str) -> EASEModel:
-        return self.ease_by_kind.get(kind) or self.ease_by_kind.get("next_best") or self.ease
-
-    def _popularity_part(self, n: int) -> np.ndarray:
-        """A popularity prior (buyers, scaled to [0, 1]) as a blend component, n rows."""
-        return np.broadcast_to(self._pop_scores, (n, len(self._pop_scores)))
 
     def combine(self, parts: dict[str, np.ndarray], weights: dict[str, float], n: int) -> np.ndarray:
         """Blend normalised component scores; popularity breaks the remaining ties."""
@@ -293,20 +328,9 @@ class Recommender:
         """Scores over all known customers for one item."""
         out = np.zeros(len(self.customers), dtype=np.float32)
         for name, w in self._weights("likely_buyers").items():
-            if name == "copurchase":
-                column = self.copurchase.similarity_[:, [item_idx]]
-                part = np.asarray((_log_weights(self.history) @ column).todense()).ravel()
-            elif name == "ease":
-                sim = self._ease("likely_buyers").similarity_
-                column = sim[:, [item_idx]]
-                if sp.issparse(column):
-                    column = column.toarray()
-                part = np.asarray(_binary(self.history) @ np.asarray(column)).ravel()
-            elif name == "popularity":
-                continue  # the same for every customer: no say in who buys
-            else:
-                part = self.als.score_buyers(item_idx)
-            out += w * self._normalise(part)
+            part = self.components[name].buyer_scores(item_idx, self.history)
+            if part is not None:  # None: no say in who buys (popularity)
+                out += w * self._normalise(part)
         return out
 
     # ------------------------------------------------------------ batch top-k
@@ -457,8 +481,8 @@ class Recommender:
         customers who bought both items explain)."""
         weights = self._weights(kind)
         als = weights.get("als", 0.0)
-        return self.als is not None and als > 0 and \
-            als >= weights.get("copurchase", 0.0) + weights.get("ease", 0.0)
+        item_item = sum(w for name, w in weights.items() if self.components[name].item_item)
+        return self.als is not None and als > 0 and als >= item_item
 
     def _finish(self, kind: str, cand: np.ndarray, cand_scores: np.ndarray, limit: int,
                 filters: Filters | None, query_idx: np.ndarray, evidence: np.ndarray | None,
@@ -787,27 +811,14 @@ class Recommender:
         row = _csr_row(self.history, customer_idx)
         weights = self._weights("next_best")
         if row.nnz <= _DIRECT_ROWS:
-            bought = np.asarray(row.indices, dtype=np.int64)
-            # As _nb_rows weighs history items: log(1 + purchases) for co-purchase and 1
-            # for EASE, times the recency factor when the version has one.
+            # The recency factors of the row, when the version has them.
             decay = None if self.history_decay is None else np.asarray(
                 _csr_row(self.history_decay, customer_idx).data, dtype=np.float32)
             parts = {}
             for name in weights:
-                if name == "copurchase":
-                    counts = np.log1p(row.data.astype(np.float32))
-                    parts[name] = self._similarity_part(
-                        self.copurchase.similarity_, bought,
-                        counts if decay is None else counts * decay)
-                elif name == "ease":
-                    parts[name] = self._similarity_part(self._ease("next_best").similarity_,
-                                                        bought, decay)
-                elif name == "als":
-                    parts[name] = np.asarray(self.als.user_factors_[[customer_idx]]) \
-                        @ self._als_items().T
-                elif name == "popularity":
-                    parts[name] = self._popularity_part(1)
-            parts = {name: self._normalise(part) for name, part in parts.items()}
+                part = self.components[name].customer_row(customer_idx, row, decay)
+                if part is not None:
+                    parts[name] = self._normalise(part)
             rest = tuple(name for name in weights if name not in parts)
             if rest:
                 parts.update(self.customer_parts(np.asarray([customer_idx]), names=rest))
@@ -831,21 +842,10 @@ class Recommender:
             return self.score_items(kind, [query])[0]
         parts = {}
         for name in weights:
-            if name == "copurchase":
-                # A history weighs its items log(1 + purchases), here log(2).
-                parts[name] = self._similarity_part(
-                    self.copurchase.similarity_, query,
-                    np.log1p(np.ones(len(query), dtype=np.float32)) if history else None)
-            elif name == "ease":
-                parts[name] = self._similarity_part(
-                    self._ease("next_best" if history else kind).similarity_, query, None)
-            elif name == "als":
-                parts[name] = self._als_history_part(query) if history or kind == "basket" \
-                    else self._als_similar_part(query)
-            elif name == "popularity":
-                parts[name] = self._popularity_part(1)
-        parts = {name: self._normalise(part) for name, part in parts.items()
-                 if part is not None}
+            component = self.components[name]
+            part = component.history_row(query) if history else component.query_row(kind, query)
+            if part is not None:
+                parts[name] = self._normalise(part)
         rest = tuple(name for name in weights if name not in parts)
         if rest:
             if history:
@@ -855,75 +855,6 @@ class Recommender:
             else:
                 parts.update(self.item_parts(kind, [query], names=rest))
         return self.combine(parts, weights, 1)[0]
-
-    @staticmethod
-    def _similarity_part(sim: sp.csr_matrix, rows: np.ndarray, weights: np.ndarray | None
-                         ) -> np.ndarray:
-        """``(query @ sim).toarray()`` for one query row (items ``rows`` with ``weights``,
-        1 when None): the similarity rows added in the same order and float32 arithmetic
-        as scipy's product, so the scores are bit for bit the same. ``sim`` is a CSR
-        matrix or a dense one (EASE on a small catalogue)."""
-        w = np.ones(len(rows), dtype=np.float32) if weights is None else \
-            fastpath.writable(weights, np.float32)
-        if isinstance(sim, np.ndarray):
-            if fastpath.available() and sim.dtype == np.float32:
-                return fastpath.sum_dense_rows(fastpath.readonly(sim),
-                                               fastpath.writable(rows, np.int64), w)[None, :]
-            out = np.zeros((1, sim.shape[1]), dtype=np.float32)
-            for j, wj in zip(np.asarray(rows).tolist(), w.tolist(), strict=True):
-                out[0] += np.float32(wj) * sim[j]
-            return out
-        # Plain views of the (memory-mapped) arrays: memmap slicing runs Python code.
-        indptr, indices, data = np.asarray(sim.indptr), np.asarray(sim.indices), \
-            np.asarray(sim.data)
-        if fastpath.available() and data.dtype == np.float32:
-            # One compiled call: w * data in float32, added in row order (as below), into
-            # a row it allocates (numpy's zeroed allocation would release the GIL).
-            return fastpath.sum_rows(
-                fastpath.readonly(indptr), fastpath.readonly(indices), fastpath.readonly(data),
-                fastpath.writable(rows, np.int64), w, int(sim.shape[1]))[None, :]
-        out = np.zeros((1, sim.shape[1]), dtype=np.float32)
-        row = out[0]
-        values = [None] * len(rows) if weights is None else weights.tolist()
-        for j, w in zip(np.asarray(rows).tolist(), values, strict=True):
-            lo, hi = indptr[j], indptr[j + 1]
-            if w is None or w == 1.0:
-                row[indices[lo:hi]] += data[lo:hi]
-            else:
-                row[indices[lo:hi]] += np.float32(w) * data[lo:hi]
-        return out
-
-    def _als_items(self) -> np.ndarray:
-        """The ALS item factors as a plain ndarray view (no memmap wrapping per operation)."""
-        return np.asarray(self.als.item_factors_)
-
-    def _als_similar_part(self, query: np.ndarray) -> np.ndarray:
-        """``als.score_similar_rows`` of one binary query row: the normalised factors of the
-        query items summed in index order (as scipy's sparse x dense product does)."""
-        normed = self.als._normed_items()
-        vector = np.zeros((1, normed.shape[1]), dtype=normed.dtype)
-        for j in np.asarray(query).tolist():
-            vector[0] += normed[j]
-        return vector @ normed.T
-
-    def _als_history_part(self, query: np.ndarray) -> np.ndarray | None:
-        """``als.score_histories`` of one binary history row: the same least squares
-        (``ALSModel.user_vectors``) on the query items' factors only, with ``Y'Y + reg I``
-        computed once per model (``ALSModel.base_matrix``). None when the confidence is not log or raw."""
-        als = self.als
-        if als.confidence == "log":
-            values = np.log1p(np.ones(len(query), dtype=np.float32))
-        elif als.confidence == "raw":
-            values = np.ones(len(query), dtype=np.float32)
-        else:
-            return None
-        items = self._als_items()
-        vector = np.zeros((1, items.shape[1]), dtype=np.float32)
-        if len(query):
-            y = np.asarray(items[np.asarray(query, dtype=np.int64)], dtype=np.float64)
-            confidence = als.alpha * values.astype(np.float64)
-            vector[0] = als.solve_user(y, confidence)
-        return vector @ items.T
 
     def next_best_for_history(self, item_idx: np.ndarray, limit: int = 10,
                               filters: Filters | None = None) -> Answer:
@@ -1040,32 +971,11 @@ class Recommender:
         writer.add_array("items", self.items.ids)
         writer.add_array("customers", self.customers.ids)
         writer.add_sparse("history", self.history.astype(np.float32))
-        if self.history_decay is not None:
-            writer.add_sparse("history_decay", self.history_decay.astype(np.float32))
-        writer.add_array("popularity_counts", self.popularity.counts_)
         buyers = self.buyers
         writer.add_array("buyers.indptr", np.asarray(buyers.indptr, dtype=np.int64))
         writer.add_array("buyers.indices", np.asarray(buyers.indices, dtype=np.int32))
-        if self.copurchase is not None:
-            writer.add_sparse("copurchase_similarity", self.copurchase.similarity_)
-            writer.add_sparse("copurchase_support", self.copurchase.support_)
-        saved: dict[int, str] = {}
-        for kind, model in self.ease_by_kind.items():
-            if id(model) in saved:
-                writer.add_json(f"ease_alias_{kind}", {"same_as": saved[id(model)]})
-                continue
-            if isinstance(model.similarity_, np.ndarray):
-                writer.add_array(f"ease_dense_{kind}", model.similarity_)
-            else:
-                writer.add_sparse(f"ease_similarity_{kind}", model.similarity_)
-            saved[id(model)] = kind
-        if self.als is not None:
-            writer.add_array("als_user_factors", self.als.user_factors_)
-            writer.add_array("als_item_factors", self.als.item_factors_)
-        if self.substitutes is not None:
-            writer.add_sparse("substitutes_similarity", self.substitutes.similarity_)
-            writer.add_sparse("substitutes_support", self.substitutes.support_)
-            writer.add_sparse("substitutes_basket_support", self.substitutes.basket_support_)
+        for component in self.components.values():
+            component.save(writer)
         writer.add_json("serving_rules", {
             "floor": {"min_support": self.floor.min_support, "min_score": self.floor.min_score,
                       "support_kinds": list(self.floor.support_kinds)},
@@ -1077,49 +987,16 @@ class Recommender:
     def load(cls, loaded: LoadedVersion) -> Recommender:
         manifest = loaded.manifest
         params = manifest.get("parameters", {})
-        popularity = PopularityModel()
-        counts = loaded.array("popularity_counts", mmap=False)
-        popularity.counts_ = counts
-        popularity.scores_ = (counts / max(int(counts.max(initial=0)), 1)).astype(np.float32)
-        copurchase = None
-        if loaded.has("copurchase_similarity"):
-            copurchase = CoPurchaseModel(**params.get("copurchase", {}))
-            copurchase.similarity_ = loaded.sparse("copurchase_similarity")
-            copurchase.support_ = loaded.sparse("copurchase_support")
-        ease: dict[str, EASEModel] = {}
-        for kind in KINDS:
-            if loaded.has(f"ease_similarity_{kind}"):
-                model = EASEModel()
-                model.similarity_ = loaded.sparse(f"ease_similarity_{kind}")
-                ease[kind] = model
-            elif loaded.has(f"ease_dense_{kind}"):
-                model = EASEModel()
-                model.similarity_ = loaded.array(f"ease_dense_{kind}")
-                ease[kind] = model
-        for kind in KINDS:
-            if f"ease_alias_{kind}.json" in manifest.get("files", {}):
-                ease[kind] = ease.get(loaded.json(f"ease_alias_{kind}")["same_as"])
-        als = None
-        if loaded.has("als_item_factors"):
-            als = ALSModel(**params.get("als", {}))
-            als.set_factors(loaded.array("als_user_factors"), loaded.array("als_item_factors"))
-        substitutes = None
-        if loaded.has("substitutes_similarity"):
-            substitutes = SubstituteModel(**params.get("substitutes", {}))
-            substitutes.similarity_ = loaded.sparse("substitutes_similarity")
-            substitutes.support_ = loaded.sparse("substitutes_support")
-            substitutes.basket_support_ = loaded.sparse("substitutes_basket_support")
+        components = {name: component.load(loaded, params)
+                      for name, component in REGISTRY.items()}
         files = manifest.get("files", {})
         rules = loaded.json("serving_rules") if "serving_rules.json" in files else None
         history = loaded.sparse("history")
         rec = cls(
             items=Vocab(loaded.array("items")), customers=Vocab(loaded.array("customers")),
-            history=history, popularity=popularity, copurchase=copurchase,
-            als=als, meta=read_item_meta(loaded), blend=manifest.get("blend"),
-            version=loaded.version, manifest=manifest, substitutes=substitutes, rules=rules,
-            ease=ease,
-            history_decay=loaded.sparse("history_decay") if loaded.has("history_decay") else None,
-        )
+            history=history, popularity=None, copurchase=None, als=None,
+            meta=read_item_meta(loaded), blend=manifest.get("blend"), version=loaded.version,
+            manifest=manifest, rules=rules, components=components)
         if "buyers.indices.npy" in files:
             indices = np.asarray(loaded.array("buyers.indices"))
             # The values are all 1: a broadcast view, no memory per entry.
@@ -1138,63 +1015,6 @@ def _set_statistics(rec: Recommendation, support: int, n_a: int, n_b: int,
         rec.confidence = round(support / n_a, 6)
         if n_b > 0:
             rec.lift = round(rec.confidence / (n_b / n_customers), 6)
-
-
-class _BinaryRow:
-    """One binary history row (item indexes sorted and distinct) with the ``indices``,
-    ``data`` and ``shape`` of a 1 x n CSR matrix, without building one; ``_as_csr`` does
-    when a model needs the matrix."""
-
-    __slots__ = ("indices", "data", "shape")
-
-    def __init__(self, indices: np.ndarray, n_items: int):
-        self.indices = indices
-        self.data = np.ones(len(indices), dtype=np.float32)
-        self.shape = (1, n_items)
-
-
-def _as_csr(row) -> sp.csr_matrix:
-    if isinstance(row, _BinaryRow):
-        return _rows_matrix([row.indices], row.shape[1])
-    return row
-
-
-def _sorted_distinct(item_idx) -> np.ndarray:
-    """``np.unique`` of one query's item indexes (int64). Up to _DIRECT_ROWS items this
-    sorts in Python (under 1 us for a cart, against 2 us for numpy's hash-table unique,
-    which also releases and retakes the GIL: in the threaded service each release may
-    hand it to another thread). Measured on the served basket endpoint: 1-3% less CPU
-    per request, within the noise of the shared machine."""
-    values = np.asarray(item_idx, dtype=np.int64)
-    if values.ndim == 1 and len(values) <= _DIRECT_ROWS:
-        return np.array(sorted(set(values.tolist())), dtype=np.int64)
-    return np.unique(values)
-
-
-def _rows_matrix(query_lists: list[np.ndarray], n_items: int) -> sp.csr_matrix:
-    """A binary (queries x items) matrix from lists of item indexes."""
-    lengths = [len(q) for q in query_lists]
-    indptr = np.r_[0, np.cumsum(lengths)].astype(np.int64)
-    indices = np.concatenate([np.asarray(q, dtype=np.int64) for q in query_lists]) \
-        if query_lists and sum(lengths) else np.zeros(0, dtype=np.int64)
-    m = sp.csr_matrix((np.ones(len(indices), dtype=np.float32), indices, indptr),
-                      shape=(len(query_lists), n_items))
-    m.sum_duplicates()
-    m.data[:] = 1.0
-    return m
-
-
-def _binary(counts: sp.csr_matrix) -> sp.csr_matrix:
-    out = counts.tocsr(copy=True).astype(np.float32)
-    out.data[:] = 1.0
-    return out
-
-
-def _log_weights(counts: sp.csr_matrix) -> sp.csr_matrix:
-    """A history weighted by log(1 + purchases): repeat buys count, but with diminishing weight."""
-    out = counts.tocsr(copy=True).astype(np.float32)
-    out.data = np.log1p(out.data)
-    return out
 
 
 def _take_scores(scores: np.ndarray, idx: np.ndarray) -> np.ndarray:
@@ -1238,38 +1058,6 @@ def _diversified(items: np.ndarray, category: np.ndarray, max_per_category: int,
     return kept
 
 
-def _row_indices(m: sp.csr_matrix, row: int) -> np.ndarray:
-    """Column indexes of one CSR row, read from the arrays (no scipy indexing)."""
-    return np.asarray(m.indices[m.indptr[row]:m.indptr[row + 1]])
-
-
-def _segments(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Positions of the entries of ``rows`` in a compressed matrix, and each one's owner."""
-    rows = np.asarray(rows, dtype=np.int64)
-    starts = np.asarray(indptr[rows], dtype=np.int64)
-    lengths = np.asarray(indptr[rows + 1], dtype=np.int64) - starts
-    owner = np.repeat(np.arange(len(rows)), lengths)
-    offsets = np.cumsum(lengths) - lengths
-    pos = np.arange(int(lengths.sum()), dtype=np.int64) - offsets[owner] + starts[owner]
-    return pos, owner
-
-
-def _csr_values(m: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """Dense ``m[rows][:, cols]`` (float64) from the CSR arrays; ``cols`` distinct."""
-    rows = np.asarray(rows, dtype=np.int64)
-    cols = np.asarray(cols, dtype=np.int64)
-    out = np.zeros((len(rows), len(cols)), dtype=np.float64)
-    if not len(rows) or not len(cols):
-        return out
-    pos, owner = _segments(m.indptr, rows)
-    order = np.argsort(cols, kind="stable")
-    entry_cols = np.asarray(m.indices[pos])
-    at = np.minimum(np.searchsorted(cols[order], entry_cols), len(cols) - 1)
-    hit = cols[order][at] == entry_cols
-    out[owner[hit], order[at[hit]]] = m.data[pos[hit]]
-    return out
-
-
 def _floor_of(pairs: np.ndarray) -> np.ndarray:
     """The floor's support per candidate: with its source (1-D) or its best evidence (2-D)."""
     if pairs.ndim == 1:
@@ -1310,10 +1098,3 @@ def _support_of_first(support: np.ndarray, evidence: np.ndarray, recs: list[Reco
         rows = rows.copy()
         rows[need] = order[at]
     return support[rows, cols]
-
-
-def _csr_row(m: sp.csr_matrix, row: int) -> sp.csr_matrix:
-    """``m[row]`` as a 1 x n CSR matrix, sliced from the arrays (no scipy indexing)."""
-    lo, hi = int(m.indptr[row]), int(m.indptr[row + 1])
-    return sp.csr_matrix((np.array(m.data[lo:hi]), np.array(m.indices[lo:hi]),
-                          np.asarray([0, hi - lo], dtype=m.indices.dtype)), shape=(1, m.shape[1]))

@@ -28,7 +28,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from recsys.models.base import top_indices_rows
-from recsys.recommender import Recommender, _rows_matrix
+from recsys.recommender import Recommender
+from recsys.sparse import rows_matrix
 
 # Items per component and query in the candidate pool.
 POOL = 100
@@ -146,10 +147,9 @@ class BlendScorer:
                                                                    self.components))
 
     def item_query(self, kind, query_lists, k):
-        rows_matrix = _rows_matrix(query_lists, len(self.rec.items))
-        raws = {name: self.rec.raw_item_part(name, kind, rows_matrix)
-                for name in self.components}
-        return self._topk_all(raws, len(query_lists), rows_matrix, k,
+        rows = rows_matrix(query_lists, len(self.rec.items))
+        raws = {name: self.rec.raw_item_part(name, kind, rows) for name in self.components}
+        return self._topk_all(raws, len(query_lists), rows, k,
                               lambda rows: self.rec.item_parts(
                                   kind, [query_lists[i] for i in rows], self.components))
 

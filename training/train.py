@@ -52,12 +52,13 @@ from recsys.evaluation import (
     split_interactions,
 )
 from recsys.exceptions import XsellError
-from recsys.models import ALSModel, CoPurchaseModel, PopularityModel
+from recsys.models import BLENDED, ALSModel, CoPurchaseModel, PopularityModel
 from recsys.models.ease import EASEModel
 from recsys.models.recency import decay_weights, last_purchase_age, order_decay
 from recsys.models.substitutes import SubstituteModel
-from recsys.recommender import COMPONENTS, DEFAULT_BLEND, Recommender, _rows_matrix
+from recsys.recommender import DEFAULT_BLEND, Recommender
 from recsys.rules import build_item_meta
+from recsys.sparse import rows_matrix
 from training.blend_search import BlendScorer
 
 log = logging.getLogger(__name__)
@@ -184,7 +185,7 @@ def fit_substitutes(inter, customer_items, popularity, als, meta, config: dict):
 
 
 def available_components(rec: Recommender) -> tuple[str, ...]:
-    return tuple(name for name in COMPONENTS if getattr(rec, name, None) is not None)
+    return tuple(name for name in BLENDED if name in rec.components)
 
 
 def evaluate_blends(rec: Recommender, data, levels: list[float], k: int,
@@ -882,7 +883,7 @@ class VersionScorer:
         lists = [self.to_theirs[q][self.to_theirs[q] >= 0] for q in query_lists]
         scores = self.rec.score_items(kind, lists)
         return self._ours(self.rec.top_k(scores, k,
-                                         exclude=_rows_matrix(lists, len(self.rec.items))))
+                                         exclude=rows_matrix(lists, len(self.rec.items))))
 
 
 def _gate(metrics: dict, pop_metrics: dict, gate_cfg: dict, k: int,
