@@ -7,7 +7,7 @@ from html import escape
 import numpy as np
 from flask import Blueprint, Response, current_app
 
-from .api import requires, served_model
+from .views import requires, served_model
 
 dashboard_bp = Blueprint("dashboard", __name__)
 

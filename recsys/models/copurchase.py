@@ -181,25 +181,6 @@ class CoPurchaseModel(Component):
         return similarity_row(self.similarity_, np.asarray(row.indices, dtype=np.int64),
                               counts if decay is None else counts * decay)
 
-    def score_items(self, item_idx: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
-        """Summed neighbour scores of several query items (a basket), dense over items."""
-        check_fitted(self, "similarity_")
-        rows = self.similarity_[np.asarray(item_idx, dtype=np.int64)]
-        if weights is None:
-            return np.asarray(rows.sum(axis=0)).ravel()
-        return np.asarray(rows.T @ np.asarray(weights, dtype=np.float32)).ravel()
-
-    def score_histories(self, histories: sp.csr_matrix) -> np.ndarray:
-        """Dense scores for a batch of histories (queries x items, weights as values)."""
-        check_fitted(self, "similarity_")
-        return (histories @ self.similarity_).toarray()
-
-    def support_for(self, source_idx: np.ndarray, target_idx: int) -> np.ndarray:
-        """Customers who bought both, for each source item and one target item."""
-        check_fitted(self, "support_")
-        sub = self.support_[np.asarray(source_idx, dtype=np.int64)][:, [target_idx]]
-        return sub.toarray().ravel()
-
 
 def _binary(m: sp.csr_matrix, dtype=np.float32) -> sp.csr_matrix:
     out = m.tocsr(copy=True).astype(dtype)
