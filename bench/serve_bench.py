@@ -366,7 +366,7 @@ def measure_swap(models: str, log: str) -> dict:
     """Pointer change -> every answer from the new version (1 s poll interval)."""
     sys.path.insert(0, os.path.join(REPO))
     from recsys.artifacts import current_version
-    from tests.service.helpers import publish_copy
+    from support.versions import publish_copy
 
     interval = 1.0
     env = {"XSELL_MODELS_DIR": models, "XSELL_RELOAD_INTERVAL": str(interval),

@@ -195,7 +195,7 @@ def next_best(rec, customer_idx: int, limit: int, filters):
     weights = rec._weights("next_best")
     if index is None or "als" not in weights or limit < 1:
         return None
-    from .recommender import _csr_row
+    from .sparse import csr_row as _csr_row
 
     n = len(rec.items)
     row = _csr_row(rec.history, customer_idx)

@@ -18,6 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .data import Interactions
+from .sparse import rows_matrix
 
 log = logging.getLogger(__name__)
 
@@ -319,10 +320,8 @@ class RecommenderScorer:
         return self.rec.top_k(scores, k, exclude=histories, allowed=self.allowed)
 
     def item_query(self, kind, query_lists, k):
-        from .recommender import _rows_matrix
-
         scores = self.rec.score_items(kind, query_lists)
-        return self.rec.top_k(scores, k, exclude=_rows_matrix(query_lists, scores.shape[1]),
+        return self.rec.top_k(scores, k, exclude=rows_matrix(query_lists, scores.shape[1]),
                               allowed=self.allowed)
 
 
@@ -357,6 +356,4 @@ class PopularityScorer:
         return self._top(len(customer_idx), histories, k)
 
     def item_query(self, kind, query_lists, k):
-        from .recommender import _rows_matrix
-
-        return self._top(len(query_lists), _rows_matrix(query_lists, len(self.scores)), k)
+        return self._top(len(query_lists), rows_matrix(query_lists, len(self.scores)), k)

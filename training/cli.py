@@ -8,67 +8,22 @@ options (including ``--strict`` rejections).
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import sys
 
 import click
 
-from recsys.exceptions import ConfigError, DataError, ModelLoadError, XsellError
+from recsys.exceptions import ConfigError
+from recsys.kinds import EXPORT_KINDS
 from recsys.objectstore import is_remote, local_models, open_models
-
-EXIT_FAILURE = 1
-EXIT_BAD_INPUT = 2
-
-
-def handle_errors(func):
-    """Turn library errors into one clear line on stderr and a fitting exit code."""
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except (DataError, ConfigError) as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(EXIT_BAD_INPUT)
-        except ModelLoadError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(EXIT_FAILURE)
-        except XsellError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(EXIT_FAILURE)
-
-    return wrapper
-
-
-def progress_factory(desc: str, total: int | None = None):
-    """A tqdm bar on a terminal, nothing otherwise (cron logs stay clean)."""
-    from tqdm import tqdm
-
-    bar = tqdm(total=total, desc=desc, disable=not sys.stderr.isatty(), leave=False,
-               file=sys.stderr)
-
-    class _Bar:
-        def __call__(self, n=1):
-            bar.update(n)
-
-        def close(self):
-            bar.close()
-
-    return _Bar()
-
-
-def echo_report(report, catalog_report=None) -> None:
-    click.echo(report.format(), err=True)
-    if catalog_report is not None:
-        click.echo(catalog_report.format(), err=True)
-
-
-def parse_columns(text: str | None) -> dict[str, str]:
-    from recsys.data import parse_column_map
-
-    return parse_column_map(text)
+from training.console import (
+    echo_report,
+    handle_errors,
+    parse_columns,
+    progress_factory,
+)
+from training.nightly import nightly_command
 
 
 @click.group()
@@ -125,21 +80,23 @@ def train(orders, catalog, columns, models_dir, config_path, engine, exclude_ite
     click.echo(json.dumps(summary, separators=(",", ":"), default=str))
 
 
+_OPTION_TYPES = {"price": float, "int": int, "number": float, "id": str, "ids": str}
+
+
 def filter_options(func):
-    """Business filters and relevance floor options (as the service's query parameters)."""
-    options = [
-        click.option("--category", "categories", multiple=True, help="Only this category (repeatable)."),
-        click.option("--min-price", type=float, default=None),
-        click.option("--max-price", type=float, default=None),
-        click.option("--in-stock", is_flag=True, help="Only items in stock."),
-        click.option("--exclude", default=None, help="Comma-separated item ids never to return."),
-        click.option("--customer-id", default=None, help="Drop what this customer already bought."),
-        click.option("--max-per-category", type=int, default=None),
-        click.option("--min-support", type=int, default=None,
-                     help="Relevance floor: customers who bought both (default: the model's)."),
-        click.option("--min-score", type=float, default=None, help="Relevance floor on the score."),
-    ]
-    for option in reversed(options):
+    """Business filters and relevance floor options, one per field of
+    :data:`recsys.kinds.FILTER_FIELDS` (the service's query parameters)."""
+    from recsys.kinds import FILTER_FIELDS
+
+    for field in reversed(FILTER_FIELDS):
+        text = field.help[0].upper() + field.help[1:] + "."
+        if field.type == "categories":
+            option = click.option(field.option, "categories", multiple=True, help=text)
+        elif field.type == "bool":
+            option = click.option(field.option, is_flag=True, help=text)
+        else:
+            option = click.option(field.option, type=_OPTION_TYPES[field.type], default=None,
+                                  help=text)
         func = option(func)
     return func
 
@@ -161,9 +118,7 @@ def build_filters(categories, min_price, max_price, in_stock, exclude, customer_
 
 @main.command()
 @models_option
-@click.option("--kind", required=True,
-              type=click.Choice(["next-best", "also-bought", "basket", "likely-buyers",
-                                 "upsell", "downsell"]))
+@click.option("--kind", required=True, type=click.Choice(list(EXPORT_KINDS)))
 @click.option("--input", "input_path", default=None, type=click.Path(),
               help="Query file (see the contract); all customers/items when omitted.")
 @click.option("--limit", default=10, show_default=True, type=int)
@@ -348,8 +303,6 @@ def serve(models_dir, host, port, workers, threads, reload_interval):
     os.execv(sys.executable, [sys.executable, "-m", "gunicorn", "-c",
                               "python:service.gunicorn_conf", "service.wsgi:app"])
 
-
-from training.nightly import nightly_command  # noqa: E402  (its own module: the job is long)
 
 main.add_command(nightly_command)
 

@@ -31,6 +31,7 @@ from recsys.artifacts import clean_temporary, current_version, prune_versions
 from recsys.data import source_label
 from recsys.exceptions import ConfigError, DataError, XsellError
 from recsys.objectstore import is_remote
+from training.console import echo_report, parse_columns, progress_factory
 
 log = logging.getLogger(__name__)
 
@@ -320,7 +321,6 @@ def nightly_command(orders, orders_query, catalog, catalog_query, models_dir, co
       3  trained but not published by the quality gate
       4  another run holds the lock
     """
-    from training.cli import echo_report, parse_columns, progress_factory
     from training.config import load_config
 
     try:

@@ -15,9 +15,9 @@ from werkzeug.datastructures import MultiDict
 from recsys.exceptions import XsellError
 from recsys.vocab import UNKNOWN
 
-from ..api import served_model
 from ..auth import authorize, presented_key
 from ..errors import ApiError, error_response
+from ..views import served_model
 from . import dashboard_bp, data, health
 from . import session as sessions
 

@@ -26,7 +26,7 @@ def large(tmp_path_factory):
 
 
 def _recall(rec, ask, queries):
-    index, hits, total, answered = rec.ann, 0, 0, 0
+    index, hits, total = rec.ann, 0, 0
     for q in queries:
         rec.ann = None
         exact = ask(q)
