@@ -71,11 +71,11 @@ DEFAULTS: dict = {
         "max_item_popularity": 1.0,
         # Next-best recency (recsys.models.recency), off by default: half-lives in days
         # tried on the holdout, e.g. [30, 90, 365]; one is adopted only if its best blend
-        # beats full histories by two standard errors (training.train.choose_recency).
+        # beats full histories by two standard errors (training.blend_search.choose_recency).
         # Needs timestamps. docs/RESULTS.md says why it is not on by default.
         "recency_half_lives": [],
         # ALS confidence scales (als.alpha) tried on the holdout: the one whose ALS alone
-        # scores the best next-best nDCG is used (training.train.choose_als_alpha; ties:
+        # scores the best next-best nDCG is used (training.blend_search.choose_als_alpha; ties:
         # als.alpha); empty: als.alpha. Only with next-best queries (customers with
         # repeat orders). Each extra alpha is one holdout ALS fit (docs/RESULTS.md).
         "als_alphas": [2.0, 10.0, 15.0],

@@ -38,7 +38,7 @@ from recsys.rules import build_item_meta
 log = logging.getLogger(__name__)
 
 PRODUCT = "xsell (product)"
-# The names of an EASE setting's values (training.train.fit_ease), for --json.
+# The names of an EASE setting's values (training.blend_search.fit_ease), for --json.
 EASE_SETTING = ("lambda", "dropout", "half_life_days", "size_exponent", "popularity_exponent")
 KIND_LABELS = {kind: KIND[kind].cli for kind in ("next_best", "basket", "also_bought")}
 SECONDARY = {"next_best": ("recall", "hr", "map", "coverage"), "basket": ("mrr",),
