@@ -31,7 +31,7 @@ from serve_bench import Gunicorn, demo_model, free_port, get  # noqa: E402
 
 from recsys.artifacts import current_version  # noqa: E402
 from recsys.objectstore import S3Models  # noqa: E402
-from tests.service.helpers import publish_copy  # noqa: E402
+from support.versions import publish_copy  # noqa: E402
 
 
 def until_all_new(replicas, version: str, timeout: float = 300) -> float:

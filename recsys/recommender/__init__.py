@@ -54,7 +54,7 @@ log = logging.getLogger(__name__)
 
 KINDS = BLEND_KINDS
 COMPONENTS = BLENDED
-# Names the pinned reference answer path (tests/recsys/reference_answers.py) imports.
+# Names the pinned reference answer path (support/reference_answers.py) imports.
 _BECAUSE, _MARK_LIMIT, _MASK_CACHE = BECAUSE, MARK_LIMIT, MASK_CACHE
 _csr_values, _row_indices, _rows_matrix, _segments = csr_values, row_indices, rows_matrix, segments
 __all__ = ["Answer", "DEFAULT_BLEND", "DEFAULT_DOWNSELL_BAND", "DEFAULT_UPSELL_BAND", "KINDS",

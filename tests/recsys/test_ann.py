@@ -10,12 +10,12 @@ import pytest
 
 pytest.importorskip("faiss")
 
-from bench.ann_bench import attach_index, synthetic_recommender  # noqa: E402
 from recsys import ann  # noqa: E402
 from recsys.artifacts import load_version  # noqa: E402
 from recsys.exceptions import ModelLoadError  # noqa: E402
 from recsys.recommender import Recommender  # noqa: E402
 from recsys.rules import Filters  # noqa: E402
+from support.ann_synth import attach_index, synthetic_recommender  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import csv
 import re
 import shutil
 
-from tests.service.helpers import publish_copy
+from support.versions import publish_copy
 from tests.synthetic import N_NOISE, N_PAIRS, planted_orders
 
 ADMIN_KEY = "admin-dashboard-key-0123456789"
