@@ -37,6 +37,10 @@ def handle_errors(func):
         except XsellError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(EXIT_FAILURE)
+        except OSError as exc:  # a full disk, a read-only folder: one line, no traceback
+            where = f"{exc.filename}: " if exc.filename else ""
+            click.echo(f"error: {where}{exc.strerror or exc}", err=True)
+            sys.exit(EXIT_FAILURE)
 
     return wrapper
 
@@ -109,6 +113,9 @@ def train(orders, catalog, columns, models_dir, config_path, engine, exclude_ite
 
     if engine == "spark":
         raise ConfigError("--engine spark is not available in this release; use --engine local")
+    from training.preflight import check_models_writable
+
+    check_models_writable(models_dir)
     overrides = {"data": {"exclude_items": exclude_items}} if exclude_items else None
     config = load_config(config_path, overrides)
     summary = run_train(
@@ -236,7 +243,8 @@ def models_list(models_dir, as_json):
             for name, value in m.items() if name in ("ndcg@10", "hr@10")
         )
         state = v["status"] if v["status"] != "ok" else (
-            "published" if v.get("published") else "not published")
+            "published" if v.get("published") else
+            "orphan" if v.get("gate_passed") else "not published")
         click.echo(f"{mark} {v['version']}  {v.get('created_at') or '-':<25} {state:<14} {headline}")
 
 
@@ -245,9 +253,17 @@ def models_list(models_dir, as_json):
 @models_option
 @handle_errors
 def models_promote(version, models_dir):
-    """Make VERSION current (after checking its checksums)."""
+    """Make VERSION current (after checking its checksums and that the service can load it)."""
     from recsys.artifacts import set_current
+    from service.store import load_model
 
+    try:
+        load_model(models_dir, version)
+    except ModelLoadError:
+        raise
+    except (XsellError, OSError, ValueError, KeyError, IndexError, TypeError) as exc:
+        raise ModelLoadError(f"version {version} cannot be served ({exc}); not promoted"
+                             ) from None
     set_current(models_dir, version)
     click.echo(f"current version is now {version}")
 
@@ -320,6 +336,10 @@ def serve(models_dir, host, port, workers, threads, reload_interval):
 
     if not os.path.isdir(models_dir):
         raise ConfigError(f"--models {models_dir} is not a folder; train a model into it first")
+    from service.auth import ApiKeys
+
+    # Bad keys fail here with one line (never echoing a key), not in every gunicorn worker.
+    ApiKeys.from_settings(os.environ.get("XSELL_API_KEYS"), os.environ.get("XSELL_API_KEYS_FILE"))
     env = os.environ
     env["XSELL_MODELS_DIR"] = os.path.abspath(models_dir)
     env["XSELL_BIND"] = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
