@@ -59,6 +59,7 @@ from recsys.models.substitutes import SubstituteModel
 from recsys.recommender import COMPONENTS, DEFAULT_BLEND, Recommender, _rows_matrix
 from recsys.rules import build_item_meta
 from training.blend_search import BlendScorer
+from training.first_run import enough_to_evaluate, first_run_choice
 
 log = logging.getLogger(__name__)
 
@@ -207,6 +208,8 @@ def evaluate_blends(rec: Recommender, data, levels: list[float], k: int,
                 grid.append(cand)
     components = components + ("popularity",)
     results = evaluate_variants(BlendScorer(rec, grid, components), data, k, per_query=True)
+    if None in results:  # no holdout queries at all (tiny data): nothing to choose on
+        return {}
     return {tuple(zip(components, ws, strict=True)): r for ws, r in results.items()}
 
 
@@ -711,7 +714,9 @@ def train(orders: str, models_dir: str, config: dict, catalog: str | None = None
     current = _current_manifest(models_dir)
     with timer.stage("evaluate"):
         fresh = compare_with_current(inter, product, models_dir, current, config, k)
-    gate = _gate(metrics, pop_metrics, config["gate"], k, current, fresh)
+    gate = enough_to_evaluate(_gate(metrics, pop_metrics, config["gate"], k, current, fresh),
+                              metrics)
+    gate, blend, metrics = first_run_choice(gate, current, blend, metrics, pop_metrics)
 
     with timer.stage("write"):
         meta = build_item_meta(inter.items, cat, inter.item_prices())
@@ -721,7 +726,7 @@ def train(orders: str, models_dir: str, config: dict, catalog: str | None = None
         rec = Recommender(inter.items, inter.customers, hist, pop, cp, als, meta, blend=blend,
                           substitutes=subs, rules=rules, ease=product.ease,
                           history_decay=product.history_decay)
-        previous = current_version(models_dir)
+        previous = (current or {}).get("version")
         manifest = {
             "xsell_version": __version__,
             "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
