@@ -159,3 +159,12 @@ def test_non_json_bodies_are_415(planted_models, ctype):
     r = client.post("/v1/recommendations/basket", data='{"items": ["A1"]}',
                     content_type=ctype)
     assert r.status_code == 415 and r.get_json()["error"]["code"] == "unsupported_media_type"
+
+
+def test_proxied_requests_are_not_loopback_clients(planted_models):
+    """Behind the shipped proxy every request arrives from loopback: without keys, a request
+    relayed by it (X-Forwarded-For) must not get the loopback-only open access."""
+    client = make_app(planted_models[0]).test_client()
+    assert client.get("/v1/items/A1/also-bought").status_code == 200
+    r = client.get("/v1/items/A1/also-bought", headers={"X-Forwarded-For": "203.0.113.9"})
+    assert r.status_code == 403
