@@ -9,14 +9,27 @@ from __future__ import annotations
 
 import copy
 
+from .config import DEFAULTS
 from .params import MAX_ID_LENGTH
 
 _ERROR_CODES = ["invalid_parameter", "invalid_body", "invalid_json", "too_many_items",
                 "missing_api_key", "invalid_api_key", "forbidden", "unknown_item",
                 "unknown_customer", "no_evidence", "not_found", "method_not_allowed",
-                "payload_too_large", "not_implemented", "no_model", "internal_error"]
+                "payload_too_large", "unsupported_media_type", "uri_too_long",
+                "headers_too_large", "bad_request", "not_implemented", "no_model",
+                "internal_error"]
 
-_NONEMPTY = {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH}
+# Ids: not empty and not only whitespace (the service answers 400 for those).
+_NONEMPTY = {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH, "pattern": r"\S"}
+
+# Rules JSON Schema cannot state (it compares no two values and counts no encoded bytes),
+# stated where clients read them; tests/reliability/schemathesis_hooks.py tells the fuzzer.
+_PRICE_RULE = ("plain decimal number >= 0; min_price must not be above max_price "
+               "(400 invalid_parameter)")
+MAX_BODY_BYTES = DEFAULTS["MAX_BODY_BYTES"]
+_BODY_RULE = (f"JSON (Content-Type application/json, else 415), at most {MAX_BODY_BYTES} bytes "
+              f"as sent (XSELL_MAX_BODY_BYTES; chunked bodies too), else 413: the id lists' "
+              f"maxItems are not reachable with ids of the maximal length")
 
 # Options that every POST recommendation body takes besides its own ids.
 _REQUEST_OPTIONS = {
@@ -107,12 +120,14 @@ SCHEMAS = {
                                    {"type": "array", "items": _NONEMPTY}]},
             "categories": {"oneOf": [{"type": "string", "minLength": 1},
                                      {"type": "array", "items": _NONEMPTY}]},
-            "min_price": {"type": "number", "minimum": 0, "nullable": True},
-            "max_price": {"type": "number", "minimum": 0, "nullable": True},
+            "min_price": {"type": "number", "minimum": 0, "nullable": True,
+                          "description": _PRICE_RULE},
+            "max_price": {"type": "number", "minimum": 0, "nullable": True,
+                          "description": _PRICE_RULE},
             "in_stock": {"type": "boolean", "nullable": True},
             "exclude": {"oneOf": [{"type": "string"},
                                   {"type": "array", "items": _NONEMPTY}]},
-            "customer_id": {"type": "string", "nullable": True},
+            "customer_id": {**_NONEMPTY, "nullable": True},
             "max_per_category": {"type": "integer", "minimum": 1, "maximum": 100,
                                  "nullable": True},
             "min_support": {"type": "integer", "minimum": 0, "maximum": 10**9,
@@ -164,8 +179,10 @@ QUERY_PARAMETERS = [
     {"name": "category", "in": "query", "style": "form", "explode": True,
      "description": "only these categories (repeatable)",
      "schema": {"type": "array", "items": {"type": "string"}}},
-    {"name": "min_price", "in": "query", "schema": {"type": "number", "minimum": 0}},
-    {"name": "max_price", "in": "query", "schema": {"type": "number", "minimum": 0}},
+    {"name": "min_price", "in": "query", "description": _PRICE_RULE,
+     "schema": {"type": "number", "minimum": 0}},
+    {"name": "max_price", "in": "query", "description": _PRICE_RULE,
+     "schema": {"type": "number", "minimum": 0}},
     {"name": "in_stock", "in": "query", "description": "true: only items in stock",
      "schema": {"type": "boolean"}},
     {"name": "exclude", "in": "query", "description": "comma-separated item ids",
@@ -229,8 +246,10 @@ def _operation(summary: str, role: str, ok: dict, errors: tuple, parameters=None
     if parameters:
         op["parameters"] = parameters
     if body:
-        op["requestBody"] = {"required": True, "content": {"application/json": {
-            "schema": {"$ref": f"#/components/schemas/{body}"}}}}
+        op["requestBody"] = {"required": True, "description": _BODY_RULE,
+                             "x-max-body-bytes": MAX_BODY_BYTES,
+                             "content": {"application/json": {
+                                 "schema": {"$ref": f"#/components/schemas/{body}"}}}}
     return op
 
 
@@ -239,7 +258,7 @@ def _path_param(name: str) -> dict:
 
 
 _GET_ERRORS = (400, 401, 403, 404, 405, 500, 503)
-_POST_ERRORS = (400, 401, 403, 404, 405, 413, 500, 503)
+_POST_ERRORS = (400, 401, 403, 404, 405, 413, 415, 500, 503)
 
 
 def _item_get(summary: str, op_id: str, extra=()) -> dict:

@@ -17,7 +17,7 @@ _FALSE = ("false", "0", "no", "off")
 # Numbers in query strings: plain ASCII digits only (int() and float() also take "1_0",
 # "+5", " 5 " and non-ASCII digits, which no client means to send).
 _INT_TEXT = re.compile(r"[0-9]{1,12}")
-_DECIMAL_TEXT = re.compile(r"(?:[0-9]{1,15}(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]{1,3})?")
+_DECIMAL_TEXT = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 FILTER_FIELDS = ("category", "min_price", "max_price", "in_stock", "exclude", "customer_id",
                  "max_per_category", "min_support", "min_score")
 
