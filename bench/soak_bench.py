@@ -49,7 +49,7 @@ from collections import Counter
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from tests.service.helpers import Server, free_port, publish_copy, request  # noqa: E402
+from tests.service.helpers import Server, publish_copy, request  # noqa: E402
 
 KEYS = "storefront:soak-shop,crm:soak-crm,admin:soak-admin"
 KEY = {"X-API-Key": "soak-admin"}

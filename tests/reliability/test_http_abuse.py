@@ -5,7 +5,6 @@ Live tests run ``xsell serve`` (gunicorn, the shipped config) on a loopback port
 
 from __future__ import annotations
 
-import http.client
 import json
 import socket
 
