@@ -78,7 +78,7 @@ def test_made_up_methods_and_paths_do_not_create_metric_series(planted_models):
     models, _, _ = planted_models
     client = make_app(models, METRICS=True).test_client()
     for n in range(30):
-        client.open(f"/v1/items/A1/also-bought", method=f"BOGUS{n}")
+        client.open("/v1/items/A1/also-bought", method=f"BOGUS{n}")
         client.get(f"/made-up-path-{n}")
     text = client.get("/metrics").get_data(as_text=True)
     assert "BOGUS" not in text and "made-up-path" not in text

@@ -133,6 +133,15 @@ def test_readyz_does_not_reveal_the_models_path(models_copy):
     app.extensions["xsell"].store.check()
     text = app.test_client().get("/readyz").get_data(as_text=True)
     assert "last_error" in text and models not in text and os.path.abspath(models) not in text
+    # No pointer at all (the 503 says why) and an unreadable one: still no path.
+    os.remove(os.path.join(models, "CURRENT"))
+    empty = make_app(models).test_client().get("/readyz")
+    assert empty.status_code == 503 and "CURRENT" in empty.get_data(as_text=True)
+    assert models not in empty.get_data(as_text=True)
+    with open(os.path.join(models, "CURRENT"), "wb") as fh:
+        fh.write(b"\xff\xfe")
+    broken = make_app(models).test_client().get("/readyz").get_data(as_text=True)
+    assert "CURRENT" in broken and models not in broken
 
 
 def test_failed_starts_leave_no_metrics_folders(planted_models, tmp_path):
