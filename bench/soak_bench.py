@@ -254,7 +254,10 @@ def main() -> int:
         elapsed = time.time() - t0
         pids = [server.proc.pid, *server.worker_pids()]
         mem_end = pss_mib(pids)
-        status, _, ready = request(port, "GET", "/readyz")
+        try:
+            status, _, ready = request(port, "GET", "/readyz")
+        except (OSError, ValueError) as exc:  # counted, never a crash of the bench
+            status, ready = f"no answer ({type(exc).__name__})", {}
         from recsys.artifacts import current_version
 
         final_version = current_version(models)

@@ -50,9 +50,13 @@ class Proxy:
     def __init__(self, tmp: str, upstream: int):
         self.port = free_port()
         conf = render_proxy(tmp, self.port, upstream)
+        # nginx's log to a file: a pipe nobody reads fills up (a line per 413...) and then
+        # blocks nginx itself.
+        self.log_path = os.path.join(tmp, "nginx.log")
+        self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([NGINX, "-c", conf, "-p", tmp, "-e", "stderr",
                                       "-g", "daemon off;"],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                                     stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + 10
         while time.time() < deadline:
             try:
@@ -60,7 +64,8 @@ class Proxy:
                 return
             except OSError:
                 if self.proc.poll() is not None:
-                    raise RuntimeError(self.proc.stdout.read().decode())
+                    with open(self.log_path, encoding="utf-8", errors="replace") as fh:
+                        raise RuntimeError(fh.read()[-2000:])
                 time.sleep(0.05)
         raise TimeoutError("nginx did not start")
 
@@ -70,6 +75,8 @@ class Proxy:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.log.close()
 
 
 def slow_clients(port: int, stop: threading.Event) -> list[socket.socket]:
