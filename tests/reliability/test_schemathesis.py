@@ -41,7 +41,10 @@ def _run(port: int, workdir: str, *args: str) -> tuple[int, str]:
                PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
     cmd = [exe, "--config-file", config, "--no-color", "run",
            f"http://127.0.0.1:{port}/openapi.json", "--checks", "all",
-           "-H", "X-API-Key: admin-key-1", "--workers", "2", "--max-examples", "25",
+           # One worker: with several, hypothesis describes filter lambdas with ast.parse on
+           # concurrent threads, which CPython 3.11 does not survive ("AST constructor
+           # recursion depth mismatch", a runtime error of the run, not of the service).
+           "-H", "X-API-Key: admin-key-1", "--workers", "1", "--max-examples", "25",
            "--seed", "7", *args]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=420, cwd=workdir,
                          env=env)
@@ -58,13 +61,7 @@ def test_schemathesis_every_check_no_failures(planted_models, tmp_path):
         "XSELL_API_KEYS": "storefront:shop-key-1,crm:crm-key-1,admin:admin-key-1"})
     try:
         server.wait_ready()
-        # schemathesis' coverage phase trips over the basket schema with an internal error
-        # now and then (a hypothesis lambda-source bug, not a failure of the service), so
-        # the basket operation runs the examples and fuzzing phases, every check still.
-        runs = [_run(server.port, str(tmp_path), "--exclude-path-regex", "basket"),
-                _run(server.port, str(tmp_path), "--include-path-regex", "basket",
-                     "--phases", "examples,fuzzing")]
-        for code, out in runs:
+        for code, out in [_run(server.port, str(tmp_path))]:
             counts = re.search(r"(\d+) generated.*", out)
             print("schemathesis, every check:", counts.group(0) if counts else out[-500:])
             assert code == 0, out[-8000:]
