@@ -62,8 +62,14 @@ def _child(metric, *labels):
     return child
 
 
+# Label values must stay bounded: any client can send a made-up method name.
+METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
+
+
 def observe(endpoint: str, method: str, status: int, seconds: float, strategy: str | None):
     code = str(status)
+    if method not in METHODS:
+        method = "other"
     _child(REQUESTS, endpoint, method, code).inc()
     _child(LATENCY, endpoint, code).observe(seconds)
     if strategy is not None:

@@ -11,14 +11,27 @@ import copy
 
 from recsys.kinds import FILTER_FIELDS, KIND, FilterField
 
+from .config import DEFAULTS
 from .params import MAX_ID_LENGTH
 
 _ERROR_CODES = ["invalid_parameter", "invalid_body", "invalid_json", "too_many_items",
                 "missing_api_key", "invalid_api_key", "forbidden", "unknown_item",
                 "unknown_customer", "no_evidence", "not_found", "method_not_allowed",
-                "payload_too_large", "not_implemented", "no_model", "internal_error"]
+                "payload_too_large", "unsupported_media_type", "uri_too_long",
+                "headers_too_large", "bad_request", "not_implemented", "no_model",
+                "internal_error"]
 
-_NONEMPTY = {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH}
+# Ids: not empty and not only whitespace (the service answers 400 for those).
+_NONEMPTY = {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH, "pattern": r"\S"}
+
+# Rules JSON Schema cannot state (it compares no two values and counts no encoded bytes),
+# stated where clients read them; tests/reliability/schemathesis_hooks.py tells the fuzzer.
+_PRICE_RULE = ("plain decimal number >= 0; min_price must not be above max_price "
+               "(400 invalid_parameter)")
+MAX_BODY_BYTES = DEFAULTS["MAX_BODY_BYTES"]
+_BODY_RULE = (f"JSON (Content-Type application/json, else 415), at most {MAX_BODY_BYTES} bytes "
+              f"as sent (XSELL_MAX_BODY_BYTES; chunked bodies too), else 413: the id lists' "
+              f"maxItems are not reachable with ids of the maximal length")
 
 
 def _bounds(field: FilterField, schema: dict) -> dict:
@@ -30,7 +43,8 @@ def _bounds(field: FilterField, schema: dict) -> dict:
 
 def _query_parameter(field: FilterField) -> dict:
     """A filter field (recsys.kinds.FILTER_FIELDS) as a query parameter."""
-    out = {"name": field.name, "in": "query", "description": field.help}
+    out = {"name": field.name, "in": "query",
+           "description": _PRICE_RULE if field.type == "price" else field.help}
     if field.type == "categories":
         return {**out, "style": "form", "explode": True,
                 "schema": {"type": "array", "items": {"type": "string"}}}
@@ -51,10 +65,15 @@ def _filter_properties() -> dict:
         elif field.type == "ids":
             out[field.name] = {"oneOf": [{"type": "string"},
                                          {"type": "array", "items": _NONEMPTY}]}
+        elif field.type == "id":
+            out[field.name] = {**_NONEMPTY, "nullable": True}
         else:
-            kind = {"price": "number", "number": "number", "int": "integer", "bool": "boolean",
-                    "id": "string"}[field.type]
-            out[field.name] = _bounds(field, {"type": kind, "nullable": True})
+            kind = {"price": "number", "number": "number", "int": "integer",
+                    "bool": "boolean"}[field.type]
+            schema = {"type": kind, "nullable": True}
+            if field.type == "price":
+                schema["description"] = _PRICE_RULE
+            out[field.name] = _bounds(field, schema)
     return out
 
 # Options that every POST recommendation body takes besides its own ids.
@@ -234,8 +253,10 @@ def _operation(summary: str, role: str, ok: dict, errors: tuple, parameters=None
     if parameters:
         op["parameters"] = parameters
     if body:
-        op["requestBody"] = {"required": True, "content": {"application/json": {
-            "schema": {"$ref": f"#/components/schemas/{body}"}}}}
+        op["requestBody"] = {"required": True, "description": _BODY_RULE,
+                             "x-max-body-bytes": MAX_BODY_BYTES,
+                             "content": {"application/json": {
+                                 "schema": {"$ref": f"#/components/schemas/{body}"}}}}
     return op
 
 
@@ -244,7 +265,7 @@ def _path_param(name: str) -> dict:
 
 
 _GET_ERRORS = (400, 401, 403, 404, 405, 500, 503)
-_POST_ERRORS = (400, 401, 403, 404, 405, 413, 500, 503)
+_POST_ERRORS = (400, 401, 403, 404, 405, 413, 415, 500, 503)
 
 
 def _item_get(summary: str, op_id: str) -> dict:

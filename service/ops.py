@@ -21,7 +21,9 @@ def readyz():
     model = served_model()  # 503 no_model when none is loaded
     out = {"status": "ready", "model_version": model.version}
     if store.last_error:
-        out["last_error"] = store.last_error
+        out["last_error"] = store.last_error  # paths of the server redacted (service.faults)
+    if store.pointer_error:
+        out["pointer_error"] = store.pointer_error
     return json_response(out)
 
 

@@ -106,8 +106,14 @@ def settings() -> dict:
 
 
 def read_body() -> dict:
-    """The request body as a JSON object (400 otherwise; 413 above the size limit)."""
-    data = request.get_data(cache=True)
+    """The request body as a JSON object (400 otherwise; 413 above the size limit, with or
+    without Content-Length; 415 for a Content-Type other than JSON)."""
+    req = request._get_current_object()
+    mimetype = req.mimetype
+    if mimetype and mimetype != "application/json" and not mimetype.endswith("+json"):
+        raise ApiError(415, "unsupported_media_type", f"the body must be application/json, "
+                       f"not {mimetype[:100]}")
+    data = read_limited(req, current_app.config["MAX_CONTENT_LENGTH"])
     if not data.strip():
         raise bad_request("the request body is empty; send a JSON object", code="invalid_body")
     try:
@@ -119,6 +125,27 @@ def read_body() -> dict:
         raise bad_request(f"the request body must be a JSON object, not {type(body).__name__}",
                           code="invalid_body")
     return body
+
+
+def read_limited(req, limit: int) -> bytes:
+    """The body, at most ``limit`` bytes; a longer one is 413 whether or not it declared its
+    length (a chunked body is read up to the limit, never whole)."""
+    if req.content_length is not None:
+        return req.get_data(cache=True)  # werkzeug checks the declared length
+    stream = req.environ.get("wsgi.input")
+    if stream is None or not req.environ.get("wsgi.input_terminated"):
+        return req.get_data(cache=True)
+    chunks, size = [], 0
+    while size <= limit:
+        chunk = stream.read(min(65536, limit + 1 - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    if size > limit:
+        raise ApiError(413, "payload_too_large",
+                       f"request body is larger than the limit of {limit} bytes")
+    return b"".join(chunks)
 
 
 def payload(model, answer, fallback: bool = False) -> dict:

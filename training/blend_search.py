@@ -256,6 +256,8 @@ def evaluate_blends(rec: Recommender, data, levels: list[float], k: int,
                 grid.append(cand)
     components = components + ("popularity",)
     results = evaluate_variants(BlendScorer(rec, grid, components), data, k, per_query=True)
+    if None in results:  # no holdout queries at all (tiny data): nothing to choose on
+        return {}
     return {tuple(zip(components, ws, strict=True)): r for ws, r in results.items()}
 
 

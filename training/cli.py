@@ -65,6 +65,9 @@ def train(orders, catalog, columns, models_dir, config_path, engine, exclude_ite
 
     if engine == "spark":
         raise ConfigError("--engine spark is not available in this release; use --engine local")
+    from training.preflight import check_models_writable
+
+    check_models_writable(models_dir)
     overrides = {"data": {"exclude_items": exclude_items}} if exclude_items else None
     config = load_config(config_path, overrides)
     with local_models(models_dir) as folder:  # s3://: a mirror, uploaded at the end
@@ -198,7 +201,8 @@ def models_list(models_dir, as_json):
             for name, value in m.items() if name in ("ndcg@10", "hr@10")
         )
         state = v["status"] if v["status"] != "ok" else (
-            "published" if v.get("published") else "not published")
+            "published" if v.get("published") else
+            "orphan" if v.get("gate_passed") else "not published")
         click.echo(f"{mark} {v['version']}  {v.get('created_at') or '-':<25} {state:<14} {headline}")
 
 
@@ -207,9 +211,11 @@ def models_list(models_dir, as_json):
 @models_option
 @handle_errors
 def models_promote(version, models_dir):
-    """Make VERSION current (after checking its checksums)."""
+    """Make VERSION current (after checking its checksums and that the service can load it)."""
     from recsys.artifacts import set_current
+    from recsys.servable import check_servable
 
+    check_servable(open_models(models_dir).fetch(version), version)
     if is_remote(models_dir):
         open_models(models_dir).set_current(version)
     else:
@@ -286,6 +292,10 @@ def serve(models_dir, host, port, workers, threads, reload_interval):
 
     if not is_remote(models_dir) and not os.path.isdir(models_dir):
         raise ConfigError(f"--models {models_dir} is not a folder; train a model into it first")
+    from service.auth import ApiKeys
+
+    # Bad keys fail here with one line (never echoing a key), not in every gunicorn worker.
+    ApiKeys.from_settings(os.environ.get("XSELL_API_KEYS"), os.environ.get("XSELL_API_KEYS_FILE"))
     env = os.environ
     env["XSELL_MODELS_DIR"] = models_dir if is_remote(models_dir) else \
         os.path.abspath(models_dir)

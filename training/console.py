@@ -30,6 +30,10 @@ def handle_errors(func):
         except XsellError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(EXIT_FAILURE)
+        except OSError as exc:  # a full disk, a read-only folder: one line, no traceback
+            where = f"{exc.filename}: " if exc.filename else ""
+            click.echo(f"error: {where}{exc.strerror or exc}", err=True)
+            sys.exit(EXIT_FAILURE)
 
     return wrapper
 

@@ -214,7 +214,7 @@ def run_nightly(orders: str, models_dir: str, config: dict, *, orders_query: str
     try:
         record["settled_dead_runs"] = _settle_dead_runs(models_dir)
         record["cleaned_temporary"] = clean_temporary(models_dir)
-        record["previous_version"] = current_version(models_dir)
+        record["previous_version"] = _safe_current(models_dir)
         write_run_record(models_dir, record)
 
         def capture(report, cat_report=None):
@@ -242,7 +242,7 @@ def run_nightly(orders: str, models_dir: str, config: dict, *, orders_query: str
                       data=summary["data"], timings_s=summary["timings_s"])
         try:
             record["pruned"] = prune_versions(models_dir, keep)
-        except OSError as exc:
+        except (OSError, XsellError) as exc:
             record["pruned"] = []
             record["prune_error"] = _failure_message(exc)
         if summary["published"]:

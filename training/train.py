@@ -29,7 +29,6 @@ from recsys import __version__, ann
 from recsys.artifacts import (
     VersionWriter,
     clean_temporary,
-    current_version,
     set_current,
 )
 from recsys.data import ItemExclusion, read_catalog, read_orders
@@ -59,6 +58,7 @@ from training.config import (
     check_rules,
     model_params,
 )
+from training.first_run import enough_to_evaluate, first_run_choice
 from training.gate import _current_manifest, _gate, compare_with_current
 from training.settings import FittedModels
 
@@ -304,7 +304,9 @@ def train(orders: str, models_dir: str, config: dict, catalog: str | None = None
     current = _current_manifest(models_dir)
     with timer.stage("evaluate"):
         fresh = compare_with_current(inter, product, models_dir, current, config, k)
-    gate = _gate(metrics, pop_metrics, config["gate"], k, current, fresh)
+    gate = enough_to_evaluate(_gate(metrics, pop_metrics, config["gate"], k, current, fresh),
+                              metrics)
+    gate, blend, metrics = first_run_choice(gate, current, blend, metrics, pop_metrics)
 
     with timer.stage("write"):
         meta = build_item_meta(inter.items, cat, inter.item_prices())
@@ -314,7 +316,7 @@ def train(orders: str, models_dir: str, config: dict, catalog: str | None = None
         rec = Recommender(inter.items, inter.customers, hist, pop, cp, als, meta, blend=blend,
                           substitutes=subs, rules=rules, ease=product.ease,
                           history_decay=product.history_decay)
-        previous = current_version(models_dir)
+        previous = (current or {}).get("version")
         manifest = {
             "xsell_version": __version__,
             "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

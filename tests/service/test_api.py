@@ -240,9 +240,13 @@ def test_flask_404_and_405_are_json(client):
     assert r.status_code == 405 and error_code(r) == "method_not_allowed"
 
 
-def test_body_without_json_content_type_is_accepted(client):
+def test_body_must_be_json_or_untyped(client):
+    # CONTRACT.md: 415 for a body that is not application/json; a body with no
+    # Content-Type at all is read as JSON.
     r = client.post("/v1/recommendations/basket", data='{"items": ["A2"]}',
                     content_type="text/plain")
+    assert r.status_code == 415 and r.get_json()["error"]["code"] == "unsupported_media_type"
+    r = client.post("/v1/recommendations/basket", data='{"items": ["A2"]}')
     assert r.status_code == 200 and ids(r)[0] == "B2"
 
 
