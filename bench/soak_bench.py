@@ -49,7 +49,7 @@ from collections import Counter
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from tests.service.helpers import Server, publish_copy, request  # noqa: E402
+from support.http import Server, publish_copy, request  # noqa: E402
 
 KEYS = "storefront:soak-shop,crm:soak-crm,admin:soak-admin"
 KEY = {"X-API-Key": "soak-admin"}
@@ -196,7 +196,7 @@ def main() -> int:
         fh.write(NIGHTLY_CONFIG)
     orders = args.orders
     if orders is None:
-        from tests.synthetic import planted_orders
+        from support.synthetic import planted_orders
 
         orders = os.path.join(work, "orders.csv")
         planted_orders(orders)
@@ -211,7 +211,7 @@ def main() -> int:
         server.wait_ready(timeout=60)
         port = server.port
         if not args.no_proxy and (shutil.which("nginx") or os.path.exists("/usr/sbin/nginx")):
-            from tests.reliability.test_slow_clients import Proxy
+            from support.proxy import Proxy
 
             proxy_dir = os.path.join(work, "nginx")
             os.makedirs(proxy_dir)

@@ -28,7 +28,7 @@ import numpy as np
 from recsys.exceptions import NoModelError, XsellError
 from recsys.objectstore import open_models
 from recsys.recommender import Recommender
-from recsys.servable import load_servable
+from recsys.recommender.servable import load_servable
 
 from .answer_cache import AnswerCache
 from .faults import changed_files, file_identity, redact

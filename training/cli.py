@@ -213,7 +213,7 @@ def models_list(models_dir, as_json):
 def models_promote(version, models_dir):
     """Make VERSION current (after checking its checksums and that the service can load it)."""
     from recsys.artifacts import set_current
-    from recsys.servable import check_servable
+    from recsys.recommender.servable import check_servable
 
     check_servable(open_models(models_dir).fetch(version), version)
     if is_remote(models_dir):

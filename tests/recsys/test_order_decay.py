@@ -22,7 +22,7 @@ from recsys.models.ease import EASEModel
 from recsys.models.recency import order_decay
 from recsys.recommender import Recommender
 from recsys.rules import Filters
-from tests.synthetic import ORDER_HEADER, write_orders
+from support.synthetic import ORDER_HEADER, write_orders
 from training import blend_search as B
 from training import train as T
 from training.config import load_config

@@ -8,7 +8,7 @@ import numpy as np
 
 from recsys.data import read_orders
 from recsys.purchase_dates import customer_days, last_purchase_days
-from tests.synthetic import write_orders
+from support.synthetic import write_orders
 
 
 def _day(text: str) -> int:

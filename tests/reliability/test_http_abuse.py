@@ -10,8 +10,8 @@ import socket
 
 import pytest
 
+from support.http import Server
 from tests.reliability.conftest import make_app
-from tests.service.helpers import Server
 
 
 @pytest.fixture(scope="module")

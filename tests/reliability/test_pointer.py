@@ -9,8 +9,8 @@ import time
 
 import pytest
 
+from support.http import Server, request
 from tests.reliability.conftest import make_app, no_traceback, run_xsell
-from tests.service.helpers import Server, request
 
 BAD_POINTERS = {"non_utf8": b"\xff\xfe\x80garbage\n", "empty": b"", "path": b"../../etc\n"}
 

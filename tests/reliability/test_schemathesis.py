@@ -15,8 +15,8 @@ import sys
 
 import pytest
 
+from support.http import Server
 from tests.reliability.conftest import REPO
-from tests.service.helpers import Server
 
 CONFIG = """
 [checks.negative_data_rejection]

@@ -7,8 +7,8 @@ import csv
 import re
 import shutil
 
+from support.synthetic import N_NOISE, N_PAIRS, planted_orders
 from support.versions import publish_copy
-from tests.synthetic import N_NOISE, N_PAIRS, planted_orders
 
 ADMIN_KEY = "admin-dashboard-key-0123456789"
 CRM_KEY = "crm-dashboard-key-0123456789"

@@ -1,6 +1,6 @@
 """Every endpoint and error of the contract through the Flask test client.
 
-The model is trained on planted data (tests/synthetic.py): ``Ai`` and ``Bi``
+The model is trained on planted data (support/synthetic.py): ``Ai`` and ``Bi``
 are complements, ``P0`` is the best-seller, customers ``Qi_r`` hold ``Ai``
 but never ``Bi``.
 """

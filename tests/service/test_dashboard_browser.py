@@ -15,8 +15,8 @@ import time
 
 import pytest
 
+from support.http import Server, request
 from tests.service.dashboard_data import ADMIN_KEY, CRM_KEY, KEYS, copy_models
-from tests.service.helpers import Server, request
 
 pytestmark = pytest.mark.slow
 

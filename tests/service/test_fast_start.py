@@ -20,7 +20,7 @@ import time
 import pytest
 
 from recsys import fastpath
-from tests.service.helpers import free_port, request
+from support.http import free_port, request
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 READY_WITHIN_S = 3.0

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
+from support.http import LoadLoop, Server, request
 from support.versions import publish_copy
-from tests.service.helpers import LoadLoop, Server, request
 
 pytestmark = pytest.mark.slow
 

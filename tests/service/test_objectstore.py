@@ -15,9 +15,9 @@ import pytest
 
 from recsys.artifacts import MANIFEST, VERSIONS, current_version
 from recsys.objectstore import S3Models
+from support.http import free_port
 
 from .conftest import make_app
-from .helpers import free_port
 
 boto3 = pytest.importorskip("boto3")
 moto_server = pytest.importorskip("moto.server")

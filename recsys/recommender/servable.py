@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .artifacts import LoadedVersion, load_version
-from .exceptions import ModelLoadError, XsellError
-from .recommender import Recommender
+from ..artifacts import LoadedVersion, load_version
+from ..exceptions import ModelLoadError, XsellError
+from . import Recommender
 
 # What a broken or truncated file raises while it is read or first queried.
 LOAD_ERRORS = (XsellError, OSError, ValueError, KeyError, IndexError, TypeError, MemoryError)
