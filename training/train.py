@@ -58,7 +58,9 @@ from recsys.models.recency import decay_weights, last_purchase_age, order_decay
 from recsys.models.substitutes import SubstituteModel
 from recsys.recommender import COMPONENTS, DEFAULT_BLEND, Recommender, _rows_matrix
 from recsys.rules import build_item_meta
+from training import selection
 from training.blend_search import BlendScorer
+from training.validation import holdout_split
 
 log = logging.getLogger(__name__)
 
@@ -210,9 +212,6 @@ def evaluate_blends(rec: Recommender, data, levels: list[float], k: int,
     return {tuple(zip(components, ws, strict=True)): r for ws, r in results.items()}
 
 
-ITEM_KINDS = ("also_bought", "basket")
-
-
 # Standard errors by which recency must beat full histories on the holdout.
 RECENCY_SE = 2.0
 
@@ -264,61 +263,13 @@ def choose_recency(rec: Recommender, inter, data, results: dict, levels: list[fl
     return chosen, chosen_results
 
 
-def _within_one_se(best, mine) -> bool:
-    """Whether ``mine`` is within one standard error of ``best`` (paired per-query values)."""
-    if best is None or mine is None or len(mine) < 2:
-        return False
-    diff = np.asarray(best) - np.asarray(mine)
-    return float(diff.mean()) <= float(diff.std(ddof=1) / np.sqrt(len(diff)))
-
-
-def choose_blend(results: dict[tuple, dict], k: int,
-                 max_item_popularity: float = 1.0) -> tuple[dict, dict]:
-    """Per query kind, the blend to ship, chosen on the holdout.
-
-    The blend with the best primary metric wins, unless best-sellers alone
-    (popularity weight 1) are as good as the data can tell: within one
-    standard error of the best, on the paired per-query differences (Breiman
-    et al. 1984's one-standard-error rule, popularity being the simplest
-    model). So a model blend ships only where the holdout separates it from
-    best-sellers; on data with no signal (line-sampled, or item ids shuffled
-    across lines) the product answers with best-sellers, not with the luckiest
-    of some sixty blends, and on data with signal it ships the blend measured
-    best.
-
-    Before, among the blends within one standard error of the best the one
-    closest to an even blend won; on Online Retail that cost 4% nDCG@10 on
-    next-best, and on shuffled item ids it shipped a blend below best-sellers
-    (docs/RESULTS.md).
-
-    For item-anchored queries (also-bought, basket) popularity may pull at most
-    ``max_item_popularity`` (a shop's choice: 1.0 lets the holdout decide, best-
-    sellers alone included, which is what wins on sparse or line-sampled data;
-    a tiny catalogue, where HR@10 cannot tell models from best-sellers, or a
-    shop that wants item pages always anchored on the item, sets e.g. 0.3).
-    """
-    blend = {kind: dict(weights) for kind, weights in DEFAULT_BLEND.items()}
-    chosen_metrics: dict = {}
-    for kind, metric in PRIMARY.items():
-        cap = max_item_popularity if kind in ITEM_KINDS else 1.0
-        candidates = [(key, res[kind]) for key, res in results.items()
-                      if kind in res and dict(key).get("popularity", 0.0) <= cap + 1e-9]
-        if not candidates:
-            continue
-        values = [entry[f"{metric}@{k}"] for _, entry in candidates]
-        best_i = int(np.argmax(values))
-        best_per_query = candidates[best_i][1].get("_per_query", {}).get(metric)
-
-        popular = [i for i, (key, _) in enumerate(candidates)
-                   if dict(key).get("popularity", 0.0) >= 1.0 - 1e-9]
-        i = best_i
-        if popular and (popular[0] == best_i or _within_one_se(
-                best_per_query, candidates[popular[0]][1].get("_per_query", {}).get(metric))):
-            i = popular[0]
-        key, entry = candidates[i]
-        blend[kind] = {name: w for name, w in key if w > 0 or name != "popularity"}
-        chosen_metrics[kind] = {m: v for m, v in entry.items() if m != "_per_query"}
-    return blend, chosen_metrics
+def choose_blend(results: dict[tuple, dict], k: int, max_item_popularity: float = 1.0,
+                 max_concentration: dict | None = None) -> tuple[dict, dict]:
+    """Per query kind, the blend to ship, chosen on the holdout (training/selection.py:
+    under a popularity-concentration bound, personalised unless best-sellers are
+    clearly better); kinds without holdout queries keep the default blend."""
+    chosen, metrics, _ = selection.choose(results, k, max_item_popularity, max_concentration)
+    return {kind: dict(weights) for kind, weights in DEFAULT_BLEND.items()} | chosen, metrics
 
 
 def score_alone(rec: Recommender, component: str, data, k: int) -> dict:
@@ -579,6 +530,10 @@ class FittedProduct:
     # the factors of the refitted history.
     half_life: float | None = None
     history_decay: object = field(repr=False, default=None)
+    # Why each kind's blend won (training/selection.py): queries, candidates, the bound.
+    selection: dict = field(default_factory=dict)
+    # The holdout's scheme and query counts (training/validation.py).
+    holdout: dict = field(default_factory=dict)
 
     def recommender(self, inter, meta) -> Recommender:
         """The shippable recommender over ``inter``'s vocabularies with ``meta``."""
@@ -599,9 +554,12 @@ def fit_product(inter, config: dict, progress_factory=None, timer: Timer | None 
     train_cfg = config["train"]
     k = int(train_cfg["k"])
     with timer.stage("split"):
-        s = split(inter, test_fraction=train_cfg["test_fraction"])
+        s, baskets, holdout_report = holdout_split(
+            inter, train_cfg["test_fraction"], int(train_cfg.get("min_holdout_queries", 300)))
         train_part, test_part = split_interactions(inter, s)
-        data = build_eval_data(train_part, test_part, max_queries=train_cfg["max_eval_queries"])
+        data = build_eval_data(train_part, test_part, max_queries=train_cfg["max_eval_queries"],
+                               baskets=baskets)
+        log.info("holdout: %s", holdout_report)
 
     total_iterations = int(config["als"]["iterations"])
     holdout_iterations = min(total_iterations, int(train_cfg["holdout_als_iterations"]))
@@ -643,8 +601,12 @@ def fit_product(inter, config: dict, progress_factory=None, timer: Timer | None 
                                                 train_cfg.get("recency_half_lives", []))
             # The blend search is exact (training/blend_search.py): the chosen blend's
             # holdout metrics are what the shipped recommender answers.
-            blend, metrics = choose_blend(results, k,
-                                          float(train_cfg.get("max_item_popularity", 1.0)))
+            chosen, metrics, reasons = selection.choose(
+                results, k, float(train_cfg.get("max_item_popularity", 1.0)),
+                train_cfg.get("max_concentration"))
+            blend = {kind: dict(w) for kind, w in DEFAULT_BLEND.items()} | chosen
+            for line in selection.summary_lines(reasons):
+                log.info("selection: %s", line)
             rec_tr.blend = {kind: dict(w) for kind, w in blend.items()}
             pop_metrics = evaluate(PopularityScorer(pop_tr.counts_, rec_tr.known_items), data, k)
 
@@ -672,7 +634,7 @@ def fit_product(inter, config: dict, progress_factory=None, timer: Timer | None 
                          ease=ease, ease_settings=ease_settings,
                          als_alpha=als_alpha,
                          half_life=half_life,
-                         history_decay=decay)
+                         history_decay=decay, selection=reasons, holdout=holdout_report)
 
 
 def train(orders: str, models_dir: str, config: dict, catalog: str | None = None,
@@ -730,8 +692,7 @@ def train(orders: str, models_dir: str, config: dict, catalog: str | None = None
                 "catalog": cat_report.to_dict() if cat_report else None,
                 "customers": len(inter.customers), "orders_count": len(inter.orders),
                 "items": len(inter.items), "lines": inter.n_lines,
-                "split": {"method": s.method, "cutoff": s.cutoff,
-                          "train_lines": int(s.train.sum()), "test_lines": int(s.test.sum())},
+                "split": product.holdout,
                 "time_range": (None if inter.timestamp is None else
                                [int(inter.timestamp.min()), int(inter.timestamp.max())]),
             },
@@ -743,6 +704,7 @@ def train(orders: str, models_dir: str, config: dict, catalog: str | None = None
                            "floor": config["floor"]},
             "blend": blend,
             "metrics": metrics,
+            "selection": product.selection,
             "baselines": {"popularity": pop_metrics},
             "blend_search": {_blend_key(w): {kind: {m: v for m, v in entry.items()
                                                     if m != "_per_query"}
@@ -770,6 +732,8 @@ def train(orders: str, models_dir: str, config: dict, catalog: str | None = None
                                 for kind, r in pop_metrics.items()},
         "gate": gate,
         "blend": blend,
+        "selection": product.selection,
+        "holdout": product.holdout,
         "data": {"rows_read": report.rows_read, "rows_used": report.rows_used,
                  "rows_rejected": report.rows_rejected},
         "timings_s": timer.stages,
