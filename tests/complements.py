@@ -61,3 +61,38 @@ def complement_orders(path, n_customers: int = 2500, anchor_share: float = 0.3,
     write_orders(path, rows)
     return {"partners": {f"A{i}": f"B{i}" for i in range(N_ANCHORS)},
             "best_seller": "N0", "lines": len(rows)}
+
+
+def bunched_line_orders(path, n_customers: int = 1500, n_pairs: int = 20, n_noise: int = 200,
+                        seed: int = 0) -> dict:
+    """Every order line its own order, each customer active within a few days.
+
+    A customer comes twice: first for a few Zipf-popular noise items and anchor
+    ``A<i>``, then one to five days later for its partner ``B<i>`` (80% of them)
+    and a noise item or two, each line its own order, minutes apart. Starts are
+    spread over the year, so one global time cut leaves few customers with both
+    a past and a future, and no order holds two items. The right choice is
+    known: next-best for a customer holding ``A<i>`` is ``B<i>``, not a
+    best-seller; also-bought of ``A<i>`` is ``B<i>``.
+    """
+    rng = np.random.default_rng(seed)
+    zipf = 1.0 / np.arange(1, n_noise + 1)
+    zipf /= zipf.sum()
+    rows, n = [], 0
+
+    def noise(count):
+        return [f"N{int(x)}" for x in rng.choice(n_noise, size=count, p=zipf)]
+
+    for c in range(n_customers):
+        first = rng.uniform(0, 355)
+        pair = int(rng.integers(n_pairs))
+        visits = [(first, noise(int(rng.integers(1, 4))) + [f"A{pair}"]),
+                  (first + rng.uniform(1, 5),
+                   ([f"B{pair}"] if rng.random() < 0.8 else []) + noise(int(rng.integers(1, 3))))]
+        for day, items in visits:
+            for minute, item in enumerate(dict.fromkeys(items)):
+                n += 1
+                ts = START + timedelta(days=float(day), minutes=3 * minute)
+                rows.append([f"C{c}", f"O{n}", item, 1, 1.0, ts.isoformat(timespec="seconds")])
+    write_orders(path, rows)
+    return {"partners": {f"A{i}": f"B{i}" for i in range(n_pairs)}, "lines": len(rows)}

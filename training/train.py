@@ -60,7 +60,7 @@ from recsys.recommender import COMPONENTS, DEFAULT_BLEND, Recommender, _rows_mat
 from recsys.rules import build_item_meta
 from training import selection
 from training.blend_search import BlendScorer
-from training.validation import holdout_split
+from training.validation import as_visits, holdout_split
 
 log = logging.getLogger(__name__)
 
@@ -420,6 +420,11 @@ def fit_ease(inter, config: dict, holdout_data=None, rec_factory=None, k: int = 
     return models, chosen
 
 
+def _has_weights(model: EASEModel) -> bool:
+    sim = model.similarity_
+    return sim is not None and bool(sim.nnz if sp.issparse(sim) else np.any(sim))
+
+
 def _full_setting(setting) -> tuple:
     """An EASE setting as (lambda, dropout, half-life, size exponent, popularity exponent);
     the shorter settings of older manifests have exponents 0."""
@@ -554,11 +559,14 @@ def fit_product(inter, config: dict, progress_factory=None, timer: Timer | None 
     train_cfg = config["train"]
     k = int(train_cfg["k"])
     with timer.stage("split"):
+        inter, regrouped = as_visits(inter)
         s, baskets, holdout_report = holdout_split(
             inter, train_cfg["test_fraction"], int(train_cfg.get("min_holdout_queries", 300)))
         train_part, test_part = split_interactions(inter, s)
         data = build_eval_data(train_part, test_part, max_queries=train_cfg["max_eval_queries"],
                                baskets=baskets)
+        if regrouped:
+            holdout_report["orders"] = regrouped
         log.info("holdout: %s", holdout_report)
 
     total_iterations = int(config["als"]["iterations"])
@@ -590,6 +598,10 @@ def fit_product(inter, config: dict, progress_factory=None, timer: Timer | None 
 
             ease_tr, ease_chosen = fit_ease(train_part, config, data, make_rec, k,
                                      customer_items=data.train_customer_items)
+            # An EASE without a weight (no basket holds two items) is best-sellers under
+            # another name: not a candidate.
+            ease_tr = {kind: m for kind, m in ease_tr.items() if _has_weights(m)}
+            ease_chosen = {kind: v for kind, v in ease_chosen.items() if kind in ease_tr}
 
         with timer.stage("evaluate"):
             rec_tr = make_rec(ease_tr)
