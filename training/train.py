@@ -615,7 +615,7 @@ def fit_product(inter, config: dict, progress_factory=None, timer: Timer | None 
             # holdout metrics are what the shipped recommender answers.
             chosen, metrics, reasons = selection.choose(
                 results, k, float(train_cfg.get("max_item_popularity", 1.0)),
-                train_cfg.get("max_concentration"))
+                train_cfg.get("max_concentration"), int(data.known_items.sum()))
             blend = {kind: dict(w) for kind, w in DEFAULT_BLEND.items()} | chosen
             for line in selection.summary_lines(reasons):
                 log.info("selection: %s", line)

@@ -94,6 +94,9 @@ def test_a_blend_over_the_concentration_bound_is_not_shipped():
     # A looser bound lets "best" back in; best-sellers stay out (bound 0.5 < 1.0).
     assert choose(item, 10, bounds={"also_bought": 0.5})[0]["also_bought"] == \
         {"copurchase": 1.0, "als": 0.0}
+    # A catalogue of 100 items shows a tenth of itself on every page: no bound under
+    # 5 x 10 / 100 = 50% there.
+    assert choose(item, 10, n_items=100)[0]["also_bought"] == {"copurchase": 1.0, "als": 0.0}
     # Nothing under the bound (a tiny catalogue): the least concentrated blend, said so.
     item = with_concentration(res, "also_bought", best=0.6, even=0.5, pop=1.0)
     blend, _, reasons = choose(item, 10)
