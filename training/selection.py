@@ -149,6 +149,7 @@ def choose(results: dict[tuple, dict], k: int, max_item_popularity: float = 1.0,
         shown = list(dict.fromkeys([pick] + ranked[:SHOWN] + popular[:1]))
         reasons[kind] = {
             "metric": key_m, "queries": entry.get("queries"),
+            "frontier": _frontier(candidates, key_m, key_c) if measured else [],
             "max_concentration": bounds.get(kind, 1.0),
             "bound_applied": bound if measured else None,
             "bound_raised": raised,
@@ -161,6 +162,23 @@ def choose(results: dict[tuple, dict], k: int, max_item_popularity: float = 1.0,
                        "concentration reached" if raised else "")),
         }
     return blend, chosen_metrics, reasons
+
+
+# The bounds at which the reasons show the holdout's best blend: its trade-off curve.
+FRONTIER = (0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+
+
+def _frontier(candidates, key_m: str, key_c: str) -> list[dict]:
+    """The best primary metric at each concentration bound of ``FRONTIER`` (holdout)."""
+    out = []
+    for bound in FRONTIER:
+        under = [(entry[key_m], -entry[key_c], _blend_label(key)) for key, entry in candidates
+                 if entry[key_c] <= bound + 1e-12]
+        if under:
+            value, conc, label = max(under)
+            out.append({"bound": bound, "blend": label, key_m: round(value, 5),
+                        key_c: round(-conc, 5)})
+    return out
 
 
 def _describe(candidate, metric: str, k: int, chosen: bool) -> dict:
@@ -183,4 +201,6 @@ def summary_lines(reasons: dict) -> list[str]:
         lines.append(f"{kind}: {r['chosen']} ({r['queries']} holdout queries): {r['why']}")
         for c in r["candidates"]:
             lines.append(f"    {c}")
+        for f in r["frontier"]:
+            lines.append(f"    at most {f['bound']:.0%} concentration: {f}")
     return lines

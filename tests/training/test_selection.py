@@ -167,3 +167,11 @@ def test_recency_is_adopted_only_where_the_holdout_shows_it(tmp_path, recent_tru
         plain = fit_product(inter, load_config(None, {"als": {"factors": 8, "iterations": 4}}))
         assert plain.half_life is None
         assert plain.metrics["next_best"]["ndcg@10"] < product.metrics["next_best"]["ndcg@10"]
+
+
+def test_the_reasons_carry_the_trade_off_curve():
+    res = results(best=hits((0, 40)), even=hits((0, 35)), pop=hits((0, 45)))
+    item = with_concentration(res, "also_bought", best=0.30, even=0.04, pop=1.0)
+    frontier = choose(item, 10)[2]["also_bought"]["frontier"]
+    assert [(f["bound"], f["hr@10"]) for f in frontier] == \
+        [(0.05, 0.35), (0.1, 0.35), (0.2, 0.35), (0.5, 0.4), (1.0, 0.45)]
