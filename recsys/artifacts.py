@@ -222,10 +222,14 @@ class LoadedVersion:
 
     def sparse(self, name: str) -> sp.csr_matrix:
         shape = tuple(int(x) for x in self.array(f"{name}.shape", mmap=False))
-        return sp.csr_matrix(
+        m = sp.csr_matrix(
             (self.array(f"{name}.data"), self.array(f"{name}.indices"), self.array(f"{name}.indptr")),
             shape=shape,
         )
+        # scipy copies indptr (one entry per row) when its dtype is not the indices'; the
+        # copy is read-only like the mapped arrays, so no caller can change a version.
+        m.indptr.flags.writeable = False
+        return m
 
     def json(self, name: str):
         try:

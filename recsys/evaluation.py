@@ -19,6 +19,7 @@ import scipy.sparse as sp
 
 from .data import Interactions
 from .exposure import best_sellers, buyer_counts, exposure, head_items, tail_mask, tail_truth
+from .sparse import rows_matrix
 
 log = logging.getLogger(__name__)
 
@@ -369,10 +370,8 @@ class RecommenderScorer:
         return self.rec.top_k(scores, k, exclude=histories, allowed=self.allowed)
 
     def item_query(self, kind, query_lists, k):
-        from .recommender import _rows_matrix
-
         scores = self.rec.score_items(kind, query_lists)
-        return self.rec.top_k(scores, k, exclude=_rows_matrix(query_lists, scores.shape[1]),
+        return self.rec.top_k(scores, k, exclude=rows_matrix(query_lists, scores.shape[1]),
                               allowed=self.allowed)
 
 
@@ -407,6 +406,4 @@ class PopularityScorer:
         return self._top(len(customer_idx), histories, k)
 
     def item_query(self, kind, query_lists, k):
-        from .recommender import _rows_matrix
-
-        return self._top(len(query_lists), _rows_matrix(query_lists, len(self.scores)), k)
+        return self._top(len(query_lists), rows_matrix(query_lists, len(self.scores)), k)

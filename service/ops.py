@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app
 
 from . import metrics
-from .api import json_response, requires, served_model
+from .views import json_response, requires, served_model
 
 ops_bp = Blueprint("ops", __name__)
 

@@ -6,6 +6,8 @@ import math
 from dataclasses import dataclass
 
 from recsys.exceptions import ConfigError
+from recsys.kinds import FILTER_FIELDS as FILTER_FIELDS_TABLE
+from recsys.kinds import FILTER_NAMES
 from recsys.rules import Filters
 
 from .errors import bad_request
@@ -13,8 +15,7 @@ from .errors import bad_request
 MAX_ID_LENGTH = 256
 _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off")
-FILTER_FIELDS = ("category", "min_price", "max_price", "in_stock", "exclude", "customer_id",
-                 "max_per_category", "min_support", "min_score")
+FILTER_FIELDS = FILTER_NAMES
 
 
 @dataclass
@@ -103,8 +104,9 @@ def _finish(filters: Filters) -> Filters:
         raise bad_request(str(exc)) from None
 
 
-SINGLE_VALUED = ("limit", "min_price", "max_price", "in_stock", "customer_id", "fallback",
-                 "max_per_category", "min_support", "min_score")
+# Parameters given at most once (categories repeat; exclude ids may come in several).
+SINGLE_VALUED = ("limit", "fallback", *(field.name for field in FILTER_FIELDS_TABLE
+                                         if field.type not in ("categories", "ids")))
 
 
 def _check_single(args) -> None:

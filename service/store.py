@@ -25,9 +25,12 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from recsys.artifacts import current_version, load_version
+from recsys.artifacts import load_version
 from recsys.exceptions import NoModelError, XsellError
+from recsys.objectstore import open_models
 from recsys.recommender import Recommender
+
+from .answer_cache import AnswerCache
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +48,14 @@ def _utc(ts: float | None) -> str | None:
 class ServedModel:
     """A loaded version plus the per-process caches the request path uses."""
 
-    def __init__(self, recommender: Recommender, load_seconds: float, cache_size: int = 0):
+    def __init__(self, recommender: Recommender, load_seconds: float, cache_size: int = 0,
+                 cache_bytes: int = 64 << 20, on_cache_lookup=None):
         self.recommender = recommender
-        # Finished answers (JSON bytes) of GET queries: an answer depends only on the model
-        # and the request, so it stays right until this model is swapped out with its cache.
+        # Finished answers (JSON bytes) of GET queries and POSTed carts and histories: an
+        # answer depends only on the model and the request, so it stays right until this
+        # model is swapped out with its cache (service.answer_cache).
         self.cache_size = cache_size
-        self.answers: dict = {}
+        self.answers = AnswerCache(cache_size, cache_bytes, on_cache_lookup)
         self.version = recommender.version
         self.manifest = recommender.manifest
         self.loaded_at = time.time()
@@ -85,18 +90,10 @@ class ServedModel:
         return out
 
     def cached(self, key):
-        return self.answers.get(key) if self.cache_size else None
+        return self.answers.get(key, key[0])
 
     def remember(self, key, value) -> None:
-        if not self.cache_size:
-            return
-        answers = self.answers
-        if len(answers) >= self.cache_size:
-            try:  # oldest first (dicts keep insertion order); another thread may race us
-                del answers[next(iter(answers))]
-            except (KeyError, StopIteration, RuntimeError):
-                pass
-        answers[key] = value
+        self.answers.put(key, value)
 
     def customer_activity(self) -> np.ndarray:
         """Purchases per known customer (for the likely-buyers fallback)."""
@@ -106,7 +103,7 @@ class ServedModel:
         return self._customer_activity
 
 
-def load_model(models_dir: str, version: str, cache_size: int = 0) -> ServedModel:
+def load_model(models_dir: str, version: str, cache_size: int = 0, **cache) -> ServedModel:
     """Load and verify one version; raises ``XsellError`` (or OSError) if it is not usable."""
     start = time.perf_counter()
     loaded = load_version(models_dir, version, verify=True)
@@ -122,16 +119,19 @@ def load_model(models_dir: str, version: str, cache_size: int = 0) -> ServedMode
     rec.next_best_for_history(np.asarray([probe]), 1)
     if len(rec.customers):
         rec.next_best(0, 1)
-    return ServedModel(rec, time.perf_counter() - start, cache_size)
+    return ServedModel(rec, time.perf_counter() - start, cache_size, **cache)
 
 
 class ModelStore:
     """Holds the current :class:`ServedModel` of a models folder and keeps it current."""
 
     def __init__(self, models_dir: str | None, interval: float = 5.0, on_event=None,
-                 cache_size: int = 0):
+                 cache_size: int = 0, **cache):
         self.models_dir = models_dir
         self.cache_size = cache_size
+        self.cache = cache  # ServedModel's cache_bytes, on_cache_lookup
+        # A folder, or s3://bucket/prefix whose versions are downloaded to a local cache.
+        self.source = open_models(models_dir) if models_dir else None
         self.interval = float(interval)
         self.on_event = on_event  # callback(kind: "reload" | "failure", seconds)
         self._model: ServedModel | None = None
@@ -161,7 +161,7 @@ class ModelStore:
         with self._load_lock:
             self.last_check = time.time()
             try:
-                pointer = current_version(self.models_dir)
+                pointer = self.source.current()
                 self.pointer_error = None if pointer else (
                     f"{self.models_dir} has no CURRENT pointer (no model published yet, "
                     f"or the folder was removed)")
@@ -178,7 +178,8 @@ class ModelStore:
             if pointer == current or (pointer == self.failed_version and not force):
                 return False
             try:
-                model = load_model(self.models_dir, pointer, self.cache_size)
+                model = load_model(self.source.fetch(pointer), pointer, self.cache_size,
+                                   **self.cache)
             except NoModelError as exc:
                 self._fail(pointer, exc)
                 return False
@@ -271,4 +272,5 @@ class ModelStore:
         if model is not None:
             out["loaded_at"] = _utc(model.loaded_at)
             out["load_seconds"] = round(model.load_seconds, 4)
+            out["answer_cache"] = model.answers.status()  # this worker's
         return out

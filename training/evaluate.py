@@ -32,6 +32,7 @@ from recsys.evaluation import (
     validation_split,
 )
 from recsys.exceptions import DataError
+from recsys.kinds import KIND
 from recsys.rules import build_item_meta
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 PRODUCT = "xsell (product)"
 # The names of an EASE setting's values (training.train.fit_ease), for --json.
 EASE_SETTING = ("lambda", "dropout", "half_life_days", "size_exponent", "popularity_exponent")
-KIND_LABELS = {"next_best": "next-best", "basket": "basket", "also_bought": "also-bought"}
+KIND_LABELS = {kind: KIND[kind].cli for kind in ("next_best", "basket", "also_bought")}
 SECONDARY = {"next_best": ("recall", "hr", "map", "coverage"), "basket": ("mrr",),
              "also_bought": ("mrr",)}
 

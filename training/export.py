@@ -21,13 +21,14 @@ import numpy as np
 
 from recsys.data import read_text_lines
 from recsys.exceptions import ConfigError, DataError
+from recsys.kinds import EXPORT_KINDS
 from recsys.reasons import recommendation_record
 from recsys.recommender import Answer, Recommender
 from recsys.rules import Filters
 
 log = logging.getLogger(__name__)
 
-KINDS = ("next-best", "also-bought", "basket", "likely-buyers", "upsell", "downsell")
+KINDS = tuple(EXPORT_KINDS)
 _BATCH = 512
 
 

@@ -6,9 +6,9 @@ import html
 import os
 
 from recsys.evaluation import PRIMARY
+from recsys.kinds import KIND
 
-KIND_TITLES = {"next_best": "Next-best products (CRM)", "basket": "Basket completion",
-               "also_bought": "Also bought (item page)"}
+KIND_TITLES = {kind: KIND[kind].label for kind in ("next_best", "basket", "also_bought")}
 _PRODUCT_COLOUR = "#1f6f43"
 _BASELINE_COLOUR = "#8a9bb0"
 

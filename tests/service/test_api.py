@@ -167,18 +167,6 @@ def test_likely_buyers(app, client, planted_models):
     assert r.status_code == 404
 
 
-def test_upsell_routes_answer_501_when_the_model_lacks_them(app, monkeypatch):
-    client = app.test_client()
-    rec = app.extensions["xsell"].store.model.recommender
-    for name in ("upsell", "downsell", "customer_upsell"):
-        monkeypatch.setattr(rec, name, None)
-    for url in ("/v1/items/A0/upsell", "/v1/items/A0/downsell", "/v1/customers/Q0_0/upsell"):
-        r = client.get(url)
-        assert r.status_code == 501 and error_code(r) == "not_implemented"
-    # Unknown ids still fall back (or 404) before the model is asked.
-    assert client.get("/v1/items/NOPE/upsell?fallback=false").status_code == 404
-
-
 def test_model_health_ready(client, planted_models):
     _, version, _ = planted_models
     assert client.get("/healthz").get_json() == {"status": "ok"}

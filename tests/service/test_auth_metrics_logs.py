@@ -151,7 +151,7 @@ def test_metrics_count_requests_latency_fallbacks_and_model(client, planted_mode
 
 
 def test_reload_metrics(models_copy):
-    from tests.service.helpers import publish_copy
+    from support.versions import publish_copy
 
     models, version, _ = models_copy
     app = make_app(models)
@@ -185,7 +185,7 @@ def test_access_log_is_json_with_request_id_and_no_key(planted_models, capfd):
 
 
 def test_library_logs_are_json(models_copy, capfd):
-    from tests.service.helpers import publish_copy
+    from support.versions import publish_copy
 
     models, version, _ = models_copy
     app = make_app(models)

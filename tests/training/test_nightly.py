@@ -58,7 +58,7 @@ def shuffled(planted, tmp_path_factory):
 
 
 def nightly_cmd(orders, models, config_file, *extra):
-    return [sys.executable, "-m", "training.cli", "nightly", "--orders", str(orders),
+    return [sys.executable, "-m", "tests.training.paused_cli", "nightly", "--orders", str(orders),
             "--models", str(models), "--config", config_file, *extra]
 
 

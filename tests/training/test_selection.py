@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 
 from recsys.data import read_orders
+from training.blend_search import choose_blend
 from training.config import load_config
 from recsys.exceptions import ConfigError
 from training.selection import choose, max_concentration
-from training.train import choose_blend, fit_product
+from training.train import fit_product
 
 N = 100
 
