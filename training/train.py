@@ -49,8 +49,9 @@ from recsys.recommender import Recommender
 from recsys.recommender.blending import DEFAULT_BLEND
 from recsys.rules import build_item_meta
 from training import selection
-from training.blend_search import (
+from training.blend_search import (  # noqa: F401 (choose_blend: training.tune imports it here)
     choose_als_alpha,
+    choose_blend,
     choose_recency,
     evaluate_blends,
     fit_ease,
