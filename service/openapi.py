@@ -114,6 +114,9 @@ SCHEMAS = {
             "confidence": {"type": "number", "description": "P(item | because_of[0])"},
             "price_ratio": {"type": "number",
                             "description": "upsell/downsell: price / because_of[0]'s price"},
+            "filled": {"type": "string", "enum": ["popular"],
+                       "description": "a slot no customer bought together with a query "
+                                      "item: filled for lack of evidence, not co-bought"},
         },
     },
     "Recommendation": {

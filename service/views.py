@@ -11,6 +11,8 @@ import numpy as np
 import orjson
 from flask import Response, current_app, g, request
 
+from recsys.reasons import recommendation_record
+
 from .errors import ApiError, bad_request
 from .params import Query
 
@@ -149,20 +151,7 @@ def read_limited(req, limit: int) -> bytes:
 
 
 def payload(model, answer, fallback: bool = False) -> dict:
-    item_info = model.item_info
-    items = []
-    for r in answer.items:
-        info = item_info(r.item_idx)
-        reason = {"because_of": [item_info(b)["item_id"] for b in r.because_of],
-                  "support": r.support}
-        if r.lift is not None:
-            reason["lift"] = round(float(r.lift), 4)
-        if r.confidence is not None:
-            reason["confidence"] = round(float(r.confidence), 4)
-        if r.price_ratio is not None:
-            reason["price_ratio"] = round(float(r.price_ratio), 4)
-        items.append({"item_id": info["item_id"], "score": round(float(r.score), 6), **info,
-                      "reason": reason})
+    items = [recommendation_record(model.item_info, r, answer.strategy) for r in answer.items]
     g.xsell_strategy = answer.strategy
     out = {"model_version": model.version, "strategy": answer.strategy,
            "recommendations": items}

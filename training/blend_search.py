@@ -33,7 +33,6 @@ import numpy as np
 import scipy.sparse as sp
 
 from recsys.evaluation import PRIMARY, evaluate_variants
-from recsys.kinds import ITEM_KINDS
 from recsys.models import BLENDED, ALSModel
 from recsys.models.base import top_indices_rows
 from recsys.models.ease import EASEModel
@@ -313,61 +312,15 @@ def choose_recency(rec: Recommender, period, data, results: dict, levels: list[f
     return chosen, chosen_results
 
 
-def _within_one_se(best, mine) -> bool:
-    """Whether ``mine`` is within one standard error of ``best`` (paired per-query values)."""
-    if best is None or mine is None or len(mine) < 2:
-        return False
-    diff = np.asarray(best) - np.asarray(mine)
-    return float(diff.mean()) <= float(diff.std(ddof=1) / np.sqrt(len(diff)))
+def choose_blend(results: dict[tuple, dict], k: int, max_item_popularity: float = 1.0,
+                 max_concentration: dict | None = None) -> tuple[dict, dict]:
+    """Per query kind, the blend to ship, chosen on the holdout (training/selection.py:
+    under a popularity-concentration bound, personalised unless best-sellers are
+    clearly better); kinds without holdout queries keep the default blend."""
+    from training import selection
 
-
-def choose_blend(results: dict[tuple, dict], k: int,
-                 max_item_popularity: float = 1.0) -> tuple[dict, dict]:
-    """Per query kind, the blend to ship, chosen on the holdout.
-
-    The blend with the best primary metric wins, unless best-sellers alone
-    (popularity weight 1) are as good as the data can tell: within one
-    standard error of the best, on the paired per-query differences (Breiman
-    et al. 1984's one-standard-error rule, popularity being the simplest
-    model). So a model blend ships only where the holdout separates it from
-    best-sellers; on data with no signal (line-sampled, or item ids shuffled
-    across lines) the product answers with best-sellers, not with the luckiest
-    of some sixty blends, and on data with signal it ships the blend measured
-    best.
-
-    Before, among the blends within one standard error of the best the one
-    closest to an even blend won; on Online Retail that cost 4% nDCG@10 on
-    next-best, and on shuffled item ids it shipped a blend below best-sellers
-    (docs/RESULTS.md).
-
-    For item-anchored queries (also-bought, basket) popularity may pull at most
-    ``max_item_popularity`` (a shop's choice: 1.0 lets the holdout decide, best-
-    sellers alone included, which is what wins on sparse or line-sampled data;
-    a tiny catalogue, where HR@10 cannot tell models from best-sellers, or a
-    shop that wants item pages always anchored on the item, sets e.g. 0.3).
-    """
-    blend = {kind: dict(weights) for kind, weights in DEFAULT_BLEND.items()}
-    chosen_metrics: dict = {}
-    for kind, metric in PRIMARY.items():
-        cap = max_item_popularity if kind in ITEM_KINDS else 1.0
-        candidates = [(key, res[kind]) for key, res in results.items()
-                      if kind in res and dict(key).get("popularity", 0.0) <= cap + 1e-9]
-        if not candidates:
-            continue
-        values = [entry[f"{metric}@{k}"] for _, entry in candidates]
-        best_i = int(np.argmax(values))
-        best_per_query = candidates[best_i][1].get("_per_query", {}).get(metric)
-
-        popular = [i for i, (key, _) in enumerate(candidates)
-                   if dict(key).get("popularity", 0.0) >= 1.0 - 1e-9]
-        i = best_i
-        if popular and (popular[0] == best_i or _within_one_se(
-                best_per_query, candidates[popular[0]][1].get("_per_query", {}).get(metric))):
-            i = popular[0]
-        key, entry = candidates[i]
-        blend[kind] = {name: w for name, w in key if w > 0 or name != "popularity"}
-        chosen_metrics[kind] = {m: v for m, v in entry.items() if m != "_per_query"}
-    return blend, chosen_metrics
+    chosen, metrics, _ = selection.choose(results, k, max_item_popularity, max_concentration)
+    return {kind: dict(weights) for kind, weights in DEFAULT_BLEND.items()} | chosen, metrics
 
 
 def score_alone(rec: Recommender, component: str, data, k: int) -> dict:

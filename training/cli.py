@@ -126,9 +126,12 @@ def build_filters(categories, min_price, max_price, in_stock, exclude, customer_
               help="Query file (see the contract); all customers/items when omitted.")
 @click.option("--limit", default=10, show_default=True, type=int)
 @click.option("--out", "out_path", required=True, type=click.Path(), help="Output .jsonl or .csv")
+@click.option("--slim", is_flag=True,
+              help="Only item_id and score per recommendation (no name, price, category, "
+                   "reason): smaller files.")
 @filter_options
 @handle_errors
-def export(models_dir, kind, input_path, limit, out_path, **filter_values):
+def export(models_dir, kind, input_path, limit, out_path, slim, **filter_values):
     """Batch recommendations as JSON Lines or CSV, one record per query."""
     from recsys.artifacts import load_version
     from recsys.recommender import Recommender
@@ -139,7 +142,7 @@ def export(models_dir, kind, input_path, limit, out_path, **filter_values):
     version = source.current()
     rec = Recommender.load(load_version(source.fetch(version) if version else models_dir,
                                         version))
-    n = run_export(rec, kind, out_path, input_path, limit, filters=filters)
+    n = run_export(rec, kind, out_path, input_path, limit, filters=filters, slim=slim)
     click.echo(f"wrote {n} records to {out_path} (model {rec.version})", err=True)
 
 

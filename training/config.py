@@ -57,6 +57,10 @@ DEFAULTS: dict = {
         "refit": True,
         # Queries per protocol on the internal holdout (seeded sample above this).
         "max_eval_queries": 2000,
+        # Fewer holdout queries of a kind than this from the time cut and the holdout
+        # also takes each customer's last order (next-best) or one customer's lines of
+        # one day as a basket (item kinds): training/validation.py.
+        "min_holdout_queries": 300,
         "k": 10,
         # Weight levels of each component in the blends tried per query kind.
         "blend_grid": [0.0, 0.25, 0.5, 0.75, 1.0],
@@ -69,6 +73,14 @@ DEFAULTS: dict = {
         # is what wins on sparse or line-sampled data; a shop that wants item pages
         # always anchored on the item sets e.g. 0.3.
         "max_item_popularity": 1.0,
+        # The most any one item may fill of the queries' top k, per query kind: a blend
+        # above it is not shipped (training/selection.py). also-bought is measured over
+        # every item page of the catalogue: 5% keeps the best-seller off 95% of them
+        # (item-kNN baselines on Online Retail: 0.2-2.3%). Carts and customers are
+        # measured over the holdout's real carts and customers, where best-sellers are
+        # rightly common (a staple in 40% of the carts may well belong in 40% of the
+        # completions): no bound by default (1.0), their concentration is reported.
+        "max_concentration": {"also_bought": 0.05, "basket": 1.0, "next_best": 1.0},
         # Next-best recency (recsys.models.recency), off by default: half-lives in days
         # tried on the holdout, e.g. [30, 90, 365]; one is adopted only if its best blend
         # beats full histories by two standard errors (training.blend_search.choose_recency).

@@ -55,7 +55,8 @@ def compare_with_current(inter, product: FittedProduct, models_dir: str,
     or no newer orders); the gate then uses the current version's stored metrics.
     """
     newest = (current or {}).get("time_range")
-    if not newest or product.split.method != "temporal" or product.holdout_rec is None:
+    if not newest or not product.split.method.startswith("temporal") \
+            or product.holdout_rec is None:
         return None
     times = inter.order_times()
     fresh = product.split.test & (times[inter.order_idx] > int(newest[1]))

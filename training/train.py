@@ -36,7 +36,6 @@ from recsys.evaluation import (
     PopularityScorer,
     build_eval_data,
     evaluate,
-    split,
     split_interactions,
 )
 from recsys.models import ALSModel, CoPurchaseModel, PopularityModel
@@ -46,8 +45,10 @@ from recsys.period import TrainingPeriod
 from recsys.purchase_dates import ARRAY as PURCHASE_DAYS
 from recsys.purchase_dates import last_purchase_days
 from recsys.recommender import Recommender
+from recsys.recommender.blending import DEFAULT_BLEND
 from recsys.rules import build_item_meta
-from training.blend_search import (
+from training import selection
+from training.blend_search import (  # noqa: F401 (choose_blend: training.tune imports it here)
     choose_als_alpha,
     choose_blend,
     choose_recency,
@@ -61,6 +62,7 @@ from training.config import (
 from training.first_run import enough_to_evaluate, first_run_choice
 from training.gate import _current_manifest, _gate, compare_with_current
 from training.settings import FittedModels
+from training.validation import as_visits, holdout_split
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +166,10 @@ class FittedProduct:
     # the factors of the refitted history.
     half_life: float | None = None
     history_decay: object = field(repr=False, default=None)
+    # Why each kind's blend won (training/selection.py): queries, candidates, the bound.
+    selection: dict = field(default_factory=dict)
+    # The holdout's scheme and query counts (training/validation.py).
+    holdout: dict = field(default_factory=dict)
     # All the data's matrices (the substitutes are fitted on them).
     period: TrainingPeriod | None = field(repr=False, default=None)
 
@@ -187,9 +193,15 @@ def fit_product(inter, config: dict, progress_factory=None, timer: Timer | None 
     train_cfg = config["train"]
     k = int(train_cfg["k"])
     with timer.stage("split"):
-        s = split(inter, test_fraction=train_cfg["test_fraction"])
+        inter, regrouped = as_visits(inter)
+        s, baskets, holdout_report = holdout_split(
+            inter, train_cfg["test_fraction"], int(train_cfg.get("min_holdout_queries", 300)))
         train_part, test_part = split_interactions(inter, s)
-        data = build_eval_data(train_part, test_part, max_queries=train_cfg["max_eval_queries"])
+        data = build_eval_data(train_part, test_part, max_queries=train_cfg["max_eval_queries"],
+                               baskets=baskets)
+        if regrouped:
+            holdout_report["orders"] = regrouped
+        log.info("holdout: %s", holdout_report)
     # Each period's matrices are built once and shared by every fit and search below.
     period_tr = TrainingPeriod(train_part, data.train_customer_items)
     period = TrainingPeriod(inter)
@@ -222,6 +234,10 @@ def fit_product(inter, config: dict, progress_factory=None, timer: Timer | None 
                                    meta_tr, ease=ease_model)
 
             ease_tr, ease_chosen = fit_ease(period_tr, config, data, make_rec, k)
+            # An EASE without a weight (no basket holds two items) is best-sellers under
+            # another name: not a candidate.
+            ease_tr = {kind: m for kind, m in ease_tr.items() if _has_weights(m)}
+            ease_chosen = {kind: v for kind, v in ease_chosen.items() if kind in ease_tr}
 
         with timer.stage("evaluate"):
             rec_tr = make_rec(ease_tr)
@@ -233,8 +249,12 @@ def fit_product(inter, config: dict, progress_factory=None, timer: Timer | None 
                                                 train_cfg.get("recency_half_lives", []))
             # The blend search is exact (training/blend_search.py): the chosen blend's
             # holdout metrics are what the shipped recommender answers.
-            blend, metrics = choose_blend(results, k,
-                                          float(train_cfg.get("max_item_popularity", 1.0)))
+            chosen, metrics, reasons = selection.choose(
+                results, k, float(train_cfg.get("max_item_popularity", 1.0)),
+                train_cfg.get("max_concentration"), int(data.known_items.sum()))
+            blend = {kind: dict(w) for kind, w in DEFAULT_BLEND.items()} | chosen
+            for line in selection.summary_lines(reasons):
+                log.info("selection: %s", line)
             rec_tr.blend = {kind: dict(w) for kind, w in blend.items()}
             pop_metrics = evaluate(PopularityScorer(pop_tr.counts_, rec_tr.known_items), data, k)
 
@@ -259,7 +279,7 @@ def fit_product(inter, config: dict, progress_factory=None, timer: Timer | None 
                          holdout_models=FittedModels(hist_tr, pop_tr, cp_tr, als_tr),
                          holdout_rec=rec_tr,
                          ease=ease, ease_settings=ease_settings,
-                         als_alpha=als_alpha,
+                         als_alpha=als_alpha, selection=reasons, holdout=holdout_report,
                          half_life=half_life,
                          history_decay=decay, period=period)
 
@@ -325,8 +345,7 @@ def train(orders: str, models_dir: str, config: dict, catalog: str | None = None
                 "catalog": cat_report.to_dict() if cat_report else None,
                 "customers": len(inter.customers), "orders_count": len(inter.orders),
                 "items": len(inter.items), "lines": inter.n_lines,
-                "split": {"method": s.method, "cutoff": s.cutoff,
-                          "train_lines": int(s.train.sum()), "test_lines": int(s.test.sum())},
+                "split": product.holdout,
                 "time_range": (None if inter.timestamp is None else
                                [int(inter.timestamp.min()), int(inter.timestamp.max())]),
             },
@@ -337,7 +356,10 @@ def train(orders: str, models_dir: str, config: dict, catalog: str | None = None
                            "train": train_cfg, "substitutes": model_params(config["substitutes"]),
                            "floor": config["floor"]},
             "blend": blend,
+        "selection": product.selection,
+        "holdout": product.holdout,
             "metrics": metrics,
+            "selection": product.selection,
             "baselines": {"popularity": pop_metrics},
             "blend_search": {_blend_key(w): {kind: {m: v for m, v in entry.items()
                                                     if m != "_per_query"}
@@ -390,3 +412,12 @@ def _ease_params(config: dict, settings_by_kind: dict) -> dict:
                                         for kind, s in settings_by_kind.items()},
                 popularity_exponents_by_kind={kind: s.popularity_exponent
                                               for kind, s in settings_by_kind.items()})
+
+
+def _has_weights(model) -> bool:
+    """Whether an EASE model has any weight (none when no basket holds two items)."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    sim = model.similarity_
+    return sim is not None and bool(sim.nnz if sp.issparse(sim) else np.any(sim))
