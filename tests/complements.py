@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
-from tests.synthetic import write_orders
+from support.synthetic import write_orders
 
 N_ANCHORS = 40
 N_NOISE = 1500

@@ -318,8 +318,8 @@ def train(orders: str, models_dir: str, config: dict, catalog: str | None = None
         raise DataError(f"{report.source}: no usable order lines (see the data report)")
 
     product = fit_product(inter, config, progress_factory, timer=timer, checkpoint=checkpoint)
-    s, blend, metrics, pop_metrics, results = (product.split, product.blend, product.metrics,
-                                                product.pop_metrics, product.results)
+    blend, metrics, pop_metrics, results = (product.blend, product.metrics,
+                                             product.pop_metrics, product.results)
     hist, pop, cp, als = product.models
     current = _current_manifest(models_dir)
     with timer.stage("evaluate"):
@@ -356,10 +356,9 @@ def train(orders: str, models_dir: str, config: dict, catalog: str | None = None
                            "train": train_cfg, "substitutes": model_params(config["substitutes"]),
                            "floor": config["floor"]},
             "blend": blend,
-        "selection": product.selection,
-        "holdout": product.holdout,
-            "metrics": metrics,
             "selection": product.selection,
+            "holdout": product.holdout,
+            "metrics": metrics,
             "baselines": {"popularity": pop_metrics},
             "blend_search": {_blend_key(w): {kind: {m: v for m, v in entry.items()
                                                     if m != "_per_query"}

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from recsys.data import read_orders
+from recsys.exceptions import ConfigError
 from training.blend_search import choose_blend
 from training.config import load_config
-from recsys.exceptions import ConfigError
 from training.selection import choose, max_concentration
 from training.train import fit_product
 
