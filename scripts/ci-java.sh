@@ -1,38 +1,29 @@
 #!/usr/bin/env bash
-# Make a Java runtime (17 or newer) available for the Spark engine's tests.
+# The Java runtime (17 or newer) the Spark engine's tests need.
 #
-#   source scripts/ci-java.sh      # installs Debian's headless JRE when none is found
+#   source scripts/ci-java.sh
+#   xsell_has_java || pkg="$(xsell_java_package)"   # after apt-get update
 #
 # A java on the PATH (or JAVA_HOME) of version 17 or newer is used as it is.
-# Otherwise, as root, apt-get installs the newest openjdk-NN-jre-headless
-# (NN >= 17) that `apt-cache policy` offers (Debian 12: 17; Debian 13: 21).
+# Otherwise scripts/test.sh installs, in its one apt-get step, the newest
+# openjdk-NN-jre-headless (NN >= 17) that apt offers (Debian 12: 17; Debian 13: 21).
 
 _xsell_java_version() {
     "$1" -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n1
 }
 
-_xsell_java_main() {
+# True when a Java 17+ runtime is there already.
+xsell_has_java() {
     local java="${JAVA_HOME:+$JAVA_HOME/bin/java}"
     [ -n "$java" ] && [ -x "$java" ] || java="$(command -v java || true)"
-    if [ -n "$java" ] && [ "$(_xsell_java_version "$java")" -ge 17 ] 2>/dev/null; then
-        return 0
-    fi
-    if [ "$(id -u)" != 0 ]; then
-        echo "ci-java: no Java 17+ and we are not root to apt-get it" >&2
-        return 1
-    fi
-    echo "ci-java: installing Debian's headless Java runtime" >&2
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 || return 1
-    local package
-    package="$(apt-cache search --names-only '^openjdk-[0-9]+-jre-headless$' 2>/dev/null \
-        | sed -n 's/^openjdk-\([0-9]*\)-jre-headless.*/\1/p' | sort -n \
-        | awk '$1 >= 17' | tail -n1)"
-    [ -n "$package" ] || { echo "ci-java: no openjdk-17+ package offered" >&2; return 1; }
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        "openjdk-$package-jre-headless" >&2 || return 1
-    command -v java >/dev/null || { echo "ci-java: java not found after install" >&2; return 1; }
+    [ -n "$java" ] && [ "$(_xsell_java_version "$java")" -ge 17 ] 2>/dev/null
 }
 
-if ! _xsell_java_main; then
-    echo "ci-java: no Java runtime: the Spark engine's tests will skip (fail under CI)" >&2
-fi
+# The newest openjdk-NN-jre-headless (NN >= 17) apt offers; empty when none.
+xsell_java_package() {
+    local version
+    version="$(apt-cache search --names-only '^openjdk-[0-9]+-jre-headless$' 2>/dev/null \
+        | sed -n 's/^openjdk-\([0-9]*\)-jre-headless.*/\1/p' | sort -n \
+        | awk '$1 >= 17' | tail -n1)"
+    [ -n "$version" ] && echo "openjdk-$version-jre-headless"
+}

@@ -33,16 +33,19 @@ from recsys.data import read_catalog
 from recsys.evaluation import PopularityScorer, evaluate, sample_eval_data
 from recsys.exceptions import ConfigError
 from recsys.models import PopularityModel
+from recsys.period import TrainingPeriod
 from recsys.recommender import Recommender
+from recsys.recommender.blending import DEFAULT_BLEND
 from recsys.rules import build_item_meta
+from training import selection
+from training.blend_search import choose_als_alpha, evaluate_blends, fit_ease
+from training.settings import FittedModels
 from training.train import (
     FittedProduct,
     Timer,
+    _has_weights,
+    _no_checkpoint,
     _null_progress_factory,
-    choose_als_alpha,
-    choose_blend,
-    evaluate_blends,
-    fit_ease,
 )
 
 from . import models
@@ -143,14 +146,14 @@ class SparkEngine:
         return data, report, cat, cat_report
 
     # ------------------------------------------------------------ fitting
-    def fit_product(self, data, config: dict, progress_factory=None, timer: Timer | None = None
-                    ) -> FittedProduct:
+    def fit_product(self, data, config: dict, progress_factory=None, timer: Timer | None = None,
+                    checkpoint=None) -> FittedProduct:
         """:func:`training.train.fit_product` with the fits in Spark (see the module doc)."""
         with spark_errors("training"):
             return self._fit_product(data, config, progress_factory or _null_progress_factory,
-                                     timer or Timer())
+                                     timer or Timer(), checkpoint or _no_checkpoint)
 
-    def _fit_product(self, data, config, progress_factory, timer) -> FittedProduct:
+    def _fit_product(self, data, config, progress_factory, timer, checkpoint) -> FittedProduct:
         spark = self.session()
         train_cfg = config["train"]
         k = int(train_cfg["k"])
@@ -158,7 +161,9 @@ class SparkEngine:
         step = self.steps.stage
         with timer.stage("split"):
             with step("split"):
-                s, train_lines, test_lines = split_lines(data, float(train_cfg["test_fraction"]))
+                s, train_lines, test_lines = split_lines(
+                    data, float(train_cfg["test_fraction"]),
+                    int(train_cfg.get("min_holdout_queries", 300)))
             train_part = _Period(train_lines, data.timestamp, data.customer_is_order)
             with step("histories"):
                 hist_tr = models.customer_items(train_lines, n_customers, n_items,
@@ -166,6 +171,9 @@ class SparkEngine:
             with step("holdout queries"):
                 eval_data = holdout_queries(spark, data, train_lines, test_lines, hist_tr,
                                             train_cfg.get("max_eval_queries"))
+            holdout_report = holdout_summary(s, eval_data,
+                                             int(train_cfg.get("min_holdout_queries", 300)))
+            log.info("holdout: %s", holdout_report)
 
         total_iterations = int(config["als"]["iterations"])
         holdout_iterations = min(total_iterations, int(train_cfg["holdout_als_iterations"]))
@@ -173,6 +181,7 @@ class SparkEngine:
         with timer.stage("fit_holdout"):
             pop_tr = PopularityModel().fit(hist_tr)
             cp_tr, als_tr = self._fit_models(data, train_lines, config, holdout_iterations)
+            checkpoint("fit")
             meta_tr = build_item_meta(data.items, None, None)
 
             def fit_als(alpha):
@@ -182,7 +191,8 @@ class SparkEngine:
 
             with step("ALS alphas on the holdout"):
                 als_tr, als_alpha = choose_als_alpha(
-                    data, config, eval_data, (hist_tr, pop_tr, cp_tr, als_tr), meta_tr, k,
+                    data, config, eval_data, FittedModels(hist_tr, pop_tr, cp_tr, als_tr),
+                    meta_tr, k,
                     holdout_iterations, fit_als=fit_als)
             if als_alpha != float(config["als"]["alpha"]):
                 config = dict(config, als=dict(config["als"], alpha=als_alpha))
@@ -195,14 +205,21 @@ class SparkEngine:
                 ease_tr, ease_chosen = fit_ease(
                     train_part, config, eval_data, make_rec, k, customer_items=hist_tr,
                     gram_fn=self._gram(train_lines, hist_tr))
+            # As the local engine: an EASE without a weight is not a candidate.
+            ease_tr = {kind: m for kind, m in ease_tr.items() if _has_weights(m)}
+            ease_chosen = {kind: v for kind, v in ease_chosen.items() if kind in ease_tr}
 
         with timer.stage("evaluate"):
             rec_tr = make_rec(ease_tr)
             levels = [float(w) for w in train_cfg["blend_grid"]]
             results = evaluate_blends(rec_tr, eval_data, levels, k,
                                       train_cfg.get("popularity_grid", [0.0]))
-            blend, metrics = choose_blend(results, k,
-                                          float(train_cfg.get("max_item_popularity", 1.0)))
+            chosen, metrics, reasons = selection.choose(
+                results, k, float(train_cfg.get("max_item_popularity", 1.0)),
+                train_cfg.get("max_concentration"), int(eval_data.known_items.sum()))
+            blend = {kind: dict(w) for kind, w in DEFAULT_BLEND.items()} | chosen
+            for line in selection.summary_lines(reasons):
+                log.info("selection: %s", line)
             rec_tr.blend = {kind: dict(w) for kind, w in blend.items()}
             pop_metrics = evaluate(PopularityScorer(pop_tr.counts_, rec_tr.known_items),
                                    eval_data, k)
@@ -215,23 +232,28 @@ class SparkEngine:
                 with step("histories"):
                     hist = models.customer_items(lines, n_customers, n_items, "history")
                 cp, als = self._fit_models(data, lines, config, total_iterations)
-                fitted = (hist, PopularityModel().fit(hist), cp, als)
+                fitted = FittedModels(hist, PopularityModel().fit(hist), cp, als)
                 ease = {}
                 if ease_settings:
                     ease = fit_ease(_Period(lines, data.timestamp, data.customer_is_order),
                                     config, settings_by_kind=ease_settings,
                                     customer_items=hist, gram_fn=self._gram(lines, hist))[0]
             else:
-                fitted = (hist_tr, pop_tr, cp_tr, als_tr)
+                hist = hist_tr
+                fitted = FittedModels(hist_tr, pop_tr, cp_tr, als_tr)
                 ease = {kind: ease_tr[kind] for kind in ease_settings}
         train_lines.unpersist()
         test_lines.unpersist()
         # holdout_rec None: the gate compares the current version's stored metrics.
         return FittedProduct(models=fitted, blend=blend, metrics=metrics,
                              pop_metrics=pop_metrics, results=results, split=s,
-                             holdout_models=(hist_tr, pop_tr, cp_tr, als_tr), holdout_rec=None,
-                             ease=ease, ease_settings=ease_settings, als_alpha=als_alpha,
-                             half_life=None, history_decay=None)
+                             holdout_models=FittedModels(hist_tr, pop_tr, cp_tr, als_tr),
+                             holdout_rec=None, ease=ease, ease_settings=ease_settings,
+                             als_alpha=als_alpha, selection=reasons, holdout=holdout_report,
+                             half_life=None, history_decay=None,
+                             # The substitutes' basket co-counts come from Spark
+                             # (data.basket_pairs): the period holds no order rows here.
+                             period=TrainingPeriod(data, hist))
 
     def _fit_models(self, data, lines, config: dict, iterations: int) -> tuple:
         """(co-purchase, ALS) on ``lines``."""
@@ -260,7 +282,26 @@ def _arrow(frame):
     return pa.Table.from_pandas(frame.toPandas(), preserve_index=False)
 
 
-def split_lines(data, test_fraction: float):
+def holdout_summary(s: SparkSplit, eval_data, min_queries: int) -> dict:
+    """The manifest's holdout report (training/validation.py's keys) of the global cut.
+
+    The local engine's fallbacks when the cut leaves fewer than ``min_queries``
+    queries of a kind (leave-last-out, held-out lines grouped into visits,
+    line-by-line exports regrouped into visits) are not carried over: the
+    report says so instead."""
+    nb, n_item = int(len(eval_data.nb_customers)), int(len(eval_data.basket_targets))
+    scheme = "; ".join(s.scheme)
+    if n_item < min_queries:
+        scheme += (f" ({n_item} item queries, fewer than {min_queries}: the local engine's "
+                   "grouping of held-out lines into visits is not available with --engine "
+                   "spark)")
+    return {"scheme": scheme, "method": s.method, "cutoff": s.cutoff,
+            "train_lines": int(s.train.sum()), "test_lines": int(s.test.sum()),
+            "next_best_customers": nb, "item_query_baskets": n_item,
+            "min_queries": min_queries, "engine": "spark"}
+
+
+def split_lines(data, test_fraction: float, min_queries: int | None = None):
     """(SparkSplit, training lines, test lines): :func:`recsys.evaluation.split` in Spark.
 
     Temporal: the last ``test_fraction`` of orders by their earliest line, the
@@ -284,6 +325,13 @@ def split_lines(data, test_fraction: float):
         draw = F.pmod(F.xxhash64(F.col("o"), F.lit(0)), F.lit(_HASH_RANGE)) / F.lit(_HASH_RANGE)
         tagged = lines.withColumn("test", draw < F.lit(RANDOM_TEST_FRACTION))
         cutoff, method = None, "random"
+    scheme = [f"{method} cut"]
+    if min_queries is not None and not data.customer_is_order:
+        extra = _last_visits(tagged, data.timestamp is not None, min_queries)
+        if extra is not None:
+            tagged, note = extra
+            method = f"{method}+last-order"
+            scheme.append(note)
     tagged = tagged.select("c", "o", "i", "t", "price", "test").persist(
         StorageLevel.MEMORY_AND_DISK)
     counts = {r["test"]: r["n"] for r in tagged.groupBy("test").agg(
@@ -292,7 +340,57 @@ def split_lines(data, test_fraction: float):
     test = tagged.where(F.col("test")).drop("test")
     s = SparkSplit(method, None if cutoff is None else int(cutoff), int(counts.get(False, 0)),
                    int(counts.get(True, 0)))
+    s.scheme = scheme
     return s, train, test
+
+
+def _last_visits(tagged, timed: bool, min_queries: int):
+    """training/validation.py's leave-last-out step in Spark: (lines re-tagged, note), or
+    None when the cut gives ``min_queries`` next-best queries (or no customer qualifies).
+
+    Customers with two or more visits (a day of their orders by the order's earliest
+    line; without timestamps, an order), none after the cut, have their last visit held
+    out: a seeded sample (the local draw, on the sorted eligible customers) of 20% of
+    them but at least ``2 x min_queries``."""
+    from pyspark.sql import functions as F
+
+    from training.validation import _DAY, LAST_SHARE
+
+    train = tagged.where(~F.col("test") & (F.col("c") >= 0))
+    test = tagged.where(F.col("test") & (F.col("c") >= 0))
+    before = train.select("c", "i").distinct()
+    new = test.select("c", "i").distinct().join(before, ["c", "i"], "left_anti")
+    nb = new.select("c").distinct().join(before.select("c").distinct(), "c").count()
+    if nb >= min_queries:
+        return None
+    visit = F.floor(F.col("ot") / F.lit(_DAY)).cast("long") if timed \
+        else F.col("o").cast("long")
+    tagged = tagged.withColumn("visit", visit)
+    per = (tagged.where(~F.col("test") & (F.col("c") >= 0)).groupBy("c")
+           .agg(F.countDistinct("visit").alias("n"), F.max("visit").alias("last"))
+           .join(test.select("c").distinct(), "c", "left_anti").where(F.col("n") >= 2))
+    got = collect_arrays(per.select("c", "last"), ["c", "last"], "leave-last-out customers")
+    order = np.argsort(got["c"], kind="stable")
+    eligible, last = got["c"][order].astype(np.int64), got["last"][order].astype(np.int64)
+    if not len(eligible):
+        return None
+    n_eligible = len(eligible)
+    want = max(int(LAST_SHARE * n_eligible), 2 * min_queries)
+    pick = np.arange(n_eligible)
+    if n_eligible > want:
+        chosen = np.random.default_rng(0).choice(eligible, want, replace=False)
+        pick = np.searchsorted(eligible, chosen)
+    spark = tagged.sparkSession
+    chosen_df = spark.createDataFrame(
+        [(int(c), int(v)) for c, v in zip(eligible[pick], last[pick], strict=True)],
+        "c int, last long")
+    tagged = (tagged.join(F.broadcast(chosen_df), "c", "left")
+              .withColumn("test", F.col("test") | (F.col("visit") == F.col("last")))
+              .fillna(False, subset=["test"]).drop("last", "visit"))
+    note = (f"the last visit of {len(pick)} of {n_eligible} customers whose visits all "
+            f"precede the cut ({nb} next-best queries from the cut alone, fewer than "
+            f"{min_queries})")
+    return tagged, note
 
 
 def holdout_queries(spark, data, train, test, hist: sp.csr_matrix, max_queries):
