@@ -67,10 +67,10 @@ def train(orders, catalog, columns, models_dir, config_path, engine, exclude_ite
         raise ConfigError("--engine spark is not available in this release; use --engine local")
     from training.preflight import check_models_writable
 
-    check_models_writable(models_dir)
     overrides = {"data": {"exclude_items": exclude_items}} if exclude_items else None
     config = load_config(config_path, overrides)
     with local_models(models_dir) as folder:  # s3://: a mirror, uploaded at the end
+        check_models_writable(folder)  # before anything is read or fitted
         summary = run_train(
             orders, folder, config, catalog=catalog, columns=parse_columns(columns) or None,
             strict=strict, orders_query=orders_query, catalog_query=catalog_query,
