@@ -49,7 +49,8 @@ from collections import Counter
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from support.http import Server, publish_copy, request  # noqa: E402
+from support.http import Server, request  # noqa: E402
+from support.versions import publish_copy  # noqa: E402
 
 KEYS = "storefront:soak-shop,crm:soak-crm,admin:soak-admin"
 KEY = {"X-API-Key": "soak-admin"}

@@ -67,12 +67,12 @@ def train(orders, catalog, columns, models_dir, config_path, engine, spark_maste
     from training.preflight import check_models_writable
     from training.train import train as run_train
 
-    check_models_writable(models_dir)
     overrides = {"data": {"exclude_items": exclude_items}} if exclude_items else None
     config = load_config(config_path, overrides)
     # s3://: a mirror, uploaded at the end
     with training_engine(engine, spark_master, config) as chosen, \
             local_models(models_dir) as folder:
+        check_models_writable(folder)  # before anything is read or fitted
         summary = run_train(
             orders, folder, config, catalog=catalog, columns=parse_columns(columns) or None,
             strict=strict, orders_query=orders_query, catalog_query=catalog_query,

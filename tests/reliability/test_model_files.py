@@ -9,7 +9,8 @@ import time
 import numpy as np
 
 from recsys.artifacts import VERSIONS, current_version
-from support.http import Server, publish_copy, request
+from support.http import Server, request
+from support.versions import publish_copy
 from tests.reliability.conftest import make_app, no_traceback, run_xsell
 
 
@@ -88,7 +89,7 @@ def test_models_list_shows_corrupt_and_orphan_versions_as_such(models_copy):
     truncated = publish_copy(models, first, "20990101T000002Z-0002", corrupt="truncate")
     # An orphan: written completely by a run (gate passed) that died before the pointer moved.
     orphan = publish_copy(models, first, "20990101T000003Z-0003")
-    from support.http import point_at
+    from support.versions import point_at
 
     point_at(models, first)
     listed = _models_json(models)
