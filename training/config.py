@@ -19,8 +19,11 @@ DEFAULTS: dict = {
                    "max_items_per_customer": 300, "max_basket_size": 100},
     "als": {"factors": 64, "regularization": 0.05, "alpha": 10.0, "iterations": 15,
             "confidence": "log", "use_gpu": None, "random_state": 0},
-    # EASE (Steck 2019) as a third blend component, fitted only when the items with
-    # two or more buyers number at most max_items (dense O(n^3) inverse); lambda is
+    # EASE (Steck 2019) as a third blend component, dense on every item with two or
+    # more buyers when they number at most max_items (O(n^3) inverse); above that, on
+    # the max_items most-bought ones (exact, the head) plus each other item's column
+    # regressed on its `tail_neighbours` most co-bought head items
+    # (recsys/models/ease_large.py; 0: no tail, EASE on the head alone); lambda is
     # chosen per query kind on the holdout from `lambdas`; the blend search decides
     # whether it is used at all (docs/RESULTS.md). `dropouts`: input-dropout
     # probabilities tried with every lambda (Steck 2020: 0 is plain EASE; above 0 an
@@ -37,8 +40,10 @@ DEFAULTS: dict = {
     # it scores better on the holdout: every candidate's weight divided by its
     # buyers ** beta (no extra inverse). Both in recsys/models/ease.py; docs/RESULTS.md.
     # Like no decay, exponent 0 (none) is always tried, first: it wins ties.
-    "ease": {"enabled": True, "lambdas": [50.0, 200.0, 800.0], "k": 200, "min_buyers": 2,
-             "max_items": 6000, "dense_items": 5000, "customer_weight": 0.0, "dropouts": [0.0],
+    # Above dense_items items the weights are stored sparse, the k largest per item.
+    "ease": {"enabled": True, "lambdas": [50.0, 200.0, 800.0], "k": 1000, "min_buyers": 2,
+             "max_items": 12000, "tail_neighbours": 100, "dense_items": 5000,
+             "customer_weight": 0.0, "dropouts": [0.0],
              "zero_diagonal": True, "half_lives": [0.0, 30.0, 90.0, 180.0],
              "size_exponents": [0.0, 0.5], "popularity_exponents": [0.0, 0.1, 0.2]},
     "train": {

@@ -27,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import partial
 
 import numpy as np
 import scipy.sparse as sp
@@ -54,6 +55,7 @@ from recsys.evaluation import (
 from recsys.exceptions import XsellError
 from recsys.models import ALSModel, CoPurchaseModel, PopularityModel
 from recsys.models.ease import EASEModel
+from recsys.models.ease_large import LargeEASEModel
 from recsys.models.recency import decay_weights, last_purchase_age, order_decay
 from recsys.models.substitutes import SubstituteModel
 from recsys.recommender import COMPONENTS, DEFAULT_BLEND, Recommender, _rows_matrix
@@ -362,12 +364,23 @@ def fit_ease(inter, config: dict, holdout_data=None, rec_factory=None, k: int = 
     # dropout 0 is always plain EASE (a DLAE without dropout is a ridge regression
     # that reconstructs each item from itself).
     zero_diagonal = bool(cfg.pop("zero_diagonal", True))
+    tail_neighbours = _ease_tail_neighbours(cfg.pop("tail_neighbours", 0))
     if "dense_items" in cfg:
         cfg["dense_items"] = _ease_dense_items(cfg["dense_items"])
     if not cfg.pop("enabled", True):
         return {}, {}
 
     customer_items = inter.customer_items() if customer_items is None else customer_items
+    # Catalogues stored sparse (above ease.dense_items kept items) are fitted by
+    # recsys/models/ease_large.py, with the same settings: EASE exactly up to
+    # ease.max_items items (in float32, a quarter of the memory), above that on the
+    # max_items most-bought ones with the regression tail.
+    model_class = EASEModel
+    buyers = np.bincount(customer_items.tocsr().indices, minlength=customer_items.shape[1])
+    limit = min(cfg.get("dense_items", 5000), cfg.get("max_items", 12000))
+    if (buyers >= cfg.get("min_buyers", 2)).sum() > limit:
+        model_class = partial(LargeEASEModel, head_items=cfg.get("max_items", 12000),
+                              tail_neighbours=tail_neighbours)
     if inter.timestamp is None:
         half_lives = [0.0]
     # Orders are the rows the decay weighs. When every order is its own customer, the
@@ -389,14 +402,14 @@ def fit_ease(inter, config: dict, holdout_data=None, rec_factory=None, k: int = 
                 weights = order_decay(inter, half_life)
                 order_items = inter.order_items() if order_items is None else order_items
             held.clear()
-            held[key] = EASEModel(size_exponent=size_exponent, **cfg).gram(
+            held[key] = model_class(size_exponent=size_exponent, **cfg).gram(
                 customer_items, order_items, weights)
         return held[key]
 
     def fit(setting: tuple, weighted: tuple | None = None) -> EASEModel:
         lam, p, half_life, size_exponent, beta = setting
         weighted = gram(half_life, size_exponent) if weighted is None else weighted
-        return EASEModel(lam=lam, dropout=p, zero_diagonal=zero_diagonal or p == 0,
+        return model_class(lam=lam, dropout=p, zero_diagonal=zero_diagonal or p == 0,
                          half_life=half_life, size_exponent=size_exponent,
                          popularity_exponent=beta, **cfg).fit(customer_items, order_items,
                                                               gram=weighted)
@@ -541,14 +554,25 @@ def _ease_exponents(values, setting: str) -> list[float]:
     return _zero_first(values, setting, lambda x: 0.0 <= x <= 2.0, "exponents in [0, 2]")
 
 
-def _ease_dense_items(value) -> int:
-    """``ease.dense_items``: the catalogue size up to which EASE keeps every weight."""
+def _ease_count(value, setting: str, zero_means: str) -> int:
+    """A whole number >= 0 of the ``ease`` section (``zero_means``: what 0 does)."""
     from recsys.exceptions import ConfigError
 
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigError(f"ease.dense_items must be a whole number of items >= 0 (0: always "
-                          f"the top ease.k weights per item; got {value!r})")
+        raise ConfigError(f"{setting} must be a whole number of items >= 0 (0: {zero_means}; "
+                          f"got {value!r})")
     return value
+
+
+def _ease_dense_items(value) -> int:
+    """``ease.dense_items``: the catalogue size up to which EASE keeps every weight."""
+    return _ease_count(value, "ease.dense_items", "always the top ease.k weights per item")
+
+
+def _ease_tail_neighbours(value) -> int:
+    """``ease.tail_neighbours``: head regressors per tail item (0: no tail)."""
+    return _ease_count(value, "ease.tail_neighbours",
+                       "EASE on the ease.max_items most-bought items only")
 
 
 def _ease_dropouts(values) -> list[float]:

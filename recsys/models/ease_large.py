@@ -47,7 +47,6 @@ import logging
 
 import numpy as np
 import scipy.sparse as sp
-
 from scipy.linalg import lapack
 
 from .base import top_indices_rows
