@@ -59,6 +59,16 @@ def test_ease_above_the_item_limit_is_fitted_on_the_most_bought_items():
     assert scores[np.ix_(top, top)] == pytest.approx(
         sp.csr_matrix(np.eye(5, dtype=np.float32)) @ on_top, abs=1e-6)
     assert not np.delete(scores, top, axis=1).any()
+    # The family says which N it was fitted on, for the comparison table.
+    from recsys.baselines import FitData, default_families
+
+    family = next(f for f in default_families(True, ease_max_items=5) if f.name == "ease")
+    d = FitData(x, x, buyers.astype(float), np.ones(8, bool), True)
+    assert family.build(d, family.grid[0]) is not None
+    assert "the 5 most-bought of the 8 items" in family.note
+    family.build(FitData(x[:, :4], x[:, :4], buyers[:4].astype(float), np.ones(4, bool), True),
+                 family.grid[0])
+    assert family.note == ""
 
 
 def test_scorers_never_return_query_or_unknown_items():
