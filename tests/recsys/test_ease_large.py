@@ -21,6 +21,15 @@ def _matrix(sim) -> np.ndarray:
     return sim.toarray() if sp.issparse(sim) else np.asarray(sim)
 
 
+def _fit_split(head_items: int, tail_neighbours: int):
+    """(orders, head, tail, the model's weights as a dense array), lambda 4."""
+    orders = _orders()
+    head, tail = split_head(np.diff(orders.tocsc().indptr), 2, head_items)
+    model = LargeEASEModel(lam=4.0, head_items=head_items, tail_neighbours=tail_neighbours,
+                           k=1000, dense_items=0).fit(orders, orders)
+    return orders, head, tail, _matrix(model.similarity_)
+
+
 @pytest.mark.parametrize("dense_items", [5000, 0])  # dense store, then CSR with every weight
 def test_equals_dense_ease_when_the_head_holds_every_item(dense_items):
     orders = _orders()
@@ -51,12 +60,7 @@ def test_head_is_the_most_bought_items_and_its_columns_are_ease_on_the_head():
 def test_a_tail_column_is_the_ridge_regression_on_its_head_regressors():
     """With as many regressors as head items, a tail item's column is exactly its column
     in dense EASE over the head plus that one item."""
-    orders = _orders()
-    buyers = np.diff(orders.tocsc().indptr)
-    head, tail = split_head(buyers, 2, 15)
-    model = LargeEASEModel(lam=4.0, head_items=15, tail_neighbours=15, k=1000,
-                           dense_items=0).fit(orders, orders)
-    got = _matrix(model.similarity_)
+    orders, head, tail, got = _fit_split(15, 15)
     for j in tail[:5]:
         cols = np.r_[head, j]
         o = orders[:, cols]
@@ -66,12 +70,7 @@ def test_a_tail_column_is_the_ridge_regression_on_its_head_regressors():
 
 
 def test_a_short_support_regresses_on_the_co_bought_head_items_first():
-    orders = _orders()
-    buyers = np.diff(orders.tocsc().indptr)
-    head, tail = split_head(buyers, 2, 20)
-    model = LargeEASEModel(lam=4.0, head_items=20, tail_neighbours=3, k=1000,
-                           dense_items=0).fit(orders, orders)
-    got = _matrix(model.similarity_)
+    orders, head, tail, got = _fit_split(20, 3)
     co = (orders[:, head].T @ orders[:, tail]).toarray()
     pos = {item: i for i, item in enumerate(head)}
     for t, j in enumerate(tail):
