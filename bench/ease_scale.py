@@ -8,7 +8,10 @@ child process of its own (peak RSS is that child's: reading the orders, the
 matrices, the fit). The fit is the component's alone, with the trainer's settings
 (``ease`` section of training/config.py): the Gram of the head and the tail
 co-counts, one lambda's weights. Dense EASE (recsys/models/ease.py, every item)
-is measured in the same run up to ``--dense-max`` items: the baseline.
+is measured in the same run up to ``--dense-max`` items: the baseline. The fit's
+process CPU time is printed next to its wall time: on a shared, loaded machine it
+is the better guide to what an idle one takes (the fit is single-threaded LAPACK
+and numpy with OPENBLAS_NUM_THREADS=1).
 
     python bench/ease_scale.py --items 5000 20000 50000 100000 200000
 """
@@ -41,16 +44,17 @@ buyers = np.bincount(customers.tocsr().indices, minlength=customers.shape[1])
 kept = int((buyers >= cfg["min_buyers"]).sum())
 args = dict(lam=float(cfg["lambdas"][1]), k=cfg["k"], min_buyers=cfg["min_buyers"],
             dense_items=cfg["dense_items"])
-t = time.perf_counter()
+t, cpu = time.perf_counter(), time.process_time()
 if kind == "dense":
     model = EASEModel(max_items=kept, **args).fit(customers, orders)
 else:
     model = LargeEASEModel(head_items=cfg["max_items"], tail_neighbours=cfg["tail_neighbours"],
                            **args).fit(customers, orders)
-fit = time.perf_counter() - t
+fit, cpu = time.perf_counter() - t, time.process_time() - cpu
 sim = model.similarity_
 nnz = int(sim.nnz) if hasattr(sim, "nnz") else int(np.count_nonzero(sim))
-print(json.dumps({"fit_s": fit, "kept": kept, "lines": int(inter.n_lines), "nnz": nnz,
+print(json.dumps({"fit_s": fit, "cpu_s": cpu, "kept": kept, "lines": int(inter.n_lines),
+                  "nnz": nnz,
                   "customers": len(inter.customers), "head": getattr(model, "n_head_", kept),
                   "tail": getattr(model, "n_tail_", 0),
                   "topk_error": getattr(model, "topk_error_", 0.0)}))
@@ -80,7 +84,8 @@ def main() -> None:
                 r = json.loads(out.strip().splitlines()[-1])
                 rows.append((items, kind, r, rss))
                 print(f"{items:>7,} items ({r['kept']:,} with 2+ buyers), {r['lines']:,} lines, "
-                      f"{r['customers']:,} customers, {kind:>5}: fit {r['fit_s']:7.1f}s, "
+                      f"{r['customers']:,} customers, {kind:>5}: fit {r['fit_s']:7.1f}s "
+                      f"(CPU {r['cpu_s']:.1f}s), "
                       f"peak RSS {rss:5.2f} GiB (child, data included); head {r['head']:,}, "
                       f"tail {r['tail']:,}, {r['nnz']:,} weights, top-k cut drops "
                       f"{100 * r['topk_error']:.1f}% of the head's weight mass", flush=True)
