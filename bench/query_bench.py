@@ -1,5 +1,5 @@
 """Single-query benchmark: each Recommender query method against the pinned, unoptimised
-reference of the answer path (``tests/recsys/reference_answers.py``), in one run.
+reference of the answer path (``support/reference_answers.py``), in one run.
 
     python bench/query_bench.py [--models DIR] [--queries 300] [--rounds 3]
 
@@ -36,7 +36,7 @@ sys.path.insert(0, REPO)
 from recsys.artifacts import current_version, load_version  # noqa: E402
 from recsys.recommender import Recommender  # noqa: E402
 from recsys.rules import Filters  # noqa: E402
-from tests.recsys.reference_answers import ReferenceRecommender  # noqa: E402
+from support.reference_answers import ReferenceRecommender  # noqa: E402
 
 
 def demo_model(work: str) -> str:

@@ -42,7 +42,7 @@ def main() -> None:
     if args.models:
         rec = Recommender.load(load_version(args.models))
     else:
-        from tests.recsys.dunnhumby import DATA, train_model
+        from support.dunnhumby import DATA, train_model
 
         tmp = tempfile.TemporaryDirectory()
         rec = train_model(DATA, tmp.name)

@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 POINTER = "CURRENT"
+# One line per pointer move (``<utc time> <version>``): which versions were ever published.
+PUBLISHED_LOG = "published.log"
 VERSIONS = "versions"
 MANIFEST = "manifest.json"
 
@@ -149,17 +151,51 @@ def set_current(models_dir: str, version: str) -> None:
         os.fsync(fh.fileno())
     os.replace(tmp, os.path.join(models_dir, POINTER))
     _fsync_dir(models_dir)
+    _log_published(models_dir, version)
+
+
+def _log_published(models_dir: str, version: str) -> None:
+    try:
+        with open(os.path.join(models_dir, PUBLISHED_LOG), "a", encoding="utf-8") as fh:
+            fh.write(f"{datetime.now(timezone.utc).isoformat(timespec='seconds')} {version}\n")
+    except OSError as exc:  # the pointer moved; the log is a record, not the truth
+        log.warning("cannot append to %s: %s", PUBLISHED_LOG, exc)
+
+
+def published_versions(models_dir: str) -> set[str] | None:
+    """Versions ``CURRENT`` ever pointed at (None for a folder without the log)."""
+    try:
+        with open(os.path.join(models_dir, PUBLISHED_LOG), encoding="utf-8",
+                  errors="replace") as fh:
+            return {line.split()[-1] for line in fh if line.strip()}
+    except OSError:
+        return None
 
 
 def current_version(models_dir: str) -> str | None:
+    """The version ``CURRENT`` names; None when there is no pointer yet.
+
+    A pointer that exists but cannot be used (unreadable, not UTF-8, empty, not a
+    version name) raises :class:`ModelLoadError` with one clear line, never a traceback."""
     try:
-        with open(os.path.join(models_dir, POINTER), encoding="utf-8") as fh:
-            name = fh.read().strip()
+        with open(os.path.join(models_dir, POINTER), "rb") as fh:
+            raw = fh.read(4096)
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise ModelLoadError(f"{models_dir}: cannot read {POINTER} ({exc.strerror})") from None
-    return name or None
+    try:
+        name = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise ModelLoadError(f"{models_dir}: {POINTER} is not UTF-8 text (corrupt pointer); "
+                             f"repair it with 'xsell models promote VERSION'") from None
+    if not name:
+        raise ModelLoadError(f"{models_dir}: {POINTER} is empty (corrupt pointer); repair it "
+                             f"with 'xsell models promote VERSION'")
+    if "\n" in name or "\x00" in name or "/" in name or name.startswith("."):
+        raise ModelLoadError(f"{models_dir}: {POINTER} does not hold a version name (corrupt "
+                             f"pointer); repair it with 'xsell models promote VERSION'")
+    return name
 
 
 def version_path(models_dir: str, version: str) -> str:
@@ -222,10 +258,14 @@ class LoadedVersion:
 
     def sparse(self, name: str) -> sp.csr_matrix:
         shape = tuple(int(x) for x in self.array(f"{name}.shape", mmap=False))
-        return sp.csr_matrix(
+        m = sp.csr_matrix(
             (self.array(f"{name}.data"), self.array(f"{name}.indices"), self.array(f"{name}.indptr")),
             shape=shape,
         )
+        # scipy copies indptr (one entry per row) when its dtype is not the indices'; the
+        # copy is read-only like the mapped arrays, so no caller can change a version.
+        m.indptr.flags.writeable = False
+        return m
 
     def json(self, name: str):
         try:
@@ -246,25 +286,39 @@ def load_version(models_dir: str, version: str | None = None, verify: bool = Tru
     return LoadedVersion(version, version_path(models_dir, version), manifest)
 
 
-def list_versions(models_dir: str) -> list[dict]:
-    """Every version folder, oldest first (by creation time), with its state (current / ok / broken)."""
+def list_versions(models_dir: str, verify: bool = True) -> list[dict]:
+    """Every version folder, oldest first (by creation time), with its state (current / ok / broken).
+
+    ``status`` is "broken" for a version that fails its checksums or misses a file
+    (``verify``: every file is hashed), and ``published`` is true only for versions the
+    pointer was moved to: a version whose gate passed but whose run died before
+    publishing (an orphan) is not published (``gate_passed`` says what the gate said)."""
     root = os.path.join(models_dir, VERSIONS)
     if not os.path.isdir(root):
         return []
-    current = current_version(models_dir)
+    try:
+        current = current_version(models_dir)
+    except ModelLoadError as exc:  # listing must still work on a folder with a bad pointer
+        log.warning("%s", exc)
+        current = None
+    published = published_versions(models_dir)
     out = []
     for name in sorted(os.listdir(root)):
         entry = {"version": name, "current": name == current}
         try:
-            manifest = read_manifest(models_dir, name)
+            manifest = verify_version(models_dir, name) if verify else \
+                read_manifest(models_dir, name)
+            gate_passed = manifest.get("published")
             entry.update(
                 created_at=manifest.get("created_at"),
-                published=manifest.get("published"),
+                published=(name == current or (name in published if published is not None
+                                               else bool(gate_passed))),
+                gate_passed=gate_passed,
                 metrics=manifest.get("metrics", {}),
                 status="ok",
             )
         except ModelLoadError as exc:
-            entry.update(status="broken", error=str(exc))
+            entry.update(status="broken", published=False, error=str(exc))
         out.append(entry)
     # Names share a one-second prefix; the manifest's time orders versions of the same second.
     out.sort(key=lambda e: (e.get("created_at") or "", e["version"]))
@@ -276,7 +330,7 @@ def prune_versions(models_dir: str, keep: int) -> list[str]:
     if keep < 1:
         raise ValueError("keep must be at least 1")
     current = current_version(models_dir)
-    names = [v["version"] for v in list_versions(models_dir)]
+    names = [v["version"] for v in list_versions(models_dir, verify=False)]
     survivors = set(names[-keep:]) | ({current} if current else set())
     removed = []
     for name in names:

@@ -41,7 +41,7 @@ EASE_MAX_ITEMS = 12000
 
 
 def _rows(query_lists: list[np.ndarray], n_items: int) -> sp.csr_matrix:
-    from .recommender import _rows_matrix
+    from .sparse import rows_matrix as _rows_matrix
 
     return _rows_matrix(query_lists, n_items)
 

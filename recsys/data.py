@@ -500,8 +500,14 @@ def read_orders(
     timestamp = None
     if "timestamp" in cols:
         timestamp, missing, bad = _timestamps(table[cols["timestamp"]])
-        reject("missing_timestamp", missing)
-        reject("unparsable_timestamp", bad)
+        if n and missing.all():
+            # A column with no value on any line (a common export shape) means "no
+            # timestamps": the seeded random holdout, not every line rejected.
+            timestamp = None
+            report.notes["timestamp_column_empty_random_holdout"] = 1
+        else:
+            reject("missing_timestamp", missing)
+            reject("unparsable_timestamp", bad)
 
     customer_is_order = "customer_id" not in cols
     if customer_is_order:
@@ -509,6 +515,15 @@ def read_orders(
         customer_ids = order_ids
     else:
         customer_ids = _id_strings(table[cols["customer_id"]])
+
+    # A stray double quote in an id (a CSV quoting slip) is kept as part of the id, and
+    # counted, so that "85123A" and 85123A" are not two items without anyone knowing.
+    quoted = np.zeros(n, dtype=bool)
+    for ids in (order_ids, item_ids) + (() if customer_is_order else (customer_ids,)):
+        quoted |= pc.fill_null(pc.match_substring(ids, '"'), False).to_numpy(
+            zero_copy_only=False)
+    if (quoted & keep).any():
+        report.notes["ids_with_stray_quote_kept_as_is"] = int((quoted & keep).sum())
 
     # Encode ids over kept rows only, so rejected rows add no vocabulary.
     keep_arr = pa.array(keep)

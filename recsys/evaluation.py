@@ -18,6 +18,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from .data import Interactions
+from .exposure import best_sellers, buyer_counts, exposure, head_items, tail_mask, tail_truth
+from .sparse import rows_matrix
 
 log = logging.getLogger(__name__)
 
@@ -95,16 +97,29 @@ class EvalData:
     basket_targets: np.ndarray
     also_queries: np.ndarray
     unknown_targets: int
+    # Every known item (a seeded sample of at most max_queries) as an also-bought query:
+    # what the item pages of the catalogue show, for also-bought's concentration.
+    catalogue_queries: np.ndarray = dataclasses.field(
+        default_factory=lambda: np.zeros(0, dtype=np.int64))
+    # The most popular 1% of the training period's items and its best-sellers
+    # (recsys.exposure); None: no exposure measures.
+    head: np.ndarray | None = None
+    sellers: np.ndarray | None = None
 
     def next_best_only(self) -> EvalData:
         """The same split with the next-best queries only (item queries dropped)."""
         return dataclasses.replace(self, basket_queries=[],
-                                   also_queries=np.zeros(0, dtype=np.int64))
+                                   also_queries=np.zeros(0, dtype=np.int64),
+                                   catalogue_queries=np.zeros(0, dtype=np.int64))
 
 
 def build_eval_data(train: Interactions, test: Interactions, seed: int = 0,
-                    max_queries: int | None = None) -> EvalData:
-    """Queries of the three protocols; ``max_queries`` caps each by a seeded sample."""
+                    max_queries: int | None = None,
+                    baskets: sp.csr_matrix | None = None) -> EvalData:
+    """Queries of the three protocols; ``max_queries`` caps each by a seeded sample.
+
+    ``baskets``: the groups of held-out items the item queries hide one item of
+    (baskets x items, binary); None: the test period's orders."""
     hist = train.customer_items()
     known = np.diff(hist.tocsc().indptr) > 0
     rng = np.random.default_rng(seed)
@@ -123,7 +138,7 @@ def build_eval_data(train: Interactions, test: Interactions, seed: int = 0,
             nb_customers = np.sort(rng.choice(nb_customers, max_queries, replace=False))
         nb_truth = new[nb_customers].tocsr()
 
-    orders = test.order_items()
+    orders = test.order_items() if baskets is None else baskets.tocsr()
     sizes = np.diff(orders.indptr)
     rows = np.flatnonzero(sizes >= 2)
     if max_queries and len(rows) > max_queries:
@@ -139,10 +154,17 @@ def build_eval_data(train: Interactions, test: Interactions, seed: int = 0,
         targets[n] = items[t]
         also[n] = items[o]
         basket_queries.append(np.delete(items, t).astype(np.int64))
+    catalogue = np.flatnonzero(known)
+    if max_queries and len(catalogue) > max_queries:
+        catalogue = np.sort(np.random.default_rng(seed).choice(catalogue, max_queries,
+                                                                replace=False))
+    buyers = buyer_counts(hist)
     return EvalData(
         train_customer_items=hist, known_items=known, nb_customers=nb_customers,
         nb_truth=nb_truth, basket_queries=basket_queries, basket_targets=targets,
         also_queries=also, unknown_targets=int((~known[targets]).sum()) if len(targets) else 0,
+        catalogue_queries=catalogue if len(rows) else np.zeros(0, dtype=np.int64),
+        head=head_items(buyers), sellers=best_sellers(buyers),
     )
 
 
@@ -276,27 +298,56 @@ def evaluate_variants(scorer, data: EvalData, k: int = 10, per_query: bool = Fal
             for a, b in _batched(len(data.nb_customers), len(data.known_items))
         ])
         n_known = int(data.known_items.sum()) or 1
+        truth_tail = None if data.head is None else tail_truth(data.nb_truth, data.head)
         for name, recs in recs_by.items():
             per = ranking_metrics(recs, data.nb_truth, k)
             valid = recs[recs >= 0]
             entry = {f"{m}@{k}": float(v.mean()) for m, v in per.items()}
             entry |= {f"coverage@{k}": len(np.unique(valid)) / n_known, "queries": len(recs)}
+            if truth_tail is not None:
+                entry |= exposure(recs, k, n_known, data.sellers)
+                has_tail = np.diff(truth_tail.indptr) > 0
+                tail = ranking_metrics(recs[has_tail], truth_tail[has_tail], k)
+                entry |= _tail_entry(tail, "next_best", k)
             if per_query:
                 entry["_per_query"] = per
             out.setdefault(name, {})["next_best"] = entry
     also = [np.asarray([q]) for q in data.also_queries]
+    # also-bought's concentration is over the catalogue's item pages, after its protocol's
+    # queries in the same pass.
+    also += [np.asarray([q]) for q in data.catalogue_queries]
+    n_protocol = len(data.also_queries)
     for kind, queries in (("basket", data.basket_queries), ("also_bought", also)):
         if not len(queries):
             continue
         recs_by = _stack([scorer.item_query(kind, queries[a:b], k) for a, b in _batched(len(queries), len(data.known_items))])
         for name, recs in recs_by.items():
+            if kind == "also_bought":
+                recs, page_recs = recs[:n_protocol], recs[n_protocol:]
+            else:
+                page_recs = recs
             per = target_metrics(recs, data.basket_targets, k)
             entry = {f"{m}@{k}": float(v.mean()) for m, v in per.items()}
-            entry |= {"queries": len(queries), "unknown_targets": data.unknown_targets}
+            entry |= {"queries": len(recs), "unknown_targets": data.unknown_targets}
+            if data.head is not None:
+                entry |= exposure(page_recs, k, int(data.known_items.sum()), data.sellers)
+                if kind == "also_bought":
+                    entry["exposure_queries"] = len(page_recs)
+                keep = tail_mask(data.basket_targets, data.head)
+                entry |= _tail_entry(target_metrics(recs[keep], data.basket_targets[keep], k),
+                                     kind, k)
             if per_query:
                 entry["_per_query"] = per
             out.setdefault(name, {})[kind] = entry
     return out or {None: {}}
+
+
+def _tail_entry(per: dict, kind: str, k: int) -> dict:
+    """The primary metric on the queries off the head (recsys.exposure)."""
+    metric = PRIMARY[kind]
+    values = per[metric]
+    return {f"{metric}_tail@{k}": float(values.mean()) if len(values) else 0.0,
+            "tail_queries": len(values)}
 
 
 PRIMARY = {"next_best": "ndcg", "basket": "hr", "also_bought": "hr"}
@@ -319,10 +370,8 @@ class RecommenderScorer:
         return self.rec.top_k(scores, k, exclude=histories, allowed=self.allowed)
 
     def item_query(self, kind, query_lists, k):
-        from .recommender import _rows_matrix
-
         scores = self.rec.score_items(kind, query_lists)
-        return self.rec.top_k(scores, k, exclude=_rows_matrix(query_lists, scores.shape[1]),
+        return self.rec.top_k(scores, k, exclude=rows_matrix(query_lists, scores.shape[1]),
                               allowed=self.allowed)
 
 
@@ -357,6 +406,4 @@ class PopularityScorer:
         return self._top(len(customer_idx), histories, k)
 
     def item_query(self, kind, query_lists, k):
-        from .recommender import _rows_matrix
-
-        return self._top(len(query_lists), _rows_matrix(query_lists, len(self.scores)), k)
+        return self._top(len(query_lists), rows_matrix(query_lists, len(self.scores)), k)

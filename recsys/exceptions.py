@@ -31,3 +31,8 @@ class ModelLoadError(XsellError):
 
 class NoModelError(ModelLoadError):
     """No current model version exists in the models folder yet."""
+
+
+class ComponentError(XsellError):
+    """A model component was asked for something it cannot do (a query kind it has no
+    scores for, a name the registry does not know)."""

@@ -33,6 +33,7 @@ same way within its ranked chunks).
 from __future__ import annotations
 
 import logging
+import os
 
 import numpy as np
 
@@ -51,13 +52,113 @@ def available() -> bool:
     return njit is not None
 
 
+_JIT_OPTIONS: dict = {}  # nogil stays False: see the module docstring
+# NUMBA_* variables that do not change the machine code (the rest are in the fingerprint).
+_NEUTRAL_ENV = {"NUMBA_CACHE_DIR", "NUMBA_NUM_THREADS", "NUMBA_DEBUG_CACHE",
+                "NUMBA_CACHE_LOCATOR_CLASSES", "NUMBA_THREADING_LAYER"}
+
+
+def cache_fingerprint(environ=None, source: bytes | None = None) -> str:
+    """What the cached machine code depends on beyond numba's own index key (the
+    function's bytecode, signature and CPU): this file's source, the numba, llvmlite
+    and Python versions, the jit options and every NUMBA_* setting that changes code
+    generation (NUMBA_OPT, NUMBA_BOUNDSCHECK, ...). A cache lives in a folder named by
+    it, so a cache made with other flags or another source is never loaded."""
+    import hashlib
+    import sys
+
+    environ = os.environ if environ is None else environ
+    digest = hashlib.sha256()
+    if source is None:
+        with open(__file__, "rb") as fh:
+            source = fh.read()
+    digest.update(source)
+    import llvmlite
+    import numba
+
+    flags = sorted((k, v) for k, v in environ.items()
+                   if k.startswith("NUMBA_") and k not in _NEUTRAL_ENV)
+    digest.update(repr((numba.__version__, llvmlite.__version__, sys.version, flags,
+                        sorted(_JIT_OPTIONS.items()))).encode())
+    return digest.hexdigest()[:16]
+
+
+def _cache_class():
+    """numba's function cache, in a folder named by :func:`cache_fingerprint`.
+
+    Next to this file (``__pycache__/xsell-numba-<fingerprint>``) when it can be
+    written, or when it already holds a cache and cannot (the Docker image: compiled
+    at build time by root, read by a non-root user from read-only site-packages;
+    numba's own locator would skip a read-only folder and compile again); else in
+    numba's user cache folder, or NUMBA_CACHE_DIR, under the same name.
+    """
+    from numba.core import caching
+
+    folder = f"xsell-numba-{cache_fingerprint()}"
+
+    def named(base):
+        class Locator(base):
+            def __init__(self, py_func, py_file):
+                super().__init__(py_func, py_file)
+                self._cache_path = os.path.join(self._cache_path, folder)
+
+            @classmethod
+            def from_function(cls, py_func, py_file):
+                if not os.path.exists(py_file):
+                    return None
+                if base is caching.UserProvidedCacheLocator and not caching.config.CACHE_DIR:
+                    return None
+                self = cls(py_func, py_file)
+                try:
+                    self.ensure_cache_path()
+                except OSError:
+                    # Read-only: usable for loading when it holds a cache already.
+                    return self if os.path.isdir(self._cache_path) else None
+                return self
+
+        return Locator
+
+    class Impl(caching.CompileResultCacheImpl):
+        _locator_classes = [named(caching.UserProvidedCacheLocator),
+                            named(caching.InTreeCacheLocator),
+                            named(caching.UserWideCacheLocator)]
+
+    class Cache(caching.FunctionCache):
+        _impl_class = Impl
+
+        def save_overload(self, sig, data):
+            try:
+                super().save_overload(sig, data)
+            except OSError as exc:  # a read-only cache folder: compiled, not saved
+                log.debug("numba cache not saved (%s)", exc)
+
+    return Cache
+
+
+_CACHE_CLASS = None
+_KERNELS: list = []
+
+
 def _compiled(fn):
+    global _CACHE_CLASS
     if njit is None:
         return fn
-    # cache=True: the machine code is written next to this file (or to numba's
-    # user cache when that is read-only) and reused by every later process.
-    # nogil stays False: see the module docstring.
-    return njit(cache=True)(fn)
+    # The machine code is cached on disk (see _cache_class) and reused by every later
+    # process with the same source and flags.
+    dispatcher = njit(**_JIT_OPTIONS)(fn)
+    if _CACHE_CLASS is None:
+        _CACHE_CLASS = _cache_class()
+    dispatcher._cache = _CACHE_CLASS(dispatcher.py_func)
+    _KERNELS.append(dispatcher)
+    return dispatcher
+
+
+def cache_stats() -> dict:
+    """Kernels loaded from the disk cache and compiled in this process, and the folder."""
+    hits = sum(sum(k.stats.cache_hits.values()) for k in _KERNELS)
+    misses = sum(sum(k.stats.cache_misses.values()) for k in _KERNELS)
+    folder = _KERNELS[0]._cache._cache_path if _KERNELS else None
+    return {"loaded": hits, "compiled": misses, "folder": folder}
 
 
 @_compiled

@@ -1,13 +1,40 @@
 #!/usr/bin/env bash
 # Install everything the tests need and run the whole test suite:
-# the Python package into .venv, and a throwaway PostgreSQL server (Debian's
-# package, installed with apt-get when missing) for the database tests.
+# the Python package into .venv, nginx (Debian's nginx-light, for the reverse-proxy
+# tests of tests/reliability), Debian's chromium + chromium-driver for the dashboard's
+# browser tests (each installed with apt-get when missing) and a throwaway PostgreSQL
+# server (Debian's package, installed when missing) for the database tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[test]'
 export OPENBLAS_NUM_THREADS=1
+# Debian packages the tests drive: nginx (tests/reliability runs the shipped
+# reverse-proxy config) and chromium + its chromedriver (the dashboard's browser tests).
+missing=()
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+if ((${#missing[@]})); then
+    if [ "$(id -u)" = 0 ]; then
+        echo "test.sh: installing Debian's ${missing[*]}" >&2
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 &&
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2 ||
+            echo "test.sh: ${missing[*]} could not be installed" >&2
+    else
+        echo "test.sh: ${missing[*]} missing and we are not root to apt-get them; " \
+             "the tests that need them will skip" >&2
+    fi
+fi
+if [ -n "${CI:-}" ] && ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+    echo "CI: nginx is needed by tests/reliability and could not be installed" >&2
+    exit 1
+fi
+# Screenshots of every dashboard view, written by the browser tests.
+XSELL_SCREENSHOTS="${XSELL_SCREENSHOTS:-$(mktemp -d /tmp/xsell-screenshots.XXXXXX)}"
+export XSELL_SCREENSHOTS
+echo "test.sh: dashboard screenshots go to $XSELL_SCREENSHOTS" >&2
 # shellcheck source=scripts/ci-postgres.sh
 source scripts/ci-postgres.sh
 if [ -n "${CI:-}" ] && [ -z "${XSELL_TEST_PG_URL:-}" ]; then

@@ -9,165 +9,42 @@ known ones the model has no evidence for) get popular items, marked
 
 from __future__ import annotations
 
-import functools
-import json
-import math
-
 import numpy as np
 import orjson
-from flask import Blueprint, Response, current_app, g, request
+from flask import Blueprint, Response, g, request
 
+from recsys.kinds import KIND
 from recsys.vocab import UNKNOWN
 
+from .answer_cache import post_key
 from .errors import ApiError, bad_request
 from .params import Query, check_id, id_list, query_from_args, query_from_body
+from .views import (
+    FALLBACK,
+    cached_get,
+    dumps,
+    has_evidence,
+    json_response,
+    payload,
+    popular,
+    read_body,
+    requires,
+    served_model,
+    settings,
+    unknown,
+)
 
 items_bp = Blueprint("items", __name__, url_prefix="/v1/items")
 customers_bp = Blueprint("customers", __name__, url_prefix="/v1/customers")
 recommendations_bp = Blueprint("recommendations", __name__, url_prefix="/v1/recommendations")
 
-FALLBACK = "popular-fallback"
-# Blended model scores are normalised to [0, 1]; popularity only adds ties below 1e-6.
-_EVIDENCE = 1e-5
+
+def _rule(kind: str, blueprint: Blueprint) -> str:
+    """The route of a query kind under ``blueprint`` (paths: recsys.kinds.QUERY_KINDS)."""
+    return KIND[kind].rule(blueprint.url_prefix)
+
+
 _EMPTY = np.zeros(0, dtype=np.int64)
-
-
-def requires(role: str):
-    """Mark a view with the least role that may call it (see ``service.auth``)."""
-
-    def mark(view):
-        view.xsell_role = role
-        return view
-
-    return mark
-
-
-def _finite(value):
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
-
-
-def dumps(payload: dict) -> bytes:
-    """Compact UTF-8 JSON; NaN and infinities (e.g. in a manifest's metrics) become null.
-
-    orjson: a recommendation list encodes in a tenth of the standard library's time.
-    """
-    try:
-        return orjson.dumps(payload)
-    except TypeError:  # a type orjson does not take (e.g. a key that is not a string)
-        return json.dumps(_finite(payload), separators=(",", ":"), allow_nan=False,
-                          ensure_ascii=False).encode()
-
-
-def json_response(payload: dict, status: int = 200) -> Response:
-    return Response(dumps(payload), status=status, mimetype="application/json")
-
-
-def cached_get(view):
-    """Serve a GET answer from the model's answer cache, or compute and remember it.
-
-    The key is the endpoint, the path and the raw query string; only 200 answers
-    are kept, and the cache belongs to the model, so a swap empties it.
-    """
-
-    @functools.wraps(view)
-    def wrapper(**kwargs):
-        model = served_model()
-        req = request._get_current_object()
-        key = (req.url_rule.endpoint, req.path, req.query_string)
-        hit = model.cached(key)
-        if hit is not None:
-            g.xsell_strategy = hit[1]
-            return Response(hit[0], mimetype="application/json")
-        response = view(**kwargs)
-        ctx = g._get_current_object()
-        if response.status_code == 200 and getattr(ctx, "xsell_model", None) is model:
-            model.remember(key, (response.get_data(), getattr(ctx, "xsell_strategy", None)))
-        return response
-
-    return wrapper
-
-
-def served_model():
-    """The model answering this request: fixed at its first use, so a swap halfway through
-    a request cannot mix two versions."""
-    ctx = g._get_current_object()
-    model = getattr(ctx, "xsell_model", None)
-    if model is not None:
-        return model
-    store = current_app.extensions["xsell"].store
-    model = ctx.xsell_model = store.model
-    if model is None:
-        detail = ""
-        if store.last_error:
-            detail = f"; last load error: {store.last_error['message']}"
-        elif store.pointer_error:
-            detail = f"; {store.pointer_error}"
-        raise ApiError(503, "no_model", "no model version is loaded yet; train one with "
-                       f"'xsell train --models DIR'{detail}", {"Retry-After": "5"})
-    return model
-
-
-def settings() -> dict:
-    return current_app.extensions["xsell"].settings
-
-
-def read_body() -> dict:
-    """The request body as a JSON object (400 otherwise; 413 above the size limit)."""
-    data = request.get_data(cache=True)
-    if not data.strip():
-        raise bad_request("the request body is empty; send a JSON object", code="invalid_body")
-    try:
-        body = orjson.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise bad_request(f"the request body is not valid JSON ({exc})",
-                          code="invalid_json") from None
-    if not isinstance(body, dict):
-        raise bad_request(f"the request body must be a JSON object, not {type(body).__name__}",
-                          code="invalid_body")
-    return body
-
-
-def payload(model, answer, fallback: bool = False) -> dict:
-    item_info = model.item_info
-    items = []
-    for r in answer.items:
-        info = item_info(r.item_idx)
-        reason = {"because_of": [item_info(b)["item_id"] for b in r.because_of],
-                  "support": r.support}
-        if r.lift is not None:
-            reason["lift"] = round(float(r.lift), 4)
-        if r.confidence is not None:
-            reason["confidence"] = round(float(r.confidence), 4)
-        if r.price_ratio is not None:
-            reason["price_ratio"] = round(float(r.price_ratio), 4)
-        items.append({"item_id": info["item_id"], "score": round(float(r.score), 6), **info,
-                      "reason": reason})
-    g.xsell_strategy = answer.strategy
-    out = {"model_version": model.version, "strategy": answer.strategy,
-           "recommendations": items}
-    if getattr(answer, "truncated_by_floor", False):
-        out["truncated_by_floor"] = True
-    return out
-
-
-def popular(model, query: Query, query_idx=_EMPTY):
-    return model.recommender.popular(query.limit, query.filters, query_idx)
-
-
-def has_evidence(answer) -> bool:
-    return any(r.score > _EVIDENCE for r in answer.items)
-
-
-def unknown(kind: str, ids) -> ApiError:
-    shown = ", ".join(repr(i) for i in ids[:5]) + (" ..." if len(ids) > 5 else "")
-    return ApiError(404, f"unknown_{kind}", f"unknown {kind} id {shown}: the model has not seen "
-                    "it (use fallback=true for popular items instead)")
 
 
 def item_index(model, item_id: str) -> int:
@@ -202,7 +79,7 @@ def _item_answer(item_id: str, ask, evidence_fallback: bool = True) -> Response:
     return json_response(payload(model, answer))
 
 
-@items_bp.get("/<path:item_id>/also-bought")
+@items_bp.get(_rule("also_bought", items_bp))
 @requires("storefront")
 @cached_get
 def also_bought(item_id: str):
@@ -210,30 +87,23 @@ def also_bought(item_id: str):
         idx, q.limit, q.filters))
 
 
-def _optional_method(model, name: str):
-    method = getattr(model.recommender, name, None)
-    if method is None:
-        raise ApiError(501, "not_implemented", f"this model release has no {name} yet")
-    return method
-
-
-@items_bp.get("/<path:item_id>/upsell")
+@items_bp.get(_rule("upsell", items_bp))
 @requires("storefront")
 @cached_get
 def item_upsell(item_id: str):
-    return _item_answer(item_id, lambda model, idx, q: _optional_method(model, "upsell")(
+    return _item_answer(item_id, lambda model, idx, q: model.recommender.upsell(
         idx, q.limit, q.filters), evidence_fallback=False)
 
 
-@items_bp.get("/<path:item_id>/downsell")
+@items_bp.get(_rule("downsell", items_bp))
 @requires("storefront")
 @cached_get
 def item_downsell(item_id: str):
-    return _item_answer(item_id, lambda model, idx, q: _optional_method(model, "downsell")(
+    return _item_answer(item_id, lambda model, idx, q: model.recommender.downsell(
         idx, q.limit, q.filters), evidence_fallback=False)
 
 
-@items_bp.get("/<path:item_id>/likely-buyers")
+@items_bp.get(_rule("likely_buyers", items_bp))
 @requires("crm")
 @cached_get
 def likely_buyers(item_id: str):
@@ -256,7 +126,7 @@ def likely_buyers(item_id: str):
                           "customers": customers})
 
 
-@customers_bp.get("/<path:customer_id>/next-best-products")
+@customers_bp.get(_rule("next_best", customers_bp))
 @requires("crm")
 @cached_get
 def next_best(customer_id: str):
@@ -277,7 +147,7 @@ def next_best(customer_id: str):
     return json_response(payload(model, answer))
 
 
-@customers_bp.get("/<path:customer_id>/upsell")
+@customers_bp.get(_rule("customer_upsell", customers_bp))
 @requires("crm")
 @cached_get
 def customer_upsell(customer_id: str):
@@ -288,8 +158,8 @@ def customer_upsell(customer_id: str):
         if not query.fallback:
             raise unknown("customer", [customer_id])
         return json_response(payload(model, popular(model, query)))
-    method = _optional_method(model, "customer_upsell")
-    return json_response(payload(model, method(idx, query.limit, query.filters)))
+    return json_response(payload(model, model.recommender.customer_upsell(
+        idx, query.limit, query.filters)))
 
 
 def _known_items(model, ids: list[str]) -> tuple[np.ndarray, list[str]]:
@@ -299,7 +169,7 @@ def _known_items(model, ids: list[str]) -> tuple[np.ndarray, list[str]]:
     return np.asarray(known, dtype=np.int64) if known else _EMPTY, missing
 
 
-@recommendations_bp.post("/basket")
+@recommendations_bp.post(_rule("basket", recommendations_bp))
 @requires("storefront")
 def basket():
     body = read_body()
@@ -307,23 +177,21 @@ def basket():
         raise bad_request("the body needs 'items': a JSON array of item ids", code="invalid_body")
     ids = id_list("items", body["items"], settings()["MAX_BASKET_ITEMS"], allow_empty=False)
     query = query_from_body(request.args, body, settings(), {"items"})
-    model = served_model()
-    known, missing = _known_items(model, ids)
-    if not len(known):
-        if not query.fallback:
-            raise unknown("item", missing)
-        out = payload(model, popular(model, query))
-    else:
+
+    def answer(model, known, missing):
+        if not len(known):
+            if not query.fallback:
+                raise unknown("item", missing)
+            return payload(model, popular(model, query))
         answer = model.recommender.basket(known, query.limit, query.filters)
         if not has_evidence(answer) and query.fallback:
             answer = popular(model, query, known)
-        out = payload(model, answer)
-    if missing:
-        out["unknown_items"] = missing
-    return json_response(out)
+        return payload(model, answer)
+
+    return _cached_post("recommendations.basket", ids, query, answer)
 
 
-@recommendations_bp.post("/next-best")
+@recommendations_bp.post(_rule("next_best_history", recommendations_bp))
 @requires("storefront")
 def next_best_history():
     body = read_body()
@@ -332,17 +200,38 @@ def next_best_history():
                           "bought", code="invalid_body")
     ids = id_list("history", body["history"], settings()["MAX_HISTORY_ITEMS"])
     query = query_from_body(request.args, body, settings(), {"history"})
-    model = served_model()
-    known, missing = _known_items(model, ids)
-    if not len(known):
-        if ids and not query.fallback:
-            raise unknown("item", missing)
-        out = payload(model, popular(model, query))
-    else:
+
+    def answer(model, known, missing):
+        if not len(known):
+            if ids and not query.fallback:
+                raise unknown("item", missing)
+            return payload(model, popular(model, query))
         answer = model.recommender.next_best_for_history(known, query.limit, query.filters)
         if not has_evidence(answer) and query.fallback:
             answer = popular(model, query, known)
-        out = payload(model, answer)
+        return payload(model, answer)
+
+    return _cached_post("recommendations.next_best_history", ids, query, answer)
+
+
+def _cached_post(endpoint: str, ids: list[str], query: Query, compute) -> Response:
+    """A POSTed cart or history answered from the model's answer cache (keyed on the
+    distinct ids, sorted, and the parameters: ``service.answer_cache.post_key``) or by
+    ``compute(model, known indexes, unknown ids)`` -> payload, then remembered.
+
+    The cached body leaves ``unknown_items`` out; it is added per request, in the
+    client's order."""
+    model = served_model()
+    key = post_key(endpoint, ids, query)
+    hit = model.cached(key)
+    if hit is not None:
+        body, g.xsell_strategy, any_missing = hit
+        missing = [i for i, j in zip(ids, model.item_indices(ids), strict=True)
+                   if j == UNKNOWN] if any_missing else None
+    else:
+        known, missing = _known_items(model, ids)
+        body = dumps(compute(model, known, missing))
+        model.remember(key, (body, getattr(g, "xsell_strategy", None), bool(missing)))
     if missing:
-        out["unknown_items"] = missing
-    return json_response(out)
+        body = body[:-1] + b',"unknown_items":' + orjson.dumps(missing) + b"}"
+    return Response(body, mimetype="application/json")

@@ -51,7 +51,9 @@ def create_app(config: dict | None = None) -> Flask:
     _compile_answer_path()
     store = ModelStore(settings["MODELS_DIR"], settings["RELOAD_INTERVAL"],
                        on_event=metrics.on_store_event if settings["METRICS"] else None,
-                       cache_size=max(0, settings["ANSWER_CACHE"]))
+                       cache_size=max(0, settings["ANSWER_CACHE"]),
+                       cache_bytes=max(0, settings["ANSWER_CACHE_BYTES"]),
+                       on_cache_lookup=metrics.on_cache_lookup if settings["METRICS"] else None)
     if settings["MODELS_DIR"]:
         store.check()
         if store.model is None:
@@ -81,7 +83,10 @@ def _compile_answer_path() -> None:
     started = time.perf_counter()
     fastpath.warm()
     if fastpath.available():
-        log.info("compiled answer path ready in %.2f s", time.perf_counter() - started)
+        stats = fastpath.cache_stats()
+        log.info("compiled answer path ready in %.2f s (numba cache: %d kernels loaded, %d "
+                 "compiled, folder %s)", time.perf_counter() - started, stats["loaded"],
+                 stats["compiled"], stats["folder"])
     else:
         log.warning("numba is not installed: answers take the slower numpy path")
 

@@ -33,7 +33,9 @@ def digest(key: str) -> bytes:
 def _check_role(role: str, where: str) -> str:
     role = role.strip().lower()
     if role not in ROLES:
-        raise ConfigError(f"{where}: role {role!r} is unknown; use one of {', '.join(ROLES)}")
+        # Never echo the text: a reversed 'key:role' pair puts the key here.
+        raise ConfigError(f"{where}: the role is not one of {', '.join(ROLES)} (expected "
+                          f"'role:key', e.g. 'storefront:<key>')")
     return role
 
 
@@ -113,7 +115,10 @@ def authorize(keys: ApiKeys, needed: str | None, headers, remote_addr: str | Non
     if needed is None:
         return None
     if not keys.enabled:
-        if allow_open or is_loopback(remote_addr):
+        # A request relayed by the reverse proxy (deploy/nginx) comes from loopback too:
+        # it counts as the remote client it is.
+        proxied = "X-Forwarded-For" in headers or "Forwarded" in headers
+        if allow_open or (is_loopback(remote_addr) and not proxied):
             return "admin"
         raise ApiError(403, "forbidden", "no API keys are configured, so the service answers "
                        "loopback clients only; set XSELL_API_KEYS or XSELL_API_KEYS_FILE")

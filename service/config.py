@@ -22,11 +22,18 @@ DEFAULTS: dict = {
     "API_KEYS_FILE": None,
     # Without keys the API answers loopback clients only, unless this is true.
     "ALLOW_OPEN": False,
+    # Dashboard sessions (service.dashboard.session): the cookie signing secret (default: a
+    # random one per start, shared by the preloaded gunicorn workers), lifetime, HTTPS only.
+    "SECRET_KEY": None,
+    "SESSION_HOURS": 8.0,
+    "SESSION_COOKIE_SECURE": False,
     # Access log lines (JSON) per request.
     "ACCESS_LOG": True,
     "LOG_LEVEL": "INFO",
-    # Finished GET answers kept per worker and model version (0: no cache).
+    # Finished answers (GETs, POSTed carts and histories) kept per worker and model
+    # version (0: no cache), and the most bytes of answers they may hold.
     "ANSWER_CACHE": 10000,
+    "ANSWER_CACHE_BYTES": 64 * 1024 * 1024,
     # Prometheus /metrics and request accounting.
     "METRICS": True,
 }
@@ -39,8 +46,10 @@ _CASTS = {
     "MAX_LIMIT": int,
     "DEFAULT_LIMIT": int,
     "ANSWER_CACHE": int,
+    "SESSION_HOURS": float,
+    "ANSWER_CACHE_BYTES": int,
 }
-_BOOLS = {"ACCESS_LOG", "METRICS", "ALLOW_OPEN"}
+_BOOLS = {"ACCESS_LOG", "METRICS", "ALLOW_OPEN", "SESSION_COOKIE_SECURE"}
 
 
 def _cast(key: str, value):

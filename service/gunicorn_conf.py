@@ -12,6 +12,7 @@ pages; the arrays are memory-mapped besides. Threads do not survive fork, so
 each worker starts its own model watcher in ``post_worker_init``.
 """
 
+import atexit
 import gc
 import os
 import shutil
@@ -76,11 +77,25 @@ def size_malloc_to_model(n_items: int) -> tuple[int, int]:
 
 _limit_malloc_arenas()
 
+# gunicorn's own 400/414/431 answers in the contract's JSON, its warnings without the
+# offending request text (service/gunicorn_errors.py).
+from service.gunicorn_errors import install as _json_gunicorn_errors  # noqa: E402
+
+_json_gunicorn_errors()
+
 # prometheus_client's multiprocess mode: every worker writes its values here.
 _OWN_METRICS_DIR = None
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     _OWN_METRICS_DIR = tempfile.mkdtemp(prefix="xsell-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = _OWN_METRICS_DIR
+    _OWNER_PID = os.getpid()
+
+    def _remove_own_metrics_dir() -> None:
+        # Also on a failed start (on_exit is not called then); never from a worker.
+        if os.getpid() == _OWNER_PID:
+            shutil.rmtree(_OWN_METRICS_DIR, ignore_errors=True)
+
+    atexit.register(_remove_own_metrics_dir)
 
 
 def _cpus() -> int:

@@ -29,7 +29,9 @@ RELOAD_FAILURES = Counter("xsell_model_reload_failures",
                           "New model versions that could not be loaded", registry=None)
 LOAD_SECONDS = Histogram("xsell_model_load_seconds", "Time to load and verify a model version",
                          buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=None)
-_OWN = (REQUESTS, LATENCY, ANSWERS, RELOADS, RELOAD_FAILURES, LOAD_SECONDS)
+CACHE_LOOKUPS = Counter("xsell_answer_cache_lookups", "Answer cache lookups (result=hit|miss)",
+                        ["endpoint", "result"], registry=None)
+_OWN = (REQUESTS, LATENCY, ANSWERS, RELOADS, RELOAD_FAILURES, LOAD_SECONDS, CACHE_LOOKUPS)
 
 
 def multiprocess() -> bool:
@@ -47,6 +49,10 @@ def on_store_event(kind: str, seconds: float) -> None:
 _children: dict = {}
 
 
+def on_cache_lookup(endpoint: str, hit: bool) -> None:
+    _child(CACHE_LOOKUPS, endpoint, "hit" if hit else "miss").inc()
+
+
 def _child(metric, *labels):
     # labels() takes a lock and validates on every call; the set of label values is small.
     key = (metric, labels)
@@ -56,8 +62,14 @@ def _child(metric, *labels):
     return child
 
 
+# Label values must stay bounded: any client can send a made-up method name.
+METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
+
+
 def observe(endpoint: str, method: str, status: int, seconds: float, strategy: str | None):
     code = str(status)
+    if method not in METHODS:
+        method = "other"
     _child(REQUESTS, endpoint, method, code).inc()
     _child(LATENCY, endpoint, code).observe(seconds)
     if strategy is not None:

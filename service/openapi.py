@@ -9,14 +9,72 @@ from __future__ import annotations
 
 import copy
 
+from recsys.kinds import FILTER_FIELDS, KIND, FilterField
+
+from .config import DEFAULTS
 from .params import MAX_ID_LENGTH
 
 _ERROR_CODES = ["invalid_parameter", "invalid_body", "invalid_json", "too_many_items",
                 "missing_api_key", "invalid_api_key", "forbidden", "unknown_item",
                 "unknown_customer", "no_evidence", "not_found", "method_not_allowed",
-                "payload_too_large", "not_implemented", "no_model", "internal_error"]
+                "payload_too_large", "unsupported_media_type", "uri_too_long",
+                "headers_too_large", "bad_request", "not_implemented", "no_model",
+                "internal_error"]
 
-_NONEMPTY = {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH}
+# Ids: not empty and not only whitespace (the service answers 400 for those).
+_NONEMPTY = {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH, "pattern": r"\S"}
+
+# Rules JSON Schema cannot state (it compares no two values and counts no encoded bytes),
+# stated where clients read them; tests/reliability/schemathesis_hooks.py tells the fuzzer.
+_PRICE_RULE = ("plain decimal number >= 0; min_price must not be above max_price "
+               "(400 invalid_parameter)")
+MAX_BODY_BYTES = DEFAULTS["MAX_BODY_BYTES"]
+_BODY_RULE = (f"JSON (Content-Type application/json, else 415), at most {MAX_BODY_BYTES} bytes "
+              f"as sent (XSELL_MAX_BODY_BYTES; chunked bodies too), else 413: the id lists' "
+              f"maxItems are not reachable with ids of the maximal length")
+
+
+def _bounds(field: FilterField, schema: dict) -> dict:
+    for key, value in (("minimum", field.minimum), ("maximum", field.maximum)):
+        if value is not None:
+            schema[key] = value
+    return schema
+
+
+def _query_parameter(field: FilterField) -> dict:
+    """A filter field (recsys.kinds.FILTER_FIELDS) as a query parameter."""
+    out = {"name": field.name, "in": "query",
+           "description": _PRICE_RULE if field.type == "price" else field.help}
+    if field.type == "categories":
+        return {**out, "style": "form", "explode": True,
+                "schema": {"type": "array", "items": {"type": "string"}}}
+    if field.type == "bool":
+        return {**out, "description": "true: " + field.help, "schema": {"type": "boolean"}}
+    schema = {"price": {"type": "number"}, "number": {"type": "number"},
+              "int": {"type": "integer"}, "ids": {"type": "string"}, "id": _NONEMPTY}[field.type]
+    return {**out, "schema": _bounds(field, dict(schema))}
+
+
+def _filter_properties() -> dict:
+    """The ``filters`` object of a POST body: every filter field, nullable."""
+    ids = {"oneOf": [{"type": "string", "minLength": 1}, {"type": "array", "items": _NONEMPTY}]}
+    out = {}
+    for field in FILTER_FIELDS:
+        if field.type == "categories":
+            out[field.name] = out["categories"] = ids
+        elif field.type == "ids":
+            out[field.name] = {"oneOf": [{"type": "string"},
+                                         {"type": "array", "items": _NONEMPTY}]}
+        elif field.type == "id":
+            out[field.name] = {**_NONEMPTY, "nullable": True}
+        else:
+            kind = {"price": "number", "number": "number", "int": "integer",
+                    "bool": "boolean"}[field.type]
+            schema = {"type": kind, "nullable": True}
+            if field.type == "price":
+                schema["description"] = _PRICE_RULE
+            out[field.name] = _bounds(field, schema)
+    return out
 
 # Options that every POST recommendation body takes besides its own ids.
 _REQUEST_OPTIONS = {
@@ -56,6 +114,9 @@ SCHEMAS = {
             "confidence": {"type": "number", "description": "P(item | because_of[0])"},
             "price_ratio": {"type": "number",
                             "description": "upsell/downsell: price / because_of[0]'s price"},
+            "filled": {"type": "string", "enum": ["popular"],
+                       "description": "a slot no customer bought together with a query "
+                                      "item: filled for lack of evidence, not co-bought"},
         },
     },
     "Recommendation": {
@@ -102,23 +163,7 @@ SCHEMAS = {
     "Filters": {
         "type": "object",
         "additionalProperties": False,
-        "properties": {
-            "category": {"oneOf": [{"type": "string", "minLength": 1},
-                                   {"type": "array", "items": _NONEMPTY}]},
-            "categories": {"oneOf": [{"type": "string", "minLength": 1},
-                                     {"type": "array", "items": _NONEMPTY}]},
-            "min_price": {"type": "number", "minimum": 0, "nullable": True},
-            "max_price": {"type": "number", "minimum": 0, "nullable": True},
-            "in_stock": {"type": "boolean", "nullable": True},
-            "exclude": {"oneOf": [{"type": "string"},
-                                  {"type": "array", "items": _NONEMPTY}]},
-            "customer_id": {"type": "string", "nullable": True},
-            "max_per_category": {"type": "integer", "minimum": 1, "maximum": 100,
-                                 "nullable": True},
-            "min_support": {"type": "integer", "minimum": 0, "maximum": 10**9,
-                            "nullable": True},
-            "min_score": {"type": "number", "minimum": 0, "nullable": True},
-        },
+        "properties": _filter_properties(),
     },
     "BasketRequest": {
         "type": "object",
@@ -161,28 +206,11 @@ SCHEMAS = {
 QUERY_PARAMETERS = [
     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
                                                 "maximum": 100, "default": 10}},
-    {"name": "category", "in": "query", "style": "form", "explode": True,
-     "description": "only these categories (repeatable)",
-     "schema": {"type": "array", "items": {"type": "string"}}},
-    {"name": "min_price", "in": "query", "schema": {"type": "number", "minimum": 0}},
-    {"name": "max_price", "in": "query", "schema": {"type": "number", "minimum": 0}},
-    {"name": "in_stock", "in": "query", "description": "true: only items in stock",
-     "schema": {"type": "boolean"}},
-    {"name": "exclude", "in": "query", "description": "comma-separated item ids",
-     "schema": {"type": "string"}},
-    {"name": "customer_id", "in": "query",
-     "description": "never recommend what this customer already bought", "schema": _NONEMPTY},
     {"name": "fallback", "in": "query",
      "description": "true (default): unknown or too-new ids get popular items, marked "
                     "popular-fallback; false: 404",
      "schema": {"type": "boolean", "default": True}},
-    {"name": "max_per_category", "in": "query",
-     "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
-    {"name": "min_support", "in": "query",
-     "description": "relevance floor: customers behind the evidence (model default if absent)",
-     "schema": {"type": "integer", "minimum": 0, "maximum": 1000000000}},
-    {"name": "min_score", "in": "query", "description": "relevance floor on the score",
-     "schema": {"type": "number", "minimum": 0}},
+    *(_query_parameter(field) for field in FILTER_FIELDS),
 ]
 _REQUEST_ID = {"X-Request-ID": {"description": "the caller's X-Request-ID, or a new one",
                                 "schema": {"type": "string"}}}
@@ -208,7 +236,6 @@ def _errors(*statuses: int) -> dict:
         413: "the body is larger than the limit",
         415: "unsupported media type",
         500: "a bug in the service (never caused by a request)",
-        501: "this model release does not answer this kind of query yet",
         503: "no model is loaded yet",
     }
     return {str(s): _error(text[s]) for s in statuses}
@@ -229,8 +256,10 @@ def _operation(summary: str, role: str, ok: dict, errors: tuple, parameters=None
     if parameters:
         op["parameters"] = parameters
     if body:
-        op["requestBody"] = {"required": True, "content": {"application/json": {
-            "schema": {"$ref": f"#/components/schemas/{body}"}}}}
+        op["requestBody"] = {"required": True, "description": _BODY_RULE,
+                             "x-max-body-bytes": MAX_BODY_BYTES,
+                             "content": {"application/json": {
+                                 "schema": {"$ref": f"#/components/schemas/{body}"}}}}
     return op
 
 
@@ -239,40 +268,40 @@ def _path_param(name: str) -> dict:
 
 
 _GET_ERRORS = (400, 401, 403, 404, 405, 500, 503)
-_POST_ERRORS = (400, 401, 403, 404, 405, 413, 500, 503)
+_POST_ERRORS = (400, 401, 403, 404, 405, 413, 415, 500, 503)
 
 
-def _item_get(summary: str, op_id: str, extra=()) -> dict:
+def _item_get(summary: str, op_id: str) -> dict:
     return {"get": _operation(summary, "storefront", _json("Recommendations", "recommendations"),
-                              tuple(sorted(set(_GET_ERRORS) | set(extra))),
+                              _GET_ERRORS,
                               [_path_param("item_id"), *QUERY_PARAMETERS], op_id=op_id)}
 
 
 def _document() -> dict:
     paths = {
-        "/v1/items/{item_id}/also-bought": _item_get(
+        KIND["also_bought"].path: _item_get(
             "Customers who bought this item also chose (complements)", "alsoBought"),
-        "/v1/items/{item_id}/upsell": _item_get(
-            "A higher-priced alternative to this item", "itemUpsell", (501,)),
-        "/v1/items/{item_id}/downsell": _item_get(
-            "A cheaper alternative to this item", "itemDownsell", (501,)),
-        "/v1/items/{item_id}/likely-buyers": {"get": _operation(
+        KIND["upsell"].path: _item_get(
+            "A higher-priced alternative to this item", "itemUpsell"),
+        KIND["downsell"].path: _item_get(
+            "A cheaper alternative to this item", "itemDownsell"),
+        KIND["likely_buyers"].path: {"get": _operation(
             "Customers most likely to buy this item next", "crm",
             _json("LikelyBuyers", "customers"), _GET_ERRORS,
             [_path_param("item_id"), *QUERY_PARAMETERS], op_id="likelyBuyers")},
-        "/v1/customers/{customer_id}/next-best-products": {"get": _operation(
+        KIND["next_best"].path: {"get": _operation(
             "Next-best products for a known customer", "crm",
             _json("Recommendations", "recommendations"), _GET_ERRORS,
             [_path_param("customer_id"), *QUERY_PARAMETERS], op_id="nextBestProducts")},
-        "/v1/customers/{customer_id}/upsell": {"get": _operation(
+        KIND["customer_upsell"].path: {"get": _operation(
             "The next tier of what this customer already bought", "crm",
-            _json("Recommendations", "recommendations"), (*_GET_ERRORS, 501),
+            _json("Recommendations", "recommendations"), _GET_ERRORS,
             [_path_param("customer_id"), *QUERY_PARAMETERS], op_id="customerUpsell")},
-        "/v1/recommendations/basket": {"post": _operation(
+        KIND["basket"].path: {"post": _operation(
             "Cart completion for several items at once", "storefront",
             _json("Recommendations", "recommendations"), _POST_ERRORS, QUERY_PARAMETERS,
             body="BasketRequest", op_id="basket")},
-        "/v1/recommendations/next-best": {"post": _operation(
+        KIND["next_best_history"].path: {"post": _operation(
             "Next-best products for a customer the model has not seen, from a history",
             "storefront", _json("Recommendations", "recommendations"), _POST_ERRORS,
             QUERY_PARAMETERS, body="HistoryRequest", op_id="nextBestFromHistory")},
@@ -307,12 +336,16 @@ def _document() -> dict:
                                                         "content": {"application/json": {
                                                             "schema": {"type": "object"}}}},
                                                 **_errors(405, 500)}}},
-        "/dashboard": {"get": {"summary": "The merchandiser dashboard (HTML)",
+        "/dashboard": {"get": {"summary": "The merchandiser's workbench (HTML)",
                                "operationId": "dashboard", "security": _SECURITY,
-                               "description": "Role: admin (when API keys are configured).",
+                               "description": "Role: admin (when API keys are configured). "
+                               "A browser without a key header is sent to the sign-in form "
+                               "(/dashboard/sign-in) and then keeps a session cookie; see "
+                               "docs/DASHBOARD.md.",
                                "responses": {"200": {"description": "HTML page",
                                                      "content": {"text/html": {
                                                          "schema": {"type": "string"}}}},
+                                             "302": {"description": "to the sign-in form"},
                                              **_errors(401, 403, 405, 500, 503)}}},
     }
     return {

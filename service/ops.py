@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app
 
 from . import metrics
-from .api import json_response, requires, served_model
+from .views import json_response, requires, served_model
 
 ops_bp = Blueprint("ops", __name__)
 
@@ -21,7 +21,9 @@ def readyz():
     model = served_model()  # 503 no_model when none is loaded
     out = {"status": "ready", "model_version": model.version}
     if store.last_error:
-        out["last_error"] = store.last_error
+        out["last_error"] = store.last_error  # paths of the server redacted (service.faults)
+    if store.pointer_error:
+        out["pointer_error"] = store.pointer_error
     return json_response(out)
 
 

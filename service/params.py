@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 from recsys.exceptions import ConfigError
+from recsys.kinds import FILTER_FIELDS as FILTER_FIELDS_TABLE
+from recsys.kinds import FILTER_NAMES
 from recsys.rules import Filters
 
 from .errors import bad_request
@@ -13,8 +16,11 @@ from .errors import bad_request
 MAX_ID_LENGTH = 256
 _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off")
-FILTER_FIELDS = ("category", "min_price", "max_price", "in_stock", "exclude", "customer_id",
-                 "max_per_category", "min_support", "min_score")
+# Numbers in query strings: plain ASCII digits only (int() and float() also take "1_0",
+# "+5", " 5 " and non-ASCII digits, which no client means to send).
+_INT_TEXT = re.compile(r"[0-9]{1,12}")
+_DECIMAL_TEXT = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+FILTER_FIELDS = FILTER_NAMES
 
 
 @dataclass
@@ -36,15 +42,15 @@ def parse_bool(name: str, value) -> bool:
     raise bad_request(f"{name} must be true or false, not {value!r}")
 
 
-def parse_int(name: str, value, low: int, high: int) -> int:
-    if isinstance(value, bool):
+def parse_int(name: str, value, low: int, high: int, text: bool = True) -> int:
+    """An integer in [low, high]; ``text``: from a query string (else a JSON number)."""
+    if isinstance(value, bool) or (isinstance(value, str) and not text):
         raise bad_request(f"{name} must be an integer from {low} to {high}, not {value!r}")
     if isinstance(value, str):
-        try:
-            value = int(value.strip())
-        except ValueError:
+        if not _INT_TEXT.fullmatch(value):
             raise bad_request(f"{name} must be an integer from {low} to {high}, "
-                              f"not {value!r}") from None
+                              f"not {value!r}")
+        value = int(value)
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if not isinstance(value, int) or not low <= value <= high:
@@ -52,12 +58,14 @@ def parse_int(name: str, value, low: int, high: int) -> int:
     return value
 
 
-def parse_price(name: str, value) -> float:
-    if isinstance(value, bool):
+def parse_price(name: str, value, text: bool = True) -> float:
+    """A finite number >= 0; ``text``: from a query string (else a JSON number)."""
+    if isinstance(value, bool) or (isinstance(value, str) and
+                                   (not text or not _DECIMAL_TEXT.fullmatch(value))):
         raise bad_request(f"{name} must be a number, not {value!r}")
     try:
-        number = float(value.strip() if isinstance(value, str) else value)
-    except (TypeError, ValueError):
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
         raise bad_request(f"{name} must be a number, not {value!r}") from None
     if not math.isfinite(number) or number < 0:
         raise bad_request(f"{name} must be a finite number >= 0, not {value!r}")
@@ -103,8 +111,9 @@ def _finish(filters: Filters) -> Filters:
         raise bad_request(str(exc)) from None
 
 
-SINGLE_VALUED = ("limit", "min_price", "max_price", "in_stock", "customer_id", "fallback",
-                 "max_per_category", "min_support", "min_score")
+# Parameters given at most once (categories repeat; exclude ids may come in several).
+SINGLE_VALUED = ("limit", "fallback", *(field.name for field in FILTER_FIELDS_TABLE
+                                         if field.type not in ("categories", "ids")))
 
 
 def _check_single(args) -> None:
@@ -141,11 +150,12 @@ def filters_from_args(args) -> Filters:
 
 def _relevance_floor(filters: Filters, source, prefix: str) -> None:
     """``min_support`` / ``min_score``: the relevance floor (the model's default when absent)."""
+    text = not prefix  # query parameters are text; a body's values are JSON numbers
     if hasattr(filters, "min_support") and source.get("min_support") is not None:
         filters.min_support = parse_int(f"{prefix}min_support", source["min_support"], 0,
-                                        10**9)
+                                        10**9, text)
     if hasattr(filters, "min_score") and source.get("min_score") is not None:
-        filters.min_score = parse_price(f"{prefix}min_score", source["min_score"])
+        filters.min_score = parse_price(f"{prefix}min_score", source["min_score"], text)
 
 
 def filters_from_body(body, filters: Filters) -> Filters:
@@ -165,7 +175,7 @@ def filters_from_body(body, filters: Filters) -> Filters:
             filters.categories = id_list(f"filters.{key}", value, 1000)
     for key in ("min_price", "max_price"):
         if key in body and body[key] is not None:
-            setattr(filters, key, parse_price(f"filters.{key}", body[key]))
+            setattr(filters, key, parse_price(f"filters.{key}", body[key], text=False))
     if "in_stock" in body and body["in_stock"] is not None:
         if not isinstance(body["in_stock"], bool):
             raise bad_request("filters.in_stock must be true or false")
@@ -178,7 +188,7 @@ def filters_from_body(body, filters: Filters) -> Filters:
         filters.customer_id = check_id("filters.customer_id", body["customer_id"])
     if "max_per_category" in body and body["max_per_category"] is not None:
         filters.max_per_category = parse_int("filters.max_per_category",
-                                             body["max_per_category"], 1, 100)
+                                             body["max_per_category"], 1, 100, text=False)
     _relevance_floor(filters, body, "filters.")
     return filters
 
@@ -200,7 +210,7 @@ def query_from_body(args, body: dict, settings: dict, allowed: set[str]) -> Quer
                           f"{', '.join(sorted(known))}", code="invalid_body")
     query = query_from_args(args, settings)
     if body.get("limit") is not None:
-        query.limit = parse_int("limit", body["limit"], 1, settings["MAX_LIMIT"])
+        query.limit = parse_int("limit", body["limit"], 1, settings["MAX_LIMIT"], text=False)
     if body.get("fallback") is not None:
         if not isinstance(body["fallback"], bool):
             raise bad_request("fallback must be true or false")

@@ -25,9 +25,13 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from recsys.artifacts import current_version, load_version
 from recsys.exceptions import NoModelError, XsellError
+from recsys.objectstore import open_models
 from recsys.recommender import Recommender
+from recsys.recommender.servable import load_servable
+
+from .answer_cache import AnswerCache
+from .faults import changed_files, file_identity, redact
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +49,14 @@ def _utc(ts: float | None) -> str | None:
 class ServedModel:
     """A loaded version plus the per-process caches the request path uses."""
 
-    def __init__(self, recommender: Recommender, load_seconds: float, cache_size: int = 0):
+    def __init__(self, recommender: Recommender, load_seconds: float, cache_size: int = 0,
+                 cache_bytes: int = 64 << 20, on_cache_lookup=None):
         self.recommender = recommender
-        # Finished answers (JSON bytes) of GET queries: an answer depends only on the model
-        # and the request, so it stays right until this model is swapped out with its cache.
+        # Finished answers (JSON bytes) of GET queries and POSTed carts and histories: an
+        # answer depends only on the model and the request, so it stays right until this
+        # model is swapped out with its cache (service.answer_cache).
         self.cache_size = cache_size
-        self.answers: dict = {}
+        self.answers = AnswerCache(cache_size, cache_bytes, on_cache_lookup)
         self.version = recommender.version
         self.manifest = recommender.manifest
         self.loaded_at = time.time()
@@ -59,6 +65,9 @@ class ServedModel:
         self._index: dict[str, int] = {}  # item id -> index, filled as ids are asked for
         self._customer_activity = None
         self.strategy_cache: dict[str, str] = {}
+        # Files of the version as loaded (service.faults): checked on every poll.
+        self.path: str | None = None
+        self.identity: dict = {}
 
     def item_info(self, item_idx: int) -> dict:
         """``item_id``, ``name``, ``category``, ``price``, ``in_stock`` (+ ``metadata``), cached."""
@@ -85,18 +94,10 @@ class ServedModel:
         return out
 
     def cached(self, key):
-        return self.answers.get(key) if self.cache_size else None
+        return self.answers.get(key, key[0])
 
     def remember(self, key, value) -> None:
-        if not self.cache_size:
-            return
-        answers = self.answers
-        if len(answers) >= self.cache_size:
-            try:  # oldest first (dicts keep insertion order); another thread may race us
-                del answers[next(iter(answers))]
-            except (KeyError, StopIteration, RuntimeError):
-                pass
-        answers[key] = value
+        self.answers.put(key, value)
 
     def customer_activity(self) -> np.ndarray:
         """Purchases per known customer (for the likely-buyers fallback)."""
@@ -106,32 +107,26 @@ class ServedModel:
         return self._customer_activity
 
 
-def load_model(models_dir: str, version: str, cache_size: int = 0) -> ServedModel:
+def load_model(models_dir: str, version: str, cache_size: int = 0, **cache) -> ServedModel:
     """Load and verify one version; raises ``XsellError`` (or OSError) if it is not usable."""
     start = time.perf_counter()
-    loaded = load_version(models_dir, version, verify=True)
-    rec = Recommender.load(loaded)
-    if len(rec.items) == 0:
-        raise XsellError(f"version {version}: the model has no items")
-    # Smoke queries: touch every array a request will touch, so a broken file fails here
-    # (and, in a preloading gunicorn master, lazily built parts are built before the fork).
-    rec.popular(1, None, np.zeros(0, dtype=np.int64))
-    probe = int(np.argmax(rec.popularity.counts_))
-    rec.also_bought(probe, 1)
-    rec.basket(np.asarray([probe]), 1)
-    rec.next_best_for_history(np.asarray([probe]), 1)
-    if len(rec.customers):
-        rec.next_best(0, 1)
-    return ServedModel(rec, time.perf_counter() - start, cache_size)
+    rec, loaded = load_servable(models_dir, version)
+    served = ServedModel(rec, time.perf_counter() - start, cache_size, **cache)
+    served.path = loaded.path
+    served.identity = file_identity(loaded.path)
+    return served
 
 
 class ModelStore:
     """Holds the current :class:`ServedModel` of a models folder and keeps it current."""
 
     def __init__(self, models_dir: str | None, interval: float = 5.0, on_event=None,
-                 cache_size: int = 0):
+                 cache_size: int = 0, **cache):
         self.models_dir = models_dir
         self.cache_size = cache_size
+        self.cache = cache  # ServedModel's cache_bytes, on_cache_lookup
+        # A folder, or s3://bucket/prefix whose versions are downloaded to a local cache.
+        self.source = open_models(models_dir) if models_dir else None
         self.interval = float(interval)
         self.on_event = on_event  # callback(kind: "reload" | "failure", seconds)
         self._model: ServedModel | None = None
@@ -148,6 +143,9 @@ class ModelStore:
         self.last_check: float | None = None
         self.reloads = 0
         self.reload_failures = 0
+        # The model served before the current one: restored when the current one's files
+        # change under it and it cannot be reloaded (service.faults).
+        self._previous: ServedModel | None = None
 
     @property
     def model(self) -> ServedModel | None:
@@ -161,13 +159,21 @@ class ModelStore:
         with self._load_lock:
             self.last_check = time.time()
             try:
-                pointer = current_version(self.models_dir)
-                self.pointer_error = None if pointer else (
-                    f"{self.models_dir} has no CURRENT pointer (no model published yet, "
-                    f"or the folder was removed)")
+                pointer = self.source.current()
+                error = None if pointer else (
+                    "the models folder has no CURRENT pointer (no model published yet, "
+                    "or the folder was removed)")
             except XsellError as exc:
-                pointer, self.pointer_error = None, str(exc)
+                # An unusable pointer is a reload failure like the others: logged once, the
+                # current model kept (workers booting later keep the preloaded one).
+                pointer, error = None, self._public(str(exc))
+                if error != self.pointer_error:
+                    self._fail(None, exc)
+            if error is None and self.last_error and self.last_error.get("version") is None:
+                self.last_error = None  # the pointer is readable again
+            self.pointer_error = error
             self.pointer = pointer
+            self._check_files()
             if pointer is None:
                 return False
             current = self._model.version if self._model is not None else None
@@ -178,7 +184,8 @@ class ModelStore:
             if pointer == current or (pointer == self.failed_version and not force):
                 return False
             try:
-                model = load_model(self.models_dir, pointer, self.cache_size)
+                model = load_model(self.source.fetch(pointer), pointer, self.cache_size,
+                                   **self.cache)
             except NoModelError as exc:
                 self._fail(pointer, exc)
                 return False
@@ -186,6 +193,8 @@ class ModelStore:
                     MemoryError) as exc:
                 self._fail(pointer, exc)
                 return False
+            if self._model is not None:
+                self._previous = self._model
             self._model = model
             self.failed_version = None
             self.last_error = None
@@ -196,13 +205,49 @@ class ModelStore:
                 self.on_event("reload", model.load_seconds)
             return True
 
-    def _fail(self, version: str, exc: BaseException) -> None:
+    def _public(self, message: str) -> str:
+        models = self.models_dir
+        return redact(message, models, os.path.abspath(models) if models else None)
+
+    def _check_files(self) -> None:
+        """Files of the served version changed after load (truncated, rewritten in place):
+        reload it if it verifies again, else restore the previous model, else serve nothing
+        (503, /readyz failing) rather than crash on every request touching a mapped file."""
+        model = self._model
+        if model is None or not model.identity or not model.path:
+            return
+        changed = changed_files(model.path, model.identity)
+        if not changed:
+            return
+        exc = XsellError(f"version {model.version}: files changed on disk after load "
+                         f"({', '.join(changed[:5])})")
+        try:
+            fresh = load_model(self.source.fetch(model.version), model.version,
+                               self.cache_size, **self.cache)
+        except (XsellError, OSError, ValueError, KeyError, IndexError, TypeError,
+                MemoryError) as reload_exc:
+            exc = XsellError(f"{exc}; reloading it failed: {reload_exc}")
+            fresh = None
+        if fresh is not None:
+            self._model = fresh
+            log.warning("model version %s: files changed on disk after load, reloaded",
+                        model.version)
+            return
+        previous = self._previous
+        if previous is not None and (not previous.path or
+                                     changed_files(previous.path, previous.identity)):
+            previous = None
+        self._model, self._previous = previous, None
+        self._fail(model.version, exc)
+
+    def _fail(self, version: str | None, exc: BaseException) -> None:
         self.failed_version = version
         self.reload_failures += 1
         serving = self._model.version if self._model is not None else None
-        self.last_error = {"version": version, "message": str(exc), "at": _utc(time.time())}
+        self.last_error = {"version": version, "message": self._public(str(exc)),
+                           "at": _utc(time.time())}
         log.error("model version %s cannot be served, still serving %s: %s",
-                  version, serving or "nothing", exc)
+                  version or "(CURRENT pointer)", serving or "nothing", exc)
         if self.on_event:
             self.on_event("failure", 0.0)
 
@@ -258,7 +303,7 @@ class ModelStore:
     def status(self) -> dict:
         model = self._model
         out = {
-            "models_dir": self.models_dir,
+            "models_dir": self.models_dir,  # /v1/model is for admins only
             "pointer": self.pointer,
             "reload_interval_s": self.interval,
             "reloads": self.reloads,
@@ -271,4 +316,5 @@ class ModelStore:
         if model is not None:
             out["loaded_at"] = _utc(model.loaded_at)
             out["load_seconds"] = round(model.load_seconds, 4)
+            out["answer_cache"] = model.answers.status()  # this worker's
         return out

@@ -6,7 +6,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
 
-from tests.synthetic import planted_orders  # noqa: E402
+from support.synthetic import planted_orders  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.path.join(os.path.dirname(REPO), "shared", "data")
@@ -15,7 +15,7 @@ DEMO_ORDERS = os.path.join(REPO, "demo", "online_retail.parquet")
 
 @pytest.fixture(scope="session")
 def planted(tmp_path_factory):
-    """A CSV of planted orders and the truth about it (see tests/synthetic.py)."""
+    """A CSV of planted orders and the truth about it (see support/synthetic.py)."""
     path = tmp_path_factory.mktemp("planted") / "orders.csv"
     truth = planted_orders(str(path))
     return str(path), truth

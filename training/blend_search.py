@@ -24,11 +24,34 @@ their pools come from the sparse product directly.
 
 from __future__ import annotations
 
+import itertools
+import logging
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+
 import numpy as np
 import scipy.sparse as sp
 
+from recsys.evaluation import PRIMARY, evaluate_variants
+from recsys.models import BLENDED, ALSModel
 from recsys.models.base import top_indices_rows
-from recsys.recommender import Recommender, _rows_matrix
+from recsys.models.ease import EASEModel
+from recsys.models.ease_large import LargeEASEModel
+from recsys.models.recency import decay_weights
+from recsys.period import TrainingPeriod
+from recsys.recommender import DEFAULT_BLEND, Recommender
+from recsys.sparse import rows_matrix
+from training.config import (
+    ease_dense_items,
+    ease_dropouts,
+    ease_exponents,
+    ease_half_lives,
+    ease_tail_neighbours,
+)
+from training.settings import EASESetting, FittedModels
+
+log = logging.getLogger(__name__)
 
 # Items per component and query in the candidate pool.
 POOL = 100
@@ -146,10 +169,9 @@ class BlendScorer:
                                                                    self.components))
 
     def item_query(self, kind, query_lists, k):
-        rows_matrix = _rows_matrix(query_lists, len(self.rec.items))
-        raws = {name: self.rec.raw_item_part(name, kind, rows_matrix)
-                for name in self.components}
-        return self._topk_all(raws, len(query_lists), rows_matrix, k,
+        rows = rows_matrix(query_lists, len(self.rec.items))
+        raws = {name: self.rec.raw_item_part(name, kind, rows) for name in self.components}
+        return self._topk_all(raws, len(query_lists), rows, k,
                               lambda rows: self.rec.item_parts(
                                   kind, [query_lists[i] for i in rows], self.components))
 
@@ -201,3 +223,308 @@ class BlendScorer:
                 out[ws][unsure] = rec.top_k(rec.combine(sub, weights, len(unsure)), k,
                                             exclude=exclude[unsure])
         return out
+
+
+# ------------------------------------------------------------------ the searches
+# Each setting the trainer chooses on its holdout, in the order fit_product runs them:
+# ALS's confidence scale, EASE's settings per kind, the blend per kind, recency.
+
+
+def blend_candidates(components: tuple[str, ...], levels: list[float]) -> list[tuple]:
+    """Every weight vector over ``components`` with weights from ``levels`` summing to 1."""
+    out = []
+    for ws in itertools.product(sorted(set(float(x) for x in levels)), repeat=len(components)):
+        if abs(sum(ws) - 1.0) < 1e-9:
+            out.append(tuple(round(w, 4) for w in ws))
+    return out
+
+
+def available_components(rec: Recommender) -> tuple[str, ...]:
+    return tuple(name for name in BLENDED if name in rec.components)
+
+
+def evaluate_blends(rec: Recommender, data, levels: list[float], k: int,
+                    popularity_levels: list[float] = (0.0,)) -> dict[tuple, dict]:
+    """Holdout metrics for every blend of the fitted components (weights from ``levels``).
+
+    Each blend is also tried with a popularity prior of weight ``p`` from
+    ``popularity_levels`` (the others scaled by ``1 - p``): how much a shop's
+    best-sellers should pull is a property of its data (groceries: much;
+    gifts: little), so it is measured, not assumed. ``p = 1`` is popularity
+    alone: where the holdout says no model beats the best-sellers (sparse or
+    sampled data), the product answers with them instead of with noise.
+    """
+    components = available_components(rec)
+    grid = []
+    for p in sorted(set(float(x) for x in popularity_levels)):
+        for ws in blend_candidates(components, levels):
+            cand = tuple(round(w * (1 - p), 4) for w in ws) + (round(p, 4),)
+            if cand not in grid:  # p = 1 (popularity alone) arises once per blend
+                grid.append(cand)
+    components = components + ("popularity",)
+    results = evaluate_variants(BlendScorer(rec, grid, components), data, k, per_query=True)
+    if None in results:  # no holdout queries at all (tiny data): nothing to choose on
+        return {}
+    return {tuple(zip(components, ws, strict=True)): r for ws, r in results.items()}
+
+
+# Standard errors by which recency must beat full histories on the holdout.
+RECENCY_SE = 2.0
+
+
+def choose_recency(rec: Recommender, period, data, results: dict, levels: list[float], k: int,
+                   popularity_levels, half_lives) -> tuple[float | None, dict]:
+    """The next-best recency half-life (days; None = full histories) chosen on the holdout.
+
+    Every half-life of ``half_lives`` (0 = none) weights the histories of
+    ``rec`` (fitted on ``period``, a TrainingPeriod or its interactions) by
+    :mod:`recsys.models.recency` and runs the next-best blend search again. A half-life is adopted only if its best
+    blend beats the best blend on full histories by more than
+    ``RECENCY_SE`` standard errors of their paired per-query difference, so
+    that a small holdout cannot buy recency on noise (with several half-lives
+    tried, one standard error is passed by chance: it was, on the planted data
+    with item ids shuffled); among those, the best wins. Returns it and
+    ``results`` with the next-best entries of that half-life, and leaves
+    ``rec.history_decay`` set accordingly.
+    """
+    lives = sorted({float(h) for h in half_lives if h and float(h) > 0})
+    metric = PRIMARY["next_best"]
+    key = f"{metric}@{k}"
+
+    def best_of(res):
+        entries = [r["next_best"] for r in res.values() if "next_best" in r]
+        return max(entries, key=lambda e: e[key]) if entries else None
+
+    none = best_of(results)
+    age = TrainingPeriod.of(period, rec.history).ages \
+        if lives and none is not None else None
+    if age is None:
+        return None, results
+    base = np.asarray(none["_per_query"][metric], dtype=np.float64)
+    nb_data = data.next_best_only()
+    best, chosen, chosen_results = none[key], None, results
+    for half_life in lives:
+        rec.history_decay = decay_weights(age, half_life)
+        res = evaluate_blends(rec, nb_data, levels, k, popularity_levels)
+        top = best_of(res)
+        diff = np.asarray(top["_per_query"][metric], dtype=np.float64) - base
+        se = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else np.inf
+        log.info("recency half-life %g days: best next-best %s %.4f (full histories %.4f, "
+                 "paired difference %+.4f, standard error %.4f)", half_life, key, top[key],
+                 none[key], float(diff.mean()), se)
+        if float(diff.mean()) > RECENCY_SE * se and top[key] > best:
+            best, chosen = top[key], half_life
+            chosen_results = {blend: {**results[blend], "next_best": r["next_best"]}
+                              for blend, r in res.items()}
+    rec.history_decay = None if chosen is None else decay_weights(age, chosen)
+    return chosen, chosen_results
+
+
+def choose_blend(results: dict[tuple, dict], k: int, max_item_popularity: float = 1.0,
+                 max_concentration: dict | None = None) -> tuple[dict, dict]:
+    """Per query kind, the blend to ship, chosen on the holdout (training/selection.py:
+    under a popularity-concentration bound, personalised unless best-sellers are
+    clearly better); kinds without holdout queries keep the default blend."""
+    from training import selection
+
+    chosen, metrics, _ = selection.choose(results, k, max_item_popularity, max_concentration)
+    return {kind: dict(weights) for kind, weights in DEFAULT_BLEND.items()} | chosen, metrics
+
+
+def score_alone(rec: Recommender, component: str, data, k: int) -> dict:
+    """Holdout metrics of one component of ``rec`` alone (a settings choice)."""
+    return evaluate_variants(BlendScorer(rec, [(1.0,)], (component,)), data, k)[(1.0,)]
+
+
+def fit_ease(period, config: dict, holdout_data=None, rec_factory=None, k: int = 10,
+             settings_by_kind: dict | None = None, customer_items=None) -> tuple[dict, dict]:
+    """EASE models per query kind on a training period (a :class:`TrainingPeriod` or its
+    interactions; ``customer_items`` when the caller has them) and the setting of each.
+
+    A setting is an :class:`~training.settings.EASESetting`. With ``holdout_data``,
+    every setting of ``ease.half_lives`` x ``ease.size_exponents`` x
+    ``ease.dropouts`` x ``ease.lambdas`` is scored there alone and each kind
+    keeps its best (baskets like a weaker prior than customer histories;
+    dropout 0 is plain EASE, above 0 the dropout regulariser of DLAE/EDLAE; a
+    half-life above 0 weights each order by its age,
+    recsys.models.recency.order_decay; a size exponent above 0 damps large
+    orders). Then each kind's model is scored with every popularity exponent
+    of ``ease.popularity_exponents`` above 0 (no inverse: the same weights
+    with each candidate column divided by buyers ** beta), and keeps one only
+    if it scores better. Ties go to the earlier setting: no decay before a
+    decay, no size damping before damping, plain EASE before a dropout
+    variant, no popularity penalty before a penalty. With
+    ``settings_by_kind`` those are refitted (three-value settings from older
+    manifests mean exponents 0). One Gram matrix is computed per (half-life,
+    size exponent), and one is held at a time; each setting is one dense
+    inverse. Above ``ease.dense_items`` kept items (and above ``ease.max_items``
+    when that is lower) the model is :class:`~recsys.models.ease_large.LargeEASEModel`
+    with the same settings: exact EASE on the ``ease.max_items`` most-bought items,
+    a regression tail for the rest.
+    Returns ({}, {}) when EASE is disabled or there are too many items for a
+    dense inverse.
+    """
+    cfg = dict(config["ease"])
+    lambdas = [float(x) for x in cfg.pop("lambdas")]
+    dropouts = ease_dropouts(cfg.pop("dropouts", [0.0]))
+    half_lives = ease_half_lives(cfg.pop("half_lives", [0.0]))
+    size_exponents = ease_exponents(cfg.pop("size_exponents", [0.0]), "ease.size_exponents")
+    pop_exponents = ease_exponents(cfg.pop("popularity_exponents", [0.0]),
+                                    "ease.popularity_exponents")
+    # ease.zero_diagonal chooses EDLAE (true) or DLAE (false) for dropouts above 0;
+    # dropout 0 is always plain EASE (a DLAE without dropout is a ridge regression
+    # that reconstructs each item from itself).
+    zero_diagonal = bool(cfg.pop("zero_diagonal", True))
+    tail_neighbours = ease_tail_neighbours(cfg.pop("tail_neighbours", 0))
+    if "dense_items" in cfg:
+        cfg["dense_items"] = ease_dense_items(cfg["dense_items"])
+    if not cfg.pop("enabled", True):
+        return {}, {}
+
+    period = TrainingPeriod.of(period, customer_items)
+    customer_items = period.customer_items
+    # Catalogues stored sparse (above ease.dense_items kept items) are fitted by
+    # recsys/models/ease_large.py, with the same settings: EASE exactly up to
+    # ease.max_items items (in float32, a quarter of the memory), above that on the
+    # max_items most-bought ones with the regression tail.
+    model_class = EASEModel
+    buyers = np.bincount(customer_items.tocsr().indices, minlength=customer_items.shape[1])
+    limit = min(cfg.get("dense_items", 5000), cfg.get("max_items", 12000))
+    if (buyers >= cfg.get("min_buyers", 2)).sum() > limit:
+        model_class = partial(LargeEASEModel, head_items=cfg.get("max_items", 12000),
+                              tail_neighbours=tail_neighbours)
+    if period.inter.timestamp is None:
+        half_lives = [0.0]
+    # Orders are the rows the decay weighs. When every order is its own customer, the
+    # customer x item matrix is the order one: it serves unless a decay needs the rows
+    # in order index (and customer_weight has nothing to add).
+    order_items = period.order_items
+    if period.customer_is_order:
+        cfg["customer_weight"] = 0.0
+    # One dense Gram matrix at a time (288 MB at the 6,000-item cap): the settings come
+    # grouped by (half-life, size exponent), so each is built once.
+    held: dict = {}
+
+    def gram(half_life: float, size_exponent: float):
+        nonlocal order_items
+        key = (half_life, size_exponent)
+        if key not in held:
+            weights = None
+            if half_life > 0:
+                weights = period.order_weights(half_life)
+                order_items = period.order_rows if order_items is None else order_items
+            held.clear()
+            held[key] = model_class(size_exponent=size_exponent, **cfg).gram(
+                customer_items, order_items, weights)
+        return held[key]
+
+    def fit(setting: EASESetting, weighted: tuple | None = None) -> EASEModel:
+        weighted = gram(setting.half_life, setting.size_exponent) if weighted is None \
+            else weighted
+        return model_class(lam=setting.lam, dropout=setting.dropout,
+                           zero_diagonal=zero_diagonal or setting.dropout == 0,
+                           half_life=setting.half_life, size_exponent=setting.size_exponent,
+                           popularity_exponent=setting.popularity_exponent,
+                           **cfg).fit(customer_items, order_items, gram=weighted)
+
+    settings = [EASESetting(lam, p, h, e, 0.0) for h in half_lives for e in size_exponents
+                for p in dropouts for lam in lambdas]
+    if settings_by_kind is None and (holdout_data is None or (len(settings) == 1
+                                                              and len(pop_exponents) == 1)):
+        settings_by_kind = {kind: settings[0] for kind in PRIMARY}
+    wanted = None
+    if settings_by_kind is not None:
+        wanted = {kind: EASESetting.of(s) for kind, s in settings_by_kind.items()}
+        settings = sorted(set(wanted.values()), key=lambda s: (s.half_life, s.size_exponent, s))
+    # Too many items for a dense inverse: no Gram matrix, no EASE.
+    if not settings or gram(settings[0].half_life, settings[0].size_exponent) is None:
+        return {}, {}
+    if wanted is not None:
+        fitted = {s: fit(s) for s in settings}
+        return {kind: fitted[s] for kind, s in wanted.items()}, wanted
+
+    def scored_alone(model: EASEModel, setting: EASESetting) -> dict:
+        res = score_alone(rec_factory(model), "ease", holdout_data, k)
+        log.info("EASE lambda %g dropout %g half-life %g size exponent %g popularity "
+                 "exponent %g on the holdout: %s", *setting,
+                 {kind: round(r[f"{PRIMARY[kind]}@{k}"], 4) for kind, r in res.items()
+                  if kind in PRIMARY})
+        return res
+
+    # The dense inverses (LAPACK, which lets go of the GIL) of the next two settings run
+    # on two threads while the holdout scores the current one, so the grid keeps both
+    # cores busy. Gram matrices are built here, one thread only; only the models in
+    # flight and each kind's best so far are held (a dense model is n^2 floats).
+    models, chosen, best = {}, {}, {}
+    todo, in_flight = iter(settings), deque()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+
+        def submit_next():
+            setting = next(todo, None)
+            if setting is not None:
+                weighted = gram(setting.half_life, setting.size_exponent)
+                in_flight.append((setting, pool.submit(fit, setting, weighted)))
+
+        submit_next()
+        submit_next()
+        while in_flight:
+            setting, future = in_flight.popleft()
+            model = future.result()
+            submit_next()
+            res = scored_alone(model, setting)
+            for kind, metric in PRIMARY.items():
+                if kind in res and (kind not in best
+                                    or res[kind][f"{metric}@{k}"] > best[kind]):
+                    best[kind] = res[kind][f"{metric}@{k}"]
+                    chosen[kind], models[kind] = setting, model
+            del model
+    # The popularity penalty on each kind's model: one holdout pass per (model, beta),
+    # kept only where it beats the unpenalised weights.
+    bases: dict = {}  # each chosen setting: its model and the kinds that chose it
+    for kind, setting in chosen.items():
+        bases.setdefault(setting, (models[kind], []))[1].append(kind)
+    for base, (model, kinds) in bases.items():
+        for beta in pop_exponents[1:]:
+            setting = base._replace(popularity_exponent=beta)
+            penalised = model.with_popularity_exponent(beta, customer_items)
+            res = scored_alone(penalised, setting)
+            for kind in kinds:
+                value = res[kind][f"{PRIMARY[kind]}@{k}"]
+                if value > best[kind]:
+                    best[kind], chosen[kind], models[kind] = value, setting, penalised
+    return models, chosen
+
+
+def choose_als_alpha(inter, config: dict, data, models: FittedModels, meta, k: int,
+                     iterations: int) -> tuple:
+    """(holdout ALS, its alpha): the confidence scale of ``train.als_alphas`` whose ALS
+    alone scores the best next-best nDCG on the holdout.
+
+    ALS is the product's customer model (next-best, likely buyers; the item
+    kinds lean on co-purchase and EASE), and one ALS serves every kind, so the
+    choice is made on next-best; without next-best queries (every order its
+    own customer) or with fewer than two alphas, the configured ``als.alpha``
+    stays. Ties go to the configured alpha. Each extra alpha costs one holdout
+    ALS fit of ``iterations`` and one next-best pass.
+    """
+    hist, pop, cp, als = models
+    configured = float(config["als"]["alpha"])
+    alphas = [float(a) for a in config["train"].get("als_alphas", [])]
+    if len(set(alphas) | {configured}) < 2 or not len(data.nb_customers):
+        return als, configured
+    nb_only = data.next_best_only()
+    candidates = [(configured, als)] + [(a, None) for a in dict.fromkeys(alphas)
+                                        if a != configured]
+    best = None
+    for alpha, model in candidates:
+        if model is None:
+            model = ALSModel(**dict(config["als"], alpha=alpha))
+            model.fit(hist, iterations=iterations)
+        rec = Recommender(inter.items, inter.customers, hist, pop, cp, model, meta)
+        res = score_alone(rec, "als", nb_only, k)
+        value = res["next_best"][f"{PRIMARY['next_best']}@{k}"]
+        log.info("ALS alpha %g alone on the holdout: next-best %s@%d %.4f", alpha,
+                 PRIMARY["next_best"], k, value)
+        if best is None or value > best[0]:
+            best = (value, alpha, model)
+    return best[2], best[1]

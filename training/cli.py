@@ -8,66 +8,22 @@ options (including ``--strict`` rejections).
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import sys
 
 import click
 
-from recsys.exceptions import ConfigError, DataError, ModelLoadError, XsellError
-
-EXIT_FAILURE = 1
-EXIT_BAD_INPUT = 2
-
-
-def handle_errors(func):
-    """Turn library errors into one clear line on stderr and a fitting exit code."""
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except (DataError, ConfigError) as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(EXIT_BAD_INPUT)
-        except ModelLoadError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(EXIT_FAILURE)
-        except XsellError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(EXIT_FAILURE)
-
-    return wrapper
-
-
-def progress_factory(desc: str, total: int | None = None):
-    """A tqdm bar on a terminal, nothing otherwise (cron logs stay clean)."""
-    from tqdm import tqdm
-
-    bar = tqdm(total=total, desc=desc, disable=not sys.stderr.isatty(), leave=False,
-               file=sys.stderr)
-
-    class _Bar:
-        def __call__(self, n=1):
-            bar.update(n)
-
-        def close(self):
-            bar.close()
-
-    return _Bar()
-
-
-def echo_report(report, catalog_report=None) -> None:
-    click.echo(report.format(), err=True)
-    if catalog_report is not None:
-        click.echo(catalog_report.format(), err=True)
-
-
-def parse_columns(text: str | None) -> dict[str, str]:
-    from recsys.data import parse_column_map
-
-    return parse_column_map(text)
+from recsys.exceptions import ConfigError
+from recsys.kinds import EXPORT_KINDS
+from recsys.objectstore import is_remote, local_models, open_models
+from training.console import (
+    echo_report,
+    handle_errors,
+    parse_columns,
+    progress_factory,
+)
+from training.nightly import nightly_command
 
 
 @click.group()
@@ -85,7 +41,7 @@ catalog_option = click.option("--catalog", default=None, help="Optional item cat
 columns_option = click.option("--columns", default=None,
                               help="Column names that differ, e.g. customer_id=CustomerID,item_id=StockCode")
 models_option = click.option("--models", "models_dir", required=True, type=click.Path(),
-                             help="Folder of model versions.")
+                             help="Folder of model versions, or s3://bucket/prefix.")
 
 
 @main.command()
@@ -109,13 +65,17 @@ def train(orders, catalog, columns, models_dir, config_path, engine, exclude_ite
 
     if engine == "spark":
         raise ConfigError("--engine spark is not available in this release; use --engine local")
+    from training.preflight import check_models_writable
+
     overrides = {"data": {"exclude_items": exclude_items}} if exclude_items else None
     config = load_config(config_path, overrides)
-    summary = run_train(
-        orders, models_dir, config, catalog=catalog, columns=parse_columns(columns) or None,
-        strict=strict, orders_query=orders_query, catalog_query=catalog_query,
-        progress_factory=progress_factory, on_report=echo_report,
-    )
+    with local_models(models_dir) as folder:  # s3://: a mirror, uploaded at the end
+        check_models_writable(folder)  # before anything is read or fitted
+        summary = run_train(
+            orders, folder, config, catalog=catalog, columns=parse_columns(columns) or None,
+            strict=strict, orders_query=orders_query, catalog_query=catalog_query,
+            progress_factory=progress_factory, on_report=echo_report,
+        )
     gate = summary["gate"]
     click.echo(f"{'published' if summary['published'] else 'NOT published'} "
                f"version {summary['version']}: {gate['reason']}", err=True)
@@ -123,21 +83,23 @@ def train(orders, catalog, columns, models_dir, config_path, engine, exclude_ite
     click.echo(json.dumps(summary, separators=(",", ":"), default=str))
 
 
+_OPTION_TYPES = {"price": float, "int": int, "number": float, "id": str, "ids": str}
+
+
 def filter_options(func):
-    """Business filters and relevance floor options (as the service's query parameters)."""
-    options = [
-        click.option("--category", "categories", multiple=True, help="Only this category (repeatable)."),
-        click.option("--min-price", type=float, default=None),
-        click.option("--max-price", type=float, default=None),
-        click.option("--in-stock", is_flag=True, help="Only items in stock."),
-        click.option("--exclude", default=None, help="Comma-separated item ids never to return."),
-        click.option("--customer-id", default=None, help="Drop what this customer already bought."),
-        click.option("--max-per-category", type=int, default=None),
-        click.option("--min-support", type=int, default=None,
-                     help="Relevance floor: customers who bought both (default: the model's)."),
-        click.option("--min-score", type=float, default=None, help="Relevance floor on the score."),
-    ]
-    for option in reversed(options):
+    """Business filters and relevance floor options, one per field of
+    :data:`recsys.kinds.FILTER_FIELDS` (the service's query parameters)."""
+    from recsys.kinds import FILTER_FIELDS
+
+    for field in reversed(FILTER_FIELDS):
+        text = field.help[0].upper() + field.help[1:] + "."
+        if field.type == "categories":
+            option = click.option(field.option, "categories", multiple=True, help=text)
+        elif field.type == "bool":
+            option = click.option(field.option, is_flag=True, help=text)
+        else:
+            option = click.option(field.option, type=_OPTION_TYPES[field.type], default=None,
+                                  help=text)
         func = option(func)
     return func
 
@@ -159,24 +121,28 @@ def build_filters(categories, min_price, max_price, in_stock, exclude, customer_
 
 @main.command()
 @models_option
-@click.option("--kind", required=True,
-              type=click.Choice(["next-best", "also-bought", "basket", "likely-buyers",
-                                 "upsell", "downsell"]))
+@click.option("--kind", required=True, type=click.Choice(list(EXPORT_KINDS)))
 @click.option("--input", "input_path", default=None, type=click.Path(),
               help="Query file (see the contract); all customers/items when omitted.")
 @click.option("--limit", default=10, show_default=True, type=int)
 @click.option("--out", "out_path", required=True, type=click.Path(), help="Output .jsonl or .csv")
+@click.option("--slim", is_flag=True,
+              help="Only item_id and score per recommendation (no name, price, category, "
+                   "reason): smaller files.")
 @filter_options
 @handle_errors
-def export(models_dir, kind, input_path, limit, out_path, **filter_values):
+def export(models_dir, kind, input_path, limit, out_path, slim, **filter_values):
     """Batch recommendations as JSON Lines or CSV, one record per query."""
     from recsys.artifacts import load_version
     from recsys.recommender import Recommender
     from training.export import export as run_export
 
     filters = build_filters(**filter_values)
-    rec = Recommender.load(load_version(models_dir))
-    n = run_export(rec, kind, out_path, input_path, limit, filters=filters)
+    source = open_models(models_dir)
+    version = source.current()
+    rec = Recommender.load(load_version(source.fetch(version) if version else models_dir,
+                                        version))
+    n = run_export(rec, kind, out_path, input_path, limit, filters=filters, slim=slim)
     click.echo(f"wrote {n} records to {out_path} (model {rec.version})", err=True)
 
 
@@ -198,9 +164,10 @@ def catalog_update(models_dir, catalog_path, columns, catalog_query, base_versio
     """Write a new model version with the same models and this catalog's item metadata."""
     from training.catalog import update_catalog
 
-    summary = update_catalog(models_dir, catalog_path, columns=parse_columns(columns) or None,
-                             strict=strict, query=catalog_query, base_version=base_version,
-                             on_report=echo_report)
+    with local_models(models_dir, base_version) as folder:
+        summary = update_catalog(folder, catalog_path, columns=parse_columns(columns) or None,
+                                 strict=strict, query=catalog_query, base_version=base_version,
+                                 on_report=echo_report)
     click.echo(f"version {summary['version']} from {summary['base_version']}: "
                f"{summary['items_in_catalog']} of {summary['items']} items in the catalog"
                f"{' (current)' if summary['published'] else ''}", err=True)
@@ -221,7 +188,8 @@ def models_list(models_dir, as_json):
     """List versions, oldest first; * marks the current one."""
     from recsys.artifacts import list_versions
 
-    versions = list_versions(models_dir)
+    versions = open_models(models_dir).list_versions() if is_remote(models_dir) \
+        else list_versions(models_dir)
     if as_json:
         click.echo(json.dumps(versions, default=str))
         return
@@ -236,7 +204,8 @@ def models_list(models_dir, as_json):
             for name, value in m.items() if name in ("ndcg@10", "hr@10")
         )
         state = v["status"] if v["status"] != "ok" else (
-            "published" if v.get("published") else "not published")
+            "published" if v.get("published") else
+            "orphan" if v.get("gate_passed") else "not published")
         click.echo(f"{mark} {v['version']}  {v.get('created_at') or '-':<25} {state:<14} {headline}")
 
 
@@ -245,10 +214,15 @@ def models_list(models_dir, as_json):
 @models_option
 @handle_errors
 def models_promote(version, models_dir):
-    """Make VERSION current (after checking its checksums)."""
+    """Make VERSION current (after checking its checksums and that the service can load it)."""
     from recsys.artifacts import set_current
+    from recsys.recommender.servable import check_servable
 
-    set_current(models_dir, version)
+    check_servable(open_models(models_dir).fetch(version), version)
+    if is_remote(models_dir):
+        open_models(models_dir).set_current(version)
+    else:
+        set_current(models_dir, version)
     click.echo(f"current version is now {version}")
 
 
@@ -260,7 +234,8 @@ def models_prune(models_dir, keep):
     """Delete old versions, keeping the newest N and always the current one."""
     from recsys.artifacts import prune_versions
 
-    removed = prune_versions(models_dir, keep)
+    removed = open_models(models_dir).prune(keep) if is_remote(models_dir) \
+        else prune_versions(models_dir, keep)
     click.echo(f"removed {len(removed)} version(s)" + (f": {', '.join(removed)}" if removed else ""))
 
 
@@ -319,10 +294,15 @@ def serve(models_dir, host, port, workers, threads, reload_interval):
     """Run the HTTP API under gunicorn (see service/gunicorn_conf.py)."""
     import os
 
-    if not os.path.isdir(models_dir):
+    if not is_remote(models_dir) and not os.path.isdir(models_dir):
         raise ConfigError(f"--models {models_dir} is not a folder; train a model into it first")
+    from service.auth import ApiKeys
+
+    # Bad keys fail here with one line (never echoing a key), not in every gunicorn worker.
+    ApiKeys.from_settings(os.environ.get("XSELL_API_KEYS"), os.environ.get("XSELL_API_KEYS_FILE"))
     env = os.environ
-    env["XSELL_MODELS_DIR"] = os.path.abspath(models_dir)
+    env["XSELL_MODELS_DIR"] = models_dir if is_remote(models_dir) else \
+        os.path.abspath(models_dir)
     env["XSELL_BIND"] = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     if workers:
         env["XSELL_WORKERS"] = str(workers)
@@ -337,8 +317,6 @@ def serve(models_dir, host, port, workers, threads, reload_interval):
     os.execv(sys.executable, [sys.executable, "-m", "gunicorn", "-c",
                               "python:service.gunicorn_conf", "service.wsgi:app"])
 
-
-from training.nightly import nightly_command  # noqa: E402  (its own module: the job is long)
 
 main.add_command(nightly_command)
 

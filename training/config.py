@@ -8,6 +8,7 @@ import os
 
 import tomllib
 
+from recsys.ann import DEFAULTS as ANN_DEFAULTS
 from recsys.exceptions import ConfigError
 
 DEFAULTS: dict = {
@@ -19,6 +20,12 @@ DEFAULTS: dict = {
                    "max_items_per_customer": 300, "max_basket_size": 100},
     "als": {"factors": 64, "regularization": 0.05, "alpha": 10.0, "iterations": 15,
             "confidence": "log", "use_gpu": None, "random_state": 0},
+    # Large catalogues (recsys.ann): above min_items items (min_customers customers) the
+    # trainer builds an approximate-neighbour index over the ALS item (customer) factors;
+    # next-best (likely-buyers) take candidates from it, then score and filter exactly.
+    # nprobe is the smallest reaching recall_target (recall@10 vs exact on a sample);
+    # lists 0: 4 * sqrt(rows); overfetch: candidates asked of the index per query.
+    "ann": dict(ANN_DEFAULTS),
     # EASE (Steck 2019) as a third blend component, dense on every item with two or
     # more buyers when they number at most max_items (O(n^3) inverse); above that, on
     # the max_items most-bought ones (exact, the head) plus each other item's column
@@ -55,6 +62,10 @@ DEFAULTS: dict = {
         "refit": True,
         # Queries per protocol on the internal holdout (seeded sample above this).
         "max_eval_queries": 2000,
+        # Fewer holdout queries of a kind than this from the time cut and the holdout
+        # also takes each customer's last order (next-best) or one customer's lines of
+        # one day as a basket (item kinds): training/validation.py.
+        "min_holdout_queries": 300,
         "k": 10,
         # Weight levels of each component in the blends tried per query kind.
         "blend_grid": [0.0, 0.25, 0.5, 0.75, 1.0],
@@ -67,13 +78,21 @@ DEFAULTS: dict = {
         # is what wins on sparse or line-sampled data; a shop that wants item pages
         # always anchored on the item sets e.g. 0.3.
         "max_item_popularity": 1.0,
+        # The most any one item may fill of the queries' top k, per query kind: a blend
+        # above it is not shipped (training/selection.py). also-bought is measured over
+        # every item page of the catalogue: 5% keeps the best-seller off 95% of them
+        # (item-kNN baselines on Online Retail: 0.2-2.3%). Carts and customers are
+        # measured over the holdout's real carts and customers, where best-sellers are
+        # rightly common (a staple in 40% of the carts may well belong in 40% of the
+        # completions): no bound by default (1.0), their concentration is reported.
+        "max_concentration": {"also_bought": 0.05, "basket": 1.0, "next_best": 1.0},
         # Next-best recency (recsys.models.recency), off by default: half-lives in days
         # tried on the holdout, e.g. [30, 90, 365]; one is adopted only if its best blend
-        # beats full histories by two standard errors (training.train.choose_recency).
+        # beats full histories by two standard errors (training.blend_search.choose_recency).
         # Needs timestamps. docs/RESULTS.md says why it is not on by default.
         "recency_half_lives": [],
         # ALS confidence scales (als.alpha) tried on the holdout: the one whose ALS alone
-        # scores the best next-best nDCG is used (training.train.choose_als_alpha; ties:
+        # scores the best next-best nDCG is used (training.blend_search.choose_als_alpha; ties:
         # als.alpha); empty: als.alpha. Only with next-best queries (customers with
         # repeat orders). Each extra alpha is one holdout ALS fit (docs/RESULTS.md).
         "als_alphas": [2.0, 10.0, 15.0],
@@ -98,7 +117,7 @@ DEFAULTS: dict = {
         "min_lift_over_popularity": 0.05,
         # ... and only if it is not worse than the current version by more than this
         # relative drop, both scored on the same holdout orders newer than the current
-        # version's data (its stored metrics when there are none: training.train._gate).
+        # version's data (its stored metrics when there are none: training.gate._gate).
         "max_drop_vs_current": 0.10,
     },
 }
@@ -137,3 +156,86 @@ def load_config(path: str | None = None, overrides: dict | None = None) -> dict:
     if overrides:
         _merge(config, overrides)
     return config
+
+
+# ---------------------------------------------------------------- validators
+# Checked before any fitting, so a bad setting fails in a second, not after an hour.
+
+BANDS = ("upsell_band", "downsell_band")
+
+
+def model_params(cfg: dict) -> dict:
+    """The substitutes settings the model takes (the price bands are serving rules)."""
+    return {k: v for k, v in cfg.items() if k not in BANDS}
+
+
+def check_rules(config: dict) -> None:
+    """Fail early (before any fitting) on invalid price bands or relevance floor."""
+    cfg, floor = config["substitutes"], config["floor"]
+    try:
+        for band in BANDS:
+            values = cfg[band]
+            if not (isinstance(values, (list, tuple)) and len(values) == 2
+                    and 0 < float(values[0]) <= float(values[1])):
+                raise ValueError
+        if int(floor["min_support"]) < 0 or not 0 <= float(floor["min_score"]) <= 1:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"invalid rules: substitutes.upsell_band/downsell_band must be [low, high] with "
+            f"0 < low <= high (got {cfg['upsell_band']!r}, {cfg['downsell_band']!r}); "
+            f"floor.min_support must be 0 or more (got {floor['min_support']!r}) and "
+            f"floor.min_score in [0, 1] (got {floor['min_score']!r})") from None
+
+
+def _setting_floats(values, setting: str, valid, expected: str) -> list[float]:
+    """A list setting as floats that all pass ``valid``; a clear config error otherwise."""
+    try:
+        out = [float(x) for x in values] if isinstance(values, (list, tuple)) else None
+        if out is not None and all(valid(x) for x in out):
+            return out
+    except (TypeError, ValueError):
+        pass
+    raise ConfigError(f"{setting} must be a list of {expected} (got {values!r})")
+
+
+def _zero_first(values, setting: str, valid, expected: str) -> list[float]:
+    """A list setting whose 0 means "none": 0 first (it wins ties), then the listed
+    values above 0 in their order, each once."""
+    out = _setting_floats(values, setting, valid, expected)
+    return [0.0] + [x for x in dict.fromkeys(out) if x > 0]
+
+
+def ease_half_lives(values) -> list[float]:
+    """``ease.half_lives`` as days >= 0 (0: no decay), no decay first."""
+    return _zero_first(values, "ease.half_lives", lambda x: x >= 0, "half-lives in days >= 0")
+
+
+def ease_exponents(values, setting: str) -> list[float]:
+    """``ease.size_exponents`` / ``ease.popularity_exponents``: exponents in [0, 2], 0 first."""
+    return _zero_first(values, setting, lambda x: 0.0 <= x <= 2.0, "exponents in [0, 2]")
+
+
+def _ease_count(value, setting: str, zero_means: str) -> int:
+    """A whole number >= 0 of the ``ease`` section (``zero_means``: what 0 does)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{setting} must be a whole number of items >= 0 (0: {zero_means}; "
+                          f"got {value!r})")
+    return value
+
+
+def ease_dense_items(value) -> int:
+    """``ease.dense_items``: the catalogue size up to which EASE keeps every weight."""
+    return _ease_count(value, "ease.dense_items", "always the top ease.k weights per item")
+
+
+def ease_tail_neighbours(value) -> int:
+    """``ease.tail_neighbours``: head regressors per tail item (0: no tail)."""
+    return _ease_count(value, "ease.tail_neighbours",
+                       "EASE on the ease.max_items most-bought items only")
+
+
+def ease_dropouts(values) -> list[float]:
+    """``ease.dropouts`` as floats in [0, 1) (empty: plain EASE)."""
+    return _setting_floats(values, "ease.dropouts", lambda x: 0.0 <= x < 1.0,
+                           "probabilities in [0, 1)") or [0.0]

@@ -32,14 +32,15 @@ from recsys.evaluation import (
     validation_split,
 )
 from recsys.exceptions import DataError
+from recsys.kinds import KIND
 from recsys.rules import build_item_meta
 
 log = logging.getLogger(__name__)
 
 PRODUCT = "xsell (product)"
-# The names of an EASE setting's values (training.train.fit_ease), for --json.
+# The names of an EASE setting's values (training.blend_search.fit_ease), for --json.
 EASE_SETTING = ("lambda", "dropout", "half_life_days", "size_exponent", "popularity_exponent")
-KIND_LABELS = {"next_best": "next-best", "basket": "basket", "also_bought": "also-bought"}
+KIND_LABELS = {kind: KIND[kind].cli for kind in ("next_best", "basket", "also_bought")}
 SECONDARY = {"next_best": ("recall", "hr", "map", "coverage"), "basket": ("mrr",),
              "also_bought": ("mrr",)}
 
@@ -94,7 +95,9 @@ def run_evaluation(orders: str, config: dict, catalog: str | None = None,
                  "data": config["data"], "test_fraction": test_fraction, "k": k,
                  "max_queries": max_queries, "val_max_queries": val_max_queries,
                  "skip": sorted(skip), "ease_max_items": ease_max_items,
-                 "lines": inter.n_lines, "test_lines": int(s.test.sum())}
+                 "lines": inter.n_lines, "test_lines": int(s.test.sum()),
+                 # 2: results carry the exposure measures (recsys.exposure).
+                 "format": 2}
     cached = _read_baseline_cache(baseline_cache, cache_key)
     if cached is not None:
         _say(progress, f"baselines: read from {baseline_cache}")
@@ -126,7 +129,9 @@ def run_evaluation(orders: str, config: dict, catalog: str | None = None,
                                 "recency_half_life_days": product.half_life,
                                 "ease": {kind: dict(zip(EASE_SETTING, s, strict=True))
                                          for kind, s in product.ease_settings.items()},
-                                "als_alpha": product.als_alpha}, "fit_seconds":
+                                "als_alpha": product.als_alpha,
+                                "selection": product.selection,
+                                "holdout": product.holdout}, "fit_seconds":
                    {kind: fit_seconds for kind in res}, "tune_seconds": 0.0, "skipped": None})
 
     comparison = compare(models, per_query, k, n_boot)
@@ -228,6 +233,7 @@ def format_table(result: dict) -> str:
     lines.append(f"{'queries':<18}" + "".join(
         f"{result['protocols'][kind]['queries']:>12}" for kind, _ in cols))
     lines.append("")
+    lines.extend(format_exposure(result))
     for kind, c in result["comparison"].items():
         lo, hi = c["rel_ci"]
         lines.append(
@@ -240,6 +246,38 @@ def format_table(result: dict) -> str:
         lines.append("hidden targets unknown to train (cannot be hit): " +
                      ", ".join(f"{KIND_LABELS[kind]} {n}" for kind, n in unknown.items()))
     return "\n".join(lines)
+
+
+def format_exposure(result: dict) -> list[str]:
+    """What users see, per model and kind (recsys.exposure): the most shown item's share
+    of the queries' top k, the three best-sellers' shares, coverage, and the primary
+    metric on targets outside the most popular 1% of items."""
+    k = result["k"]
+    kinds = [kind for kind in PRIMARY if kind in result["protocols"]]
+    lines = [f"{'exposure':<18}" + "".join(
+        f"{KIND_LABELS[kind]:>{EXPOSURE_WIDTH}}" for kind in kinds),
+        f"{'':<18}" + "".join(f"{'most  top-3 sellers  cover  tail':>{EXPOSURE_WIDTH}}"
+                              for _ in kinds)]
+    for m in result["models"]:
+        if m.get("skipped"):
+            continue
+        cells = []
+        for kind in kinds:
+            r = m["results"].get(kind, {})
+            conc = r.get(f"concentration@{k}")
+            if conc is None:
+                cells.append(f"{'-':>{EXPOSURE_WIDTH}}")
+                continue
+            shares = "/".join(f"{x:.0%}" for x in r.get(f"best_seller_shares@{k}", []))
+            tail = r.get(f"{PRIMARY[kind]}_tail@{k}", 0.0)
+            cells.append(f"{conc:>5.1%} {shares:>15} {r.get(f'coverage@{k}', 0):>6.1%} "
+                         f"{tail:>6.4f}".rjust(EXPOSURE_WIDTH))
+        lines.append(f"{m['name'][:18]:<18}" + "".join(cells))
+    lines.append("")
+    return lines
+
+
+EXPOSURE_WIDTH = 38
 
 
 def jsonable(result: dict) -> dict:

@@ -30,6 +30,8 @@ import click
 from recsys.artifacts import clean_temporary, current_version, prune_versions
 from recsys.data import source_label
 from recsys.exceptions import ConfigError, DataError, XsellError
+from recsys.objectstore import is_remote
+from training.console import echo_report, parse_columns, progress_factory
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +214,7 @@ def run_nightly(orders: str, models_dir: str, config: dict, *, orders_query: str
     try:
         record["settled_dead_runs"] = _settle_dead_runs(models_dir)
         record["cleaned_temporary"] = clean_temporary(models_dir)
-        record["previous_version"] = current_version(models_dir)
+        record["previous_version"] = _safe_current(models_dir)
         write_run_record(models_dir, record)
 
         def capture(report, cat_report=None):
@@ -240,7 +242,7 @@ def run_nightly(orders: str, models_dir: str, config: dict, *, orders_query: str
                       data=summary["data"], timings_s=summary["timings_s"])
         try:
             record["pruned"] = prune_versions(models_dir, keep)
-        except OSError as exc:
+        except (OSError, XsellError) as exc:
             record["pruned"] = []
             record["prune_error"] = _failure_message(exc)
         if summary["published"]:
@@ -251,6 +253,28 @@ def run_nightly(orders: str, models_dir: str, config: dict, *, orders_query: str
                       f"{summary['gate']['reason']}")
     finally:
         lock.release()
+
+
+def _run_nightly_remote(orders: str, url: str, config: dict, *, keep: int, **options) -> dict:
+    """``run_nightly`` on a local mirror of ``s3://bucket/prefix`` (recsys.objectstore):
+    the new version is uploaded (files, then manifest) and ``CURRENT`` moved only after
+    the run published locally; then the store is pruned to ``keep`` versions. Any upload
+    error is a failed run, and the store's current version stays."""
+    from recsys.objectstore import S3Models, local_models
+
+    try:
+        with local_models(url) as folder:
+            record = run_nightly(orders, folder, config, keep=keep, **options)
+    except XsellError as exc:
+        return {"status": "failed", "exit_code": EXIT_FAILURE, "models": url,
+                "message": f"object store: {_failure_message(exc)}"}
+    record["models"] = url
+    if record.get("exit_code") in (EXIT_PUBLISHED, EXIT_NOT_PUBLISHED):
+        try:
+            record["pruned"] = S3Models(url).prune(keep)
+        except XsellError as exc:
+            record["prune_error"] = _failure_message(exc)
+    return record
 
 
 def _safe_current(models_dir: str) -> str | None:
@@ -297,7 +321,6 @@ def nightly_command(orders, orders_query, catalog, catalog_query, models_dir, co
       3  trained but not published by the quality gate
       4  another run holds the lock
     """
-    from training.cli import echo_report, parse_columns, progress_factory
     from training.config import load_config
 
     try:
@@ -309,9 +332,16 @@ def nightly_command(orders, orders_query, catalog, catalog_query, models_dir, co
     except (DataError, ConfigError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_BAD_INPUT)
-    record = run_nightly(orders, models_dir, config, orders_query=orders_query, catalog=catalog,
-                         catalog_query=catalog_query, columns=column_map, keep=keep,
-                         strict=strict, progress_factory=progress_factory, on_report=echo_report)
+    if is_remote(models_dir):
+        record = _run_nightly_remote(orders, models_dir, config, orders_query=orders_query,
+                                     catalog=catalog, catalog_query=catalog_query,
+                                     columns=column_map, keep=keep, strict=strict,
+                                     progress_factory=progress_factory, on_report=echo_report)
+    else:
+        record = run_nightly(orders, models_dir, config, orders_query=orders_query,
+                             catalog=catalog, catalog_query=catalog_query, columns=column_map,
+                             keep=keep, strict=strict, progress_factory=progress_factory,
+                             on_report=echo_report)
     code = record["exit_code"]
     prefix = "" if code in (EXIT_PUBLISHED, EXIT_NOT_PUBLISHED) else "error: "
     click.echo(f"{prefix}{record['message']} (exit {code})", err=True)

@@ -6,9 +6,9 @@ import html
 import os
 
 from recsys.evaluation import PRIMARY
+from recsys.kinds import KIND
 
-KIND_TITLES = {"next_best": "Next-best products (CRM)", "basket": "Basket completion",
-               "also_bought": "Also bought (item page)"}
+KIND_TITLES = {kind: KIND[kind].label for kind in ("next_best", "basket", "also_bought")}
 _PRODUCT_COLOUR = "#1f6f43"
 _BASELINE_COLOUR = "#8a9bb0"
 
@@ -89,15 +89,17 @@ def render(result: dict) -> str:
 def _table(result: dict) -> str:
     k = result["k"]
     kinds = [kind for kind in PRIMARY if kind in result["protocols"]]
-    metrics = {kind: sorted({m for mod in result["models"] for m in mod["results"].get(kind, {})
-                             if "@" in m}) for kind in kinds}
+    metrics = {kind: sorted({m for mod in result["models"]
+                             for m, v in mod["results"].get(kind, {}).items()
+                             if "@" in m and isinstance(v, (int, float))}) for kind in kinds}
     head = "".join(f"<th>{_esc(kind)}<br>{_esc(m)}</th>" for kind in kinds for m in metrics[kind])
     rows = [f"<table><tr><th>model</th>{head}<th>fit s</th><th>settings</th></tr>"]
     for mod in result["models"]:
         if mod.get("skipped"):
             continue
         cells = "".join(
-            f"<td>{mod['results'][kind][m]:.4f}</td>" if kind in mod["results"] else "<td>-</td>"
+            f"<td>{mod['results'][kind][m]:.4f}</td>" if m in mod["results"].get(kind, {})
+            else "<td>-</td>"
             for kind in kinds for m in metrics[kind])
         fit = max(mod.get("fit_seconds", {}).values(), default=0.0)
         settings = "; ".join(f"{kind}: {s}" for kind, s in mod.get("settings", {}).items())

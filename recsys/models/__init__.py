@@ -1,7 +1,30 @@
-"""Recommendation models. Each stores hyperparameters in ``__init__`` and learns in ``fit``."""
+"""Model components. Each stores settings in ``__init__``, learns in ``fit`` and follows
+the :class:`~recsys.models.base.Component` contract.
+
+:data:`REGISTRY` maps a component's name (its blend-weight key and the prefix of its
+files in a model version) to its class; the recommender loads, saves and blends
+whatever it lists. Adding a component is one module and one line here.
+"""
 
 from .als import ALSModel
+from .base import Component
 from .copurchase import CoPurchaseModel
+from .ease import EASEByKind, EASEModel
 from .popularity import PopularityModel
+from .recency import RecencyWeights
+from .substitutes import SubstituteModel
 
-__all__ = ["ALSModel", "CoPurchaseModel", "PopularityModel"]
+# Order matters: blended components enter the trainer's blend grid in this order.
+REGISTRY: dict[str, type[Component]] = {
+    "popularity": PopularityModel,
+    "copurchase": CoPurchaseModel,
+    "als": ALSModel,
+    "ease": EASEByKind,
+    "recency": RecencyWeights,
+    "substitutes": SubstituteModel,
+}
+# The components the trainer's blend search weighs (popularity is its prior, added apart).
+BLENDED = tuple(name for name, cls in REGISTRY.items() if cls.blended)
+
+__all__ = ["ALSModel", "BLENDED", "CoPurchaseModel", "Component", "EASEByKind", "EASEModel",
+           "PopularityModel", "REGISTRY", "RecencyWeights", "SubstituteModel"]

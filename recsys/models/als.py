@@ -14,17 +14,22 @@ import logging
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.linalg.lapack import dpotrf, dpotrs
 
 from ..exceptions import ConfigError
-from .base import check_fitted
+from ..sparse import as_csr
+from .base import Component, check_fitted
 
 log = logging.getLogger(__name__)
 
 
-class ALSModel:
+class ALSModel(Component):
     """Latent factors for customers and items, learned with implicit's ALS."""
 
     name = "als"
+    strategy = "als"
+    blended = True
+    explains_histories = True
 
     def __init__(self, factors: int = 64, regularization: float = 0.05, alpha: float = 10.0,
                  iterations: int = 15, confidence: str = "log", use_gpu: bool | None = None,
@@ -101,6 +106,68 @@ class ALSModel:
         self._base = None
         self._base_inverse = None
         return self
+
+    # ------------------------------------------------------------ contract
+    def state(self) -> dict:
+        return {"als_user_factors": self.user_factors_, "als_item_factors": self.item_factors_}
+
+    @classmethod
+    def load(cls, loaded, params: dict) -> ALSModel | None:
+        if not loaded.has("als_item_factors"):
+            return None
+        return cls(**params.get("als", {})).set_factors(
+            loaded.array("als_user_factors"), loaded.array("als_item_factors"))
+
+    def item_scores(self, kind: str, rows: sp.csr_matrix) -> np.ndarray:
+        """Basket: the cart folded in as a history; also-bought: factor-space cosine."""
+        if kind == "basket":
+            return self.score_histories(rows)
+        return self.score_similar_rows(rows)
+
+    def customer_scores(self, customer_idx: np.ndarray, history, decay) -> np.ndarray:
+        return self.score_customers(customer_idx)
+
+    def history_scores(self, histories: sp.csr_matrix) -> np.ndarray:
+        return self.score_histories(histories)
+
+    def buyer_scores(self, item_idx: int, history) -> np.ndarray:
+        return self.score_buyers(item_idx)
+
+    def query_row(self, kind: str, query: np.ndarray) -> np.ndarray | None:
+        if kind == "basket":
+            return self.history_row(query)
+        return self._similar_row(query)
+
+    def history_row(self, query: np.ndarray) -> np.ndarray | None:
+        """``score_histories`` of one binary history row: the same least squares
+        (:meth:`user_vectors`) on the query items' factors only, with ``Y'Y + reg I``
+        computed once per model (:meth:`base_matrix`). None when the confidence is not
+        log or raw."""
+        if self.confidence == "log":
+            values = np.log1p(np.ones(len(query), dtype=np.float32))
+        elif self.confidence == "raw":
+            values = np.ones(len(query), dtype=np.float32)
+        else:
+            return None
+        items = np.asarray(self.item_factors_)
+        vector = np.zeros((1, items.shape[1]), dtype=np.float32)
+        if len(query):
+            y = np.asarray(items[np.asarray(query, dtype=np.int64)], dtype=np.float64)
+            confidence = self.alpha * values.astype(np.float64)
+            vector[0] = self.solve_user(y, confidence)
+        return vector @ items.T
+
+    def customer_row(self, customer_idx: int, row, decay) -> np.ndarray:
+        return np.asarray(self.user_factors_[[customer_idx]]) @ np.asarray(self.item_factors_).T
+
+    def _similar_row(self, query: np.ndarray) -> np.ndarray:
+        """``score_similar_rows`` of one binary query row: the normalised factors of the
+        query items summed in index order (as scipy's sparse x dense product does)."""
+        normed = self._normed_items()
+        vector = np.zeros((1, normed.shape[1]), dtype=normed.dtype)
+        for j in np.asarray(query).tolist():
+            vector[0] += normed[j]
+        return vector @ normed.T
 
     # ------------------------------------------------------------ scoring
     def score_customers(self, customer_idx: np.ndarray) -> np.ndarray:
@@ -191,6 +258,48 @@ class ALSModel:
             cached = (self.item_factors_, (self.item_factors_ / norms[:, None]).astype(np.float32))
             self._normed = cached
         return cached[1]
+
+    def explain_rows(self, history_row, best: np.ndarray, top: int = 3) -> list[list[int]]:
+        """The history items that contribute most (positively) to each of several
+        recommended items ``best`` of one history row (a 1 x items count row), best first.
+
+        Hu, Koren & Volinsky (2008), section 5: history item j contributes
+        ``c_j * y_j' W_u y_i`` to the score of item i, with
+        ``W_u = (Y'Y + Y'(C_u - I)Y + reg I)^-1``. The same arithmetic as
+        implicit's ``explain`` (:meth:`explain`), with ``W_u`` factorised
+        once per answer instead of once per item.
+        """
+        if self.confidence == "log" and history_row.shape[0] == 1:
+            # weight() for one row, without building sparse matrices: log(1 + count).
+            history = np.asarray(history_row.indices, dtype=np.int64)
+            values = np.log1p(np.asarray(history_row.data, dtype=np.float32))
+        else:
+            weighted = self.weight(as_csr(history_row)).tocsr()
+            history = np.asarray(weighted.indices, dtype=np.int64)
+            values = weighted.data
+        if not len(history):
+            return [[] for _ in best]
+        confidence = self.alpha * np.asarray(values, dtype=np.float64)
+        factors = np.asarray(self.item_factors_)
+        y_hist = factors[history].astype(np.float64)
+        a = self.base_matrix() + (y_hist.T * (confidence - 1.0)) @ y_hist
+        # cho_solve(cho_factor(a), b) without scipy's per-call checks and batching layer:
+        # the same LAPACK routines (potrf upper, potrs) on the same arrays.
+        factor, info = dpotrf(a, lower=0, clean=0, overwrite_a=1) \
+            if np.isfinite(a).all() else (None, -1)
+        if info != 0:  # explain is an aid: never fail an answer for it
+            log.debug("ALS explain: the matrix cannot be factorised (potrf info %d)", info)
+            return [[] for _ in best]
+        weighted_items, info = dpotrs(factor, factors[best].astype(np.float64).T, lower=0)
+        if info != 0:
+            log.debug("ALS explain: potrs info %d", info)
+            return [[] for _ in best]
+        contributions = (y_hist @ weighted_items) * confidence[:, None]  # history x best
+        order = np.argsort(-contributions, axis=0, kind="stable")[:top]
+        positive = np.take_along_axis(contributions, order, axis=0) > 0
+        history_list = history.tolist()
+        return [[history_list[o] for o, p in zip(col_order, col_ok, strict=True) if p]
+                for col_order, col_ok in zip(order.T.tolist(), positive.T.tolist(), strict=True)]
 
     def explain(self, history: sp.csr_matrix, item_idx: int, top: int = 3) -> list[tuple[int, float]]:
         """The history items that contributed most to one recommendation (implicit's explain)."""

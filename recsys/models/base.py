@@ -1,11 +1,125 @@
-"""Shared helpers for models: the fitted check and sparse top-k selection."""
+"""The component contract every model implements, and helpers the models share.
+
+A component is one model the recommender blends or consults (popularity,
+co-purchase, ALS, EASE, recency, substitutes). In the manner of
+scikit-learn's estimators and implicit's ``RecommenderBase``: the constructor
+stores settings, ``fit`` learns arrays (ending in ``_``), and the component
+saves and loads its own arrays through the artifact writer (``.npy``, no
+pickle, memory-mapped read-only when loaded). The scoring methods return raw,
+unnormalised scores; the recommender scales and blends them. A component
+implements the scores it can give; asking one for a kind it lacks raises
+:class:`~recsys.exceptions.ComponentError` (never a silent fall-through).
+
+Adding a component: one module with a :class:`Component` subclass and one line
+in :data:`recsys.models.REGISTRY`.
+"""
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 import numpy as np
 import scipy.sparse as sp
 
-from ..exceptions import NotFittedError
+from .. import fastpath
+from ..exceptions import ComponentError, NotFittedError
+
+# The scoring methods each blended query kind needs from a component.
+NEEDS = {
+    "also_bought": ("item_scores",),
+    "basket": ("item_scores",),
+    "next_best": ("customer_scores", "history_scores"),
+    "likely_buyers": ("buyer_scores",),
+}
+
+
+class Component:
+    """The contract of a model component (see the module docstring).
+
+    Class attributes: ``name`` (registry key, blend-weight key), ``strategy``
+    (the answer's strategy when it answers alone), ``blended`` (takes part in
+    the blend search; popularity is the prior the search adds itself),
+    ``item_item`` (its scores sum item neighbours, explained by the customers
+    who bought both), ``explains_histories`` (it has its own explanation of a
+    history's answer, :meth:`explain_histories`).
+    """
+
+    name: ClassVar[str] = ""
+    strategy: ClassVar[str] = ""
+    blended: ClassVar[bool] = False
+    item_item: ClassVar[bool] = False
+    explains_histories: ClassVar[bool] = False
+
+    # ------------------------------------------------------------- state
+    @property
+    def fitted(self) -> bool:
+        """Whether the component has learned (or loaded) its arrays."""
+        return all(value is not None for value in self.state().values())
+
+    def state(self) -> dict:
+        """The learned arrays (``np.ndarray`` or CSR) by file name, as :meth:`save` writes."""
+        raise NotImplementedError
+
+    def save(self, writer) -> None:
+        """Write :meth:`state` through a :class:`recsys.artifacts.VersionWriter`."""
+        for file, value in self.state().items():
+            if sp.issparse(value):
+                writer.add_sparse(file, value)
+            else:
+                writer.add_array(file, value)
+
+    @classmethod
+    def load(cls, loaded, params: dict) -> Component | None:
+        """The component of a loaded version (memory-mapped), or None when it has none.
+
+        ``params``: the manifest's ``parameters`` (each component reads its own)."""
+        raise NotImplementedError
+
+    def supports(self, kind: str) -> bool:
+        """Whether the component has every score ``kind`` needs."""
+        return all(getattr(type(self), m) is not getattr(Component, m)
+                   for m in NEEDS.get(kind, ()))
+
+    def _lacks(self, method: str, what: str):
+        raise ComponentError(
+            f"component {self.name!r} has no {method}: it cannot score {what}; give it a "
+            f"blend weight of 0 for that kind or implement {type(self).__name__}.{method}")
+
+    # ----------------------------------------------------------- batch scores
+    def item_scores(self, kind: str, rows: sp.csr_matrix):
+        """Raw scores for item queries (``rows``: binary queries x items) of ``kind``
+        (also-bought, basket): a CSR, a dense array, or one row for every query."""
+        self._lacks("item_scores", f"{kind} queries")
+
+    def customer_scores(self, customer_idx: np.ndarray, history: sp.csr_matrix,
+                        decay: sp.csr_matrix | None):
+        """Raw next-best scores of known customers. ``history``: every customer's purchase
+        counts; ``decay``: recency factors on its pattern, or None."""
+        self._lacks("customer_scores", "next-best for known customers")
+
+    def history_scores(self, histories: sp.csr_matrix):
+        """Raw next-best scores of unseen customers from their purchase-count rows."""
+        self._lacks("history_scores", "next-best for a history")
+
+    def buyer_scores(self, item_idx: int, history: sp.csr_matrix) -> np.ndarray | None:
+        """Raw scores of every known customer for one item; None: no say in who buys."""
+        self._lacks("buyer_scores", "likely buyers")
+
+    # ------------------------------------------------ one query (optional forms)
+    def query_row(self, kind: str, query: np.ndarray) -> np.ndarray | None:
+        """``item_scores(kind, [query])`` as a (1 x items) array for one sorted, distinct
+        query, computed without sparse matrices; None: use :meth:`item_scores`."""
+        return None
+
+    def history_row(self, query: np.ndarray) -> np.ndarray | None:
+        """:meth:`history_scores` of one binary history (``query``), or None."""
+        return None
+
+    def customer_row(self, customer_idx: int, row: sp.csr_matrix,
+                     decay: np.ndarray | None) -> np.ndarray | None:
+        """:meth:`customer_scores` of one customer (``row``: their count row, ``decay``: its
+        recency factors or None), or None."""
+        return None
 
 
 def check_fitted(model, attribute: str) -> None:
@@ -13,6 +127,42 @@ def check_fitted(model, attribute: str) -> None:
         raise NotFittedError(
             f"{type(model).__name__} is not fitted yet: call fit() or load a model version first"
         )
+
+
+def similarity_row(sim, rows: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
+    """``(query @ sim).toarray()`` for one query row (items ``rows`` with ``weights``,
+    1 when None): the similarity rows added in the same order and float32 arithmetic
+    as scipy's product, so the scores are bit for bit the same. ``sim`` is a CSR
+    matrix or a dense one (EASE on a small catalogue)."""
+    w = np.ones(len(rows), dtype=np.float32) if weights is None else \
+        fastpath.writable(weights, np.float32)
+    if isinstance(sim, np.ndarray):
+        if fastpath.available() and sim.dtype == np.float32:
+            return fastpath.sum_dense_rows(fastpath.readonly(sim),
+                                           fastpath.writable(rows, np.int64), w)[None, :]
+        out = np.zeros((1, sim.shape[1]), dtype=np.float32)
+        for j, wj in zip(np.asarray(rows).tolist(), w.tolist(), strict=True):
+            out[0] += np.float32(wj) * sim[j]
+        return out
+    # Plain views of the (memory-mapped) arrays: memmap slicing runs Python code.
+    indptr, indices, data = np.asarray(sim.indptr), np.asarray(sim.indices), \
+        np.asarray(sim.data)
+    if fastpath.available() and data.dtype == np.float32:
+        # One compiled call: w * data in float32, added in row order (as below), into
+        # a row it allocates (numpy's zeroed allocation would release the GIL).
+        return fastpath.sum_rows(
+            fastpath.readonly(indptr), fastpath.readonly(indices), fastpath.readonly(data),
+            fastpath.writable(rows, np.int64), w, int(sim.shape[1]))[None, :]
+    out = np.zeros((1, sim.shape[1]), dtype=np.float32)
+    row = out[0]
+    values = [None] * len(rows) if weights is None else weights.tolist()
+    for j, w in zip(np.asarray(rows).tolist(), values, strict=True):
+        lo, hi = indptr[j], indptr[j + 1]
+        if w is None or w == 1.0:
+            row[indices[lo:hi]] += data[lo:hi]
+        else:
+            row[indices[lo:hi]] += np.float32(w) * data[lo:hi]
+    return out
 
 
 def topk_positions(m: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -28,7 +28,8 @@ import logging
 import numpy as np
 import scipy.sparse as sp
 
-from .base import check_fitted, row_blocks, topk_per_row
+from ..sparse import log_weights
+from .base import Component, check_fitted, row_blocks, similarity_row, topk_per_row
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +38,16 @@ _BLOCK_WORK = 4e7
 _SCALE = float(2 ** 26)
 
 
-class CoPurchaseModel:
-    """Item-item co-purchase neighbours (top ``k`` per item) with support counts."""
+class CoPurchaseModel(Component):
+    """Item-item co-purchase neighbours (top ``k`` per item) with support counts.
 
-    name = "co-purchase"
+    Histories are read as log(1 + purchases) per item (times the recency factor
+    for next-best, when the version has one)."""
+
+    name = "copurchase"
+    strategy = "co-purchase"
+    blended = True
+    item_item = True
 
     def __init__(self, k: int = 100, alpha: float = 0.5, shrink: float = 10.0,
                  min_support: int = 2, basket_weight: float = 1.0,
@@ -130,24 +137,49 @@ class CoPurchaseModel:
         self.support_.sort_indices()
         return self
 
-    def score_items(self, item_idx: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
-        """Summed neighbour scores of several query items (a basket), dense over items."""
-        check_fitted(self, "similarity_")
-        rows = self.similarity_[np.asarray(item_idx, dtype=np.int64)]
-        if weights is None:
-            return np.asarray(rows.sum(axis=0)).ravel()
-        return np.asarray(rows.T @ np.asarray(weights, dtype=np.float32)).ravel()
+    def state(self) -> dict:
+        return {"copurchase_similarity": self.similarity_, "copurchase_support": self.support_}
 
-    def score_histories(self, histories: sp.csr_matrix) -> np.ndarray:
-        """Dense scores for a batch of histories (queries x items, weights as values)."""
-        check_fitted(self, "similarity_")
-        return (histories @ self.similarity_).toarray()
+    @classmethod
+    def load(cls, loaded, params: dict) -> CoPurchaseModel | None:
+        if not loaded.has("copurchase_similarity"):
+            return None
+        model = cls(**params.get("copurchase", {}))
+        model.similarity_ = loaded.sparse("copurchase_similarity")
+        model.support_ = loaded.sparse("copurchase_support")
+        return model
 
-    def support_for(self, source_idx: np.ndarray, target_idx: int) -> np.ndarray:
-        """Customers who bought both, for each source item and one target item."""
-        check_fitted(self, "support_")
-        sub = self.support_[np.asarray(source_idx, dtype=np.int64)][:, [target_idx]]
-        return sub.toarray().ravel()
+    def item_scores(self, kind: str, rows: sp.csr_matrix) -> sp.csr_matrix:
+        check_fitted(self, "similarity_")
+        return rows @ self.similarity_
+
+    def customer_scores(self, customer_idx: np.ndarray, history: sp.csr_matrix,
+                        decay: sp.csr_matrix | None) -> sp.csr_matrix:
+        rows = log_weights(history[customer_idx])
+        if decay is not None:
+            rows.data *= np.asarray(decay[customer_idx].data, dtype=np.float32)
+        return rows @ self.similarity_
+
+    def history_scores(self, histories: sp.csr_matrix) -> sp.csr_matrix:
+        return log_weights(histories) @ self.similarity_
+
+    def buyer_scores(self, item_idx: int, history: sp.csr_matrix) -> np.ndarray:
+        column = self.similarity_[:, [item_idx]]
+        return np.asarray((log_weights(history) @ column).todense()).ravel()
+
+    def query_row(self, kind: str, query: np.ndarray) -> np.ndarray:
+        return similarity_row(self.similarity_, query, None)
+
+    def history_row(self, query: np.ndarray) -> np.ndarray:
+        # A history weighs its items log(1 + purchases), here log(2).
+        return similarity_row(self.similarity_, query,
+                              np.log1p(np.ones(len(query), dtype=np.float32)))
+
+    def customer_row(self, customer_idx: int, row: sp.csr_matrix,
+                     decay: np.ndarray | None) -> np.ndarray:
+        counts = np.log1p(row.data.astype(np.float32))
+        return similarity_row(self.similarity_, np.asarray(row.indices, dtype=np.int64),
+                              counts if decay is None else counts * decay)
 
 
 def _binary(m: sp.csr_matrix, dtype=np.float32) -> sp.csr_matrix:

@@ -58,7 +58,9 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.linalg import lapack
 
-from .base import check_fitted, top_indices_rows
+from ..kinds import BLEND_KINDS
+from ..sparse import binary
+from .base import Component, check_fitted, similarity_row, top_indices_rows
 
 log = logging.getLogger(__name__)
 
@@ -253,3 +255,101 @@ class EASEModel:
         check_fitted(self, "similarity_")
         scores = rows @ self.similarity_
         return scores.toarray() if sp.issparse(scores) else np.asarray(scores)
+
+
+class EASEByKind(Component):
+    """The EASE component: one fitted :class:`EASEModel` per query kind (each kind may
+    choose its own setting on the holdout; kinds sharing one share the arrays).
+
+    A kind without its own model uses next-best's, else the first one. Histories
+    are read as 1 per item (times the recency factor for next-best)."""
+
+    name = "ease"
+    strategy = "ease"
+    blended = True
+    item_item = True
+
+    def __init__(self, models: dict[str, EASEModel] | None = None):
+        self.models = {kind: m for kind, m in (models or {}).items()
+                       if m is not None and m.similarity_ is not None}
+
+    def for_kind(self, kind: str) -> EASEModel:
+        return self.models.get(kind) or self.models.get("next_best") \
+            or next(iter(self.models.values()))
+
+    def _sim(self, kind: str):
+        return self.for_kind(kind).similarity_
+
+    # ------------------------------------------------------------ state
+    @property
+    def fitted(self) -> bool:
+        return bool(self.models)
+
+    def state(self) -> dict:
+        out, seen = {}, set()
+        for kind, model in self.models.items():
+            if id(model) not in seen:
+                seen.add(id(model))
+                dense = isinstance(model.similarity_, np.ndarray)
+                out[f"ease_{'dense' if dense else 'similarity'}_{kind}"] = model.similarity_
+        return out
+
+    def save(self, writer) -> None:
+        saved: dict[int, str] = {}
+        for kind, model in self.models.items():
+            if id(model) in saved:
+                writer.add_json(f"ease_alias_{kind}", {"same_as": saved[id(model)]})
+                continue
+            if isinstance(model.similarity_, np.ndarray):
+                writer.add_array(f"ease_dense_{kind}", model.similarity_)
+            else:
+                writer.add_sparse(f"ease_similarity_{kind}", model.similarity_)
+            saved[id(model)] = kind
+
+    @classmethod
+    def load(cls, loaded, params: dict) -> EASEByKind | None:
+        models: dict[str, EASEModel] = {}
+        for kind in BLEND_KINDS:
+            if loaded.has(f"ease_similarity_{kind}"):
+                models[kind] = EASEModel()
+                models[kind].similarity_ = loaded.sparse(f"ease_similarity_{kind}")
+            elif loaded.has(f"ease_dense_{kind}"):
+                models[kind] = EASEModel()
+                models[kind].similarity_ = loaded.array(f"ease_dense_{kind}")
+        files = loaded.manifest.get("files", {})
+        for kind in BLEND_KINDS:
+            if f"ease_alias_{kind}.json" in files:
+                models[kind] = models.get(loaded.json(f"ease_alias_{kind}")["same_as"])
+        out = cls(models)
+        return out if out.fitted else None
+
+    # ------------------------------------------------------------ scores
+    def item_scores(self, kind: str, rows: sp.csr_matrix):
+        return rows @ self._sim(kind)
+
+    def customer_scores(self, customer_idx: np.ndarray, history: sp.csr_matrix,
+                        decay: sp.csr_matrix | None):
+        rows = binary(history[customer_idx])
+        if decay is not None:
+            rows.data *= np.asarray(decay[customer_idx].data, dtype=np.float32)
+        return rows @ self._sim("next_best")
+
+    def history_scores(self, histories: sp.csr_matrix):
+        return binary(histories) @ self._sim("next_best")
+
+    def buyer_scores(self, item_idx: int, history: sp.csr_matrix) -> np.ndarray:
+        column = self._sim("likely_buyers")[:, [item_idx]]
+        if sp.issparse(column):
+            column = column.toarray()
+        return np.asarray(binary(history) @ np.asarray(column)).ravel()
+
+    def query_row(self, kind: str, query: np.ndarray) -> np.ndarray:
+        return similarity_row(self._sim(kind), query, None)
+
+    def history_row(self, query: np.ndarray) -> np.ndarray:
+        return similarity_row(self._sim("next_best"), query, None)
+
+    def customer_row(self, customer_idx: int, row: sp.csr_matrix,
+                     decay: np.ndarray | None) -> np.ndarray:
+        return similarity_row(self._sim("next_best"), np.asarray(row.indices, dtype=np.int64),
+                              decay)

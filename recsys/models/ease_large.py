@@ -26,7 +26,7 @@ A tail item is thus recommended from the head items of a cart (the usual
 case: the head carries most lines), and a tail item in a cart weighs nothing
 here (co-purchase covers it in the blend). With ``head_items`` at or above
 the kept items there is no tail and the weights are dense EASE's, equal to
-:class:`~recsys.models.ease.EASEModel`'s (tests/test_ease_large.py).
+:class:`~recsys.models.ease.EASEModel`'s (tests/recsys/test_ease_large.py).
 
 Cost: Gram of the head (sparse product) + one n_head^3 / 3 Cholesky inverse +
 n_tail * m^3 / 3 for the tail solves: linear in the catalogue beyond the head.

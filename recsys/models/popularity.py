@@ -5,13 +5,17 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from .base import check_fitted
+from .base import Component, check_fitted
 
 
-class PopularityModel:
-    """Scores every item by its number of distinct buyers, scaled to [0, 1]."""
+class PopularityModel(Component):
+    """Scores every item by its number of distinct buyers, scaled to [0, 1].
 
-    name = "popular"
+    The blend's prior: the same row for every query, and the tie-break of
+    every answer (:class:`recsys.recommender.Recommender`)."""
+
+    name = "popularity"
+    strategy = "popular"
 
     def __init__(self):
         self.counts_ = None
@@ -22,6 +26,43 @@ class PopularityModel:
         top = self.counts_.max() if self.counts_.size and self.counts_.max() > 0 else 1
         self.scores_ = (self.counts_ / top).astype(np.float32)
         return self
+
+    def state(self) -> dict:
+        return {"popularity_counts": self.counts_}
+
+    @classmethod
+    def load(cls, loaded, params: dict) -> PopularityModel | None:
+        if not loaded.has("popularity_counts"):
+            return None
+        model = cls()
+        # A plain ndarray view of the mapped file: indexed per answer, where a memmap
+        # subclass would run Python code.
+        counts = np.asarray(loaded.array("popularity_counts"))
+        model.counts_ = counts
+        model.scores_ = (counts / max(int(counts.max(initial=0)), 1)).astype(np.float32)
+        return model
+
+    def item_scores(self, kind: str, rows: sp.csr_matrix) -> np.ndarray:
+        check_fitted(self, "scores_")
+        return self.scores_
+
+    def customer_scores(self, customer_idx, history, decay) -> np.ndarray:
+        return self.item_scores("next_best", history)
+
+    def history_scores(self, histories: sp.csr_matrix) -> np.ndarray:
+        return self.item_scores("next_best", histories)
+
+    def buyer_scores(self, item_idx: int, history: sp.csr_matrix) -> None:
+        return None  # the same for every customer: no say in who buys
+
+    def query_row(self, kind: str, query: np.ndarray) -> np.ndarray:
+        return self.score(1)
+
+    def history_row(self, query: np.ndarray) -> np.ndarray:
+        return self.score(1)
+
+    def customer_row(self, customer_idx: int, row, decay) -> np.ndarray:
+        return self.score(1)
 
     def score(self, n_queries: int = 1) -> np.ndarray:
         """The same popularity row for each of ``n_queries`` queries."""

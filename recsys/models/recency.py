@@ -23,7 +23,52 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from .base import Component
+
 DAY = 86400.0
+
+
+class RecencyWeights(Component):
+    """The recency factors of the customers' history pairs (:func:`decay_weights`), which
+    the item-item components multiply into a known customer's history for next-best.
+
+    Not blended: it weighs the history the blended components read."""
+
+    name = "recency"
+    strategy = "recency"
+
+    def __init__(self, half_life: float | None = None):
+        self.half_life = half_life
+        self.decay_ = None
+
+    def fit(self, age: sp.csr_matrix, half_life: float | None = None) -> RecencyWeights:
+        """Factors from :func:`last_purchase_age`'s ages and the half-life in days."""
+        self.half_life = self.half_life if half_life is None else half_life
+        self.decay_ = decay_weights(age, self.half_life)
+        return self
+
+    def state(self) -> dict:
+        return {"history_decay": self.decay_}
+
+    def save(self, writer) -> None:
+        writer.add_sparse("history_decay", self.decay_.astype(np.float32))
+
+    @classmethod
+    def load(cls, loaded, params: dict) -> RecencyWeights | None:
+        if not loaded.has("history_decay"):
+            return None
+        out = cls((params.get("recency") or {}).get("half_life_days"))
+        out.decay_ = loaded.sparse("history_decay")
+        return out
+
+    @classmethod
+    def of(cls, decay: sp.csr_matrix | None) -> RecencyWeights | None:
+        """The component holding already computed factors (None: no recency)."""
+        if decay is None:
+            return None
+        out = cls()
+        out.decay_ = decay
+        return out
 
 
 def last_purchase_age(inter, history: sp.csr_matrix) -> sp.csr_matrix | None:

@@ -33,7 +33,7 @@ import logging
 import numpy as np
 import scipy.sparse as sp
 
-from .base import check_fitted, topk_per_row
+from .base import Component, check_fitted, topk_per_row
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +41,13 @@ log = logging.getLogger(__name__)
 _BLOCK_CELLS = 4_000_000
 
 
-class SubstituteModel:
-    """Same-role alternatives of each item (top ``k`` pricier and ``k`` cheaper ones)."""
+class SubstituteModel(Component):
+    """Same-role alternatives of each item (top ``k`` pricier and ``k`` cheaper ones).
+
+    Not blended: upsell and downsell ask it for :meth:`neighbours`."""
 
     name = "substitutes"
+    strategy = "substitute"
 
     def __init__(self, k: int = 50, als_weight: float = 1.0, shrink: float = 5.0,
                  max_basket_share: float = 0.5, min_similarity: float = 0.05):
@@ -158,6 +161,21 @@ class SubstituteModel:
             return None
         return (i, j, dense[i, j].astype(np.float32), both[i, j].astype(np.int32),
                 together[i, j].astype(np.int32))
+
+    def state(self) -> dict:
+        return {"substitutes_similarity": self.similarity_,
+                "substitutes_support": self.support_,
+                "substitutes_basket_support": self.basket_support_}
+
+    @classmethod
+    def load(cls, loaded, params: dict) -> SubstituteModel | None:
+        if not loaded.has("substitutes_similarity"):
+            return None
+        model = cls(**params.get("substitutes", {}))
+        model.similarity_ = loaded.sparse("substitutes_similarity")
+        model.support_ = loaded.sparse("substitutes_support")
+        model.basket_support_ = loaded.sparse("substitutes_basket_support")
+        return model
 
     def neighbours(self, item_idx: int) -> tuple[np.ndarray, np.ndarray]:
         """Candidate substitutes of one item and their similarity."""

@@ -1,5 +1,5 @@
 """The optimised single-query answer path gives exactly the answers of the pinned,
-unoptimised reference (``tests/recsys/reference_answers.py``): same items in the same
+unoptimised reference (``support/reference_answers.py``): same items in the same
 order, same scores, reasons, supports, lift and confidence, for every query method,
 several blends and filter combinations, on planted data with known structure."""
 
@@ -14,7 +14,7 @@ from recsys import fastpath
 from recsys.artifacts import load_version
 from recsys.recommender import Recommender
 from recsys.rules import Filters
-from tests.recsys.reference_answers import ReferenceRecommender
+from support.reference_answers import ReferenceRecommender
 from tests.recsys.tiers import write_tiers
 from training.config import load_config
 from training.train import train

@@ -6,7 +6,7 @@ import pytest
 import scipy.sparse as sp
 
 from recsys.artifacts import VersionWriter, load_version
-from recsys.models.ease import EASEModel, dense_weights
+from recsys.models.ease import EASEByKind, EASEModel, dense_weights
 from recsys.models.ease_large import LargeEASEModel, lean_weights, split_head
 
 
@@ -112,10 +112,12 @@ def test_top_k_storage_states_its_error_and_survives_a_round_trip(tmp_path):
     dropped = np.abs(a[np.ix_(head, head)]).sum() - np.abs(b[np.ix_(head, head)]).sum()
     assert dropped / np.abs(a[np.ix_(head, head)]).sum() == pytest.approx(cut.topk_error_,
                                                                           rel=1e-4)
+    # Stored and loaded by the EASE component (EASEByKind) unchanged, like dense EASE's.
     writer = VersionWriter(str(tmp_path))
-    writer.add_sparse("ease_similarity_basket", cut.similarity_)
+    EASEByKind({"basket": cut}).save(writer)
     version = writer.commit({})
-    loaded = load_version(str(tmp_path), version).sparse("ease_similarity_basket")
+    component = EASEByKind.load(load_version(str(tmp_path), version), {})
+    loaded = component.for_kind("basket").similarity_
     assert (loaded != cut.similarity_).nnz == 0
     rows = sp.csr_matrix(orders[:7])
     np.testing.assert_allclose(np.asarray((rows @ loaded).todense()),
@@ -153,7 +155,7 @@ def test_trainer_fits_the_head_and_tail_above_max_items_and_chooses_per_kind(pla
     """Above ease.max_items the trainer's EASE is the large model (head = the max_items
     most-bought items, a regression tail), every setting scored alone per kind on the
     holdout as for dense EASE; the refit rebuilds the chosen weights."""
-    from recsys.evaluation import evaluate_variants
+    from recsys.evaluation import PRIMARY, evaluate_variants
     from recsys.exceptions import ConfigError
     from tests.holdout import holdout
     from training import train as T
@@ -179,7 +181,7 @@ def test_trainer_fits_the_head_and_tail_above_max_items_and_chooses_per_kind(pla
                                  h.data, 10)[(1.0,)]
 
     scores = {lam: score(lam) for lam in (5.0, 50.0)}
-    for kind, metric in T.PRIMARY.items():
+    for kind, metric in PRIMARY.items():
         value = {lam: r[kind][f"{metric}@10"] for lam, r in scores.items()}
         assert chosen[kind][0] == (50.0 if value[50.0] > value[5.0] else 5.0), kind
     refit, _ = T.fit_ease(h.train_part, config, settings_by_kind=chosen,

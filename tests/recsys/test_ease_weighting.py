@@ -84,6 +84,7 @@ def test_trainer_chooses_size_damping_then_the_popularity_penalty_per_kind(plant
     """Every size exponent is scored alone; each kind's best then tries every popularity
     exponent and keeps one only if it scores better (ties: none)."""
     from recsys.evaluation import evaluate_variants
+    from training import blend_search as B
     from training import train as T
     from training.blend_search import BlendScorer
 
@@ -98,7 +99,7 @@ def test_trainer_chooses_size_damping_then_the_popularity_penalty_per_kind(plant
         return evaluate_variants(BlendScorer(make_rec(m), [(1.0,)], ("ease",)), data, 10)[(1.0,)]
 
     scores = {(e, b): score(e, b) for e in (0.0, 0.5) for b in (0.0, 0.1, 1.0)}
-    for kind, metric in T.PRIMARY.items():
+    for kind, metric in B.PRIMARY.items():
         value = {s: r[kind][f"{metric}@10"] for s, r in scores.items()}
         e = 0.5 if value[(0.5, 0.0)] > value[(0.0, 0.0)] else 0.0
         beta = 0.0

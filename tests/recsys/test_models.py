@@ -63,7 +63,7 @@ def test_popularity_counts_distinct_customers():
 
 def test_methods_before_fit_raise_not_fitted():
     with pytest.raises(NotFittedError, match="fit"):
-        CoPurchaseModel().score_items(np.array([0]))
+        CoPurchaseModel().item_scores("basket", sp.csr_matrix((1, 3), dtype=np.float32))
     with pytest.raises(NotFittedError):
         ALSModel().score_customers(np.array([0]))
     with pytest.raises(NotFittedError):
@@ -207,11 +207,11 @@ def test_als_warm_start_runs_the_extra_iterations_only_when_it_applies():
 def test_sorted_distinct_equals_numpy_unique_for_short_and_long_queries():
     import numpy as np
 
-    from recsys.recommender import _DIRECT_ROWS, _sorted_distinct
+    from recsys.sparse import DIRECT_ROWS, sorted_distinct
 
     rng = np.random.default_rng(0)
-    for n in (0, 1, 3, _DIRECT_ROWS, _DIRECT_ROWS + 1, 500):
+    for n in (0, 1, 3, DIRECT_ROWS, DIRECT_ROWS + 1, 500):
         values = rng.integers(0, 40, n)
-        got = _sorted_distinct(values.tolist() if n % 2 else values)
+        got = sorted_distinct(values.tolist() if n % 2 else values)
         assert got.dtype == np.int64
         np.testing.assert_array_equal(got, np.unique(values.astype(np.int64)))

@@ -22,7 +22,8 @@ from recsys.models.ease import EASEModel
 from recsys.models.recency import order_decay
 from recsys.recommender import Recommender
 from recsys.rules import Filters
-from tests.synthetic import ORDER_HEADER, write_orders
+from support.synthetic import ORDER_HEADER, write_orders
+from training import blend_search as B
 from training import train as T
 from training.config import load_config
 
@@ -145,7 +146,7 @@ def test_every_half_life_is_scored_and_the_best_kept_per_kind(drift):
         scores[life] = evaluate_variants(BlendScorer(h.recommender(m), [(1.0,)], ("ease",)),
                                          h.data, 10)[(1.0,)]
     assert scores[30.0]["also_bought"]["hr@10"] > scores[0.0]["also_bought"]["hr@10"]
-    for kind, metric in T.PRIMARY.items():
+    for kind, metric in B.PRIMARY.items():
         if kind not in scores[0.0]:
             continue
         values = {life: r[kind][f"{metric}@10"] for life, r in scores.items()}

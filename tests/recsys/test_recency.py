@@ -12,7 +12,7 @@ from recsys.models import CoPurchaseModel, PopularityModel
 from recsys.models.recency import decay_weights, last_purchase_age
 from recsys.recommender import Recommender
 from recsys.rules import build_item_meta
-from tests.synthetic import write_orders
+from support.synthetic import write_orders
 
 write = write_orders
 

@@ -211,7 +211,7 @@ def test_item_meta_is_what_the_mask_uses():
 
 
 def test_floor_looks_past_the_first_chunk():
-    from recsys.recommender import _ranked_chunks
+    from recsys.recommender.selection import _ranked_chunks
 
     scores = np.random.default_rng(0).random(1000).astype(np.float32)
     parts = list(_ranked_chunks(scores, 10))

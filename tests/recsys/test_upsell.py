@@ -11,8 +11,8 @@ from recsys.artifacts import load_version
 from recsys.models.substitutes import SubstituteModel
 from recsys.recommender import Recommender
 from recsys.rules import Filters
-from tests.recsys.dunnhumby import DATA as DUNNHUMBY
-from tests.recsys.dunnhumby import survey, train_model
+from support.dunnhumby import DATA as DUNNHUMBY
+from support.dunnhumby import survey, train_model
 from tests.recsys.tiers import PRICES, write_tiers
 from training.config import load_config
 from training.export import export

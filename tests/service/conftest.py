@@ -62,3 +62,12 @@ def _no_env_keys(monkeypatch):
     for key in list(os.environ):
         if key.startswith("XSELL_"):
             monkeypatch.delenv(key)
+
+
+@pytest.fixture(scope="session")
+def dashboard_models(tmp_path_factory):
+    """Planted orders with a named catalog: (models dir, older version, newer current one).
+    Read-only: tests that promote work on a copy."""
+    from tests.service.dashboard_data import build_models
+
+    return build_models(tmp_path_factory.mktemp("dashboard"))

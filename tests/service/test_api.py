@@ -1,6 +1,6 @@
 """Every endpoint and error of the contract through the Flask test client.
 
-The model is trained on planted data (tests/synthetic.py): ``Ai`` and ``Bi``
+The model is trained on planted data (support/synthetic.py): ``Ai`` and ``Bi``
 are complements, ``P0`` is the best-seller, customers ``Qi_r`` hold ``Ai``
 but never ``Bi``.
 """
@@ -167,18 +167,6 @@ def test_likely_buyers(app, client, planted_models):
     assert r.status_code == 404
 
 
-def test_upsell_routes_answer_501_when_the_model_lacks_them(app, monkeypatch):
-    client = app.test_client()
-    rec = app.extensions["xsell"].store.model.recommender
-    for name in ("upsell", "downsell", "customer_upsell"):
-        monkeypatch.setattr(rec, name, None)
-    for url in ("/v1/items/A0/upsell", "/v1/items/A0/downsell", "/v1/customers/Q0_0/upsell"):
-        r = client.get(url)
-        assert r.status_code == 501 and error_code(r) == "not_implemented"
-    # Unknown ids still fall back (or 404) before the model is asked.
-    assert client.get("/v1/items/NOPE/upsell?fallback=false").status_code == 404
-
-
 def test_model_health_ready(client, planted_models):
     _, version, _ = planted_models
     assert client.get("/healthz").get_json() == {"status": "ok"}
@@ -252,9 +240,13 @@ def test_flask_404_and_405_are_json(client):
     assert r.status_code == 405 and error_code(r) == "method_not_allowed"
 
 
-def test_body_without_json_content_type_is_accepted(client):
+def test_body_must_be_json_or_untyped(client):
+    # CONTRACT.md: 415 for a body that is not application/json; a body with no
+    # Content-Type at all is read as JSON.
     r = client.post("/v1/recommendations/basket", data='{"items": ["A2"]}',
                     content_type="text/plain")
+    assert r.status_code == 415 and r.get_json()["error"]["code"] == "unsupported_media_type"
+    r = client.post("/v1/recommendations/basket", data='{"items": ["A2"]}')
     assert r.status_code == 200 and ids(r)[0] == "B2"
 
 

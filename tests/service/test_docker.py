@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from tests.service.helpers import free_port, request
+from support.http import free_port, request
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from tests.service.helpers import LoadLoop, Server, publish_copy, request
+from support.http import LoadLoop, Server, request
+from support.versions import publish_copy
 
 pytestmark = pytest.mark.slow
 
@@ -138,7 +139,7 @@ def test_service_started_before_any_model(planted_models, tmp_path):
         assert status == 503 and body["error"]["code"] == "no_model"
         assert request(srv.port, "GET", "/readyz")[0] == 503
         shutil.copytree(os.path.join(source, "versions"), os.path.join(models, "versions"))
-        from tests.service.helpers import point_at
+        from support.versions import point_at
 
         point_at(models, version)
         assert wait_for(lambda: request(srv.port, "GET", "/readyz")[0] == 200)

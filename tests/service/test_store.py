@@ -8,8 +8,8 @@ import signal
 import time
 
 from service.store import ModelStore
+from support.versions import point_at, publish_copy
 from tests.service.conftest import make_app
-from tests.service.helpers import point_at, publish_copy
 
 
 def test_new_version_swaps_in_on_check(models_copy):

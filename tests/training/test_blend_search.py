@@ -15,6 +15,7 @@ from recsys.models.base import top_indices_rows
 from recsys.recommender import Recommender
 from tests.holdout import holdout as planted_holdout
 from training import blend_search
+from training import blend_search as B
 from training import train as T
 from training.blend_search import BlendScorer, _Part
 from training.config import load_config
@@ -32,10 +33,10 @@ def holdout(planted):
 
 
 def _grid(rec):
-    components = T.available_components(rec)
+    components = B.available_components(rec)
     grid = []
     for p in (0.0, 0.3, 1.0):
-        for ws in T.blend_candidates(components, [0.0, 0.5, 1.0]):
+        for ws in B.blend_candidates(components, [0.0, 0.5, 1.0]):
             cand = tuple(round(w * (1 - p), 4) for w in ws) + (p,)
             if cand not in grid:
                 grid.append(cand)

@@ -62,6 +62,23 @@ def test_export_all_kinds_jsonl(models, tmp_path):
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert records[0]["item_id"] == "A2" and records[0]["recommendations"][0]["item_id"] == "B2"
     assert records[1]["error"] == "unknown_item" and records[1]["recommendations"] == []
+    # Each recommendation as the API shows it: item facts and the reason (CRM: "because
+    # you bought A2"); slots no customer bought with A2 say they are filled, not co-bought.
+    first = records[0]["recommendations"][0]
+    assert {"name", "price", "category", "in_stock"} <= set(first)
+    assert first["reason"]["because_of"] == ["A2"] and first["reason"]["support"] > 10
+    assert first["reason"]["lift"] > 1 and "confidence" in first["reason"]
+    assert "filled" not in first["reason"]
+    for r in records[0]["recommendations"]:
+        assert ("filled" in r["reason"]) == (not r["reason"]["support"])
+    slim = tmp_path / "ab_slim.jsonl"
+    xsell("export", "--models", models_dir, "--kind", "also-bought", "--input", str(items),
+          "--out", str(slim), "--slim")
+    slim_records = [json.loads(line) for line in slim.read_text().splitlines()]
+    assert [set(r) for r in slim_records[0]["recommendations"]] == \
+        [{"item_id", "score"}] * len(records[0]["recommendations"])
+    assert [r["item_id"] for r in slim_records[0]["recommendations"]] == \
+        [r["item_id"] for r in records[0]["recommendations"]]
 
     baskets = tmp_path / "baskets.jsonl"
     baskets.write_text('["A3", "P9"]\n["nope"]\nnot json\n')
@@ -95,6 +112,15 @@ def test_export_all_customers_csv(models, tmp_path):
     assert all(r["rank"] in ("1", "2") for r in rows)
     first = [r for r in rows if r["query"] == "Q4_1"]
     assert first[0]["id"] == "B4"
+    # Flat columns for the item facts and the reason.
+    assert {"name", "price", "category", "because_of", "support", "lift", "confidence",
+            "filled"} <= set(rows[0])
+    assert first[0]["because_of"].split("|")[0].startswith("A4")
+    slim = tmp_path / "nb_slim.csv"
+    xsell("export", "--models", models_dir, "--kind", "next-best", "--limit", "2", "--out",
+          str(slim), "--slim")
+    with open(slim) as fh:
+        assert next(csv.reader(fh)) == ["query", "rank", "id", "score", "error"]
 
 
 def test_models_list_promote_prune(models, planted, tmp_path):

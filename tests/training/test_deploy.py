@@ -75,6 +75,12 @@ def pod_volumes(pod_spec: dict) -> dict:
     return {v["name"]: v for v in pod_spec["volumes"]}
 
 
+def xsell_container(pod_spec: dict) -> dict:
+    """The pod's one container running ``xsell`` (the API pod also has the proxy sidecar)."""
+    [container] = [c for c in pod_spec["containers"] if c.get("command") == ["xsell"]]
+    return container
+
+
 def test_cronjob_and_deployment_share_the_models_volume():
     docs = load_k8s()
     pvc = by_kind(docs, "PersistentVolumeClaim")
@@ -85,7 +91,7 @@ def test_cronjob_and_deployment_share_the_models_volume():
     configmap = by_kind(docs, "ConfigMap")
     for where, pod in pods.items():
         volumes = pod_volumes(pod)
-        [container] = pod["containers"]
+        container = xsell_container(pod)
         for mount in container["volumeMounts"]:
             assert mount["name"] in volumes, f"{where}: mount {mount['name']} has no volume"
             vol = volumes[mount["name"]]
@@ -98,7 +104,7 @@ def test_cronjob_and_deployment_share_the_models_volume():
         assert len(claims) == 1, where
     # The API only reads models; the nightly job writes them.
     def models_mount(pod):
-        return [m for m in pod["containers"][0]["volumeMounts"] if m["mountPath"] == MODELS_PATH]
+        return [m for m in xsell_container(pod)["volumeMounts"] if m["mountPath"] == MODELS_PATH]
 
     [api_mount] = models_mount(pods["api"])
     assert api_mount.get("readOnly") is True
@@ -135,16 +141,22 @@ def test_deployment_probes_and_service_wiring():
     service = by_kind(docs, "Service")
     pod = deploy["spec"]["template"]
     assert deploy["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
-    [container] = pod["spec"]["containers"]
+    container = xsell_container(pod["spec"])
     check_serve_args(container["args"])
-    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     port_arg = int(container["args"][container["args"].index("--port") + 1])
-    assert ports["http"] == port_arg
-    assert container["args"][container["args"].index("--host") + 1] == "0.0.0.0"
-    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
-    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    # gunicorn listens on the pod's loopback only: clients and probes go through the
+    # nginx sidecar (deploy/nginx), which buffers whole requests (slow clients).
+    assert container["args"][container["args"].index("--host") + 1] == "127.0.0.1"
+    assert "ports" not in container
+    [proxy] = [c for c in pod["spec"]["containers"] if c["name"] == "proxy"]
+    env = {e["name"]: e["value"] for e in proxy["env"]}
+    assert env["XSELL_UPSTREAM"] == f"127.0.0.1:{port_arg}"
+    ports = {p["name"]: p["containerPort"] for p in proxy["ports"]}
+    assert ports["http"] == int(env["XSELL_LISTEN"])
+    assert proxy["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert proxy["livenessProbe"]["httpGet"]["path"] == "/healthz"
     for probe in ("readinessProbe", "livenessProbe"):
-        assert container[probe]["httpGet"]["port"] in (port_arg, "http")
+        assert proxy[probe]["httpGet"]["port"] in (ports["http"], "http")
     assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
     assert all(p["targetPort"] in ports or p["targetPort"] in ports.values()
                for p in service["spec"]["ports"])

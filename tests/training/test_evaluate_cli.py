@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from training.cli import main
 from training.config import load_config
-from training.train import _gate
+from training.gate import _gate
 from training.tune import to_toml
 
 N_PAIRS, N_NOISE = 30, 150

@@ -82,7 +82,7 @@ def test_version_scorer_maps_ids_both_ways(planted, tmp_path):
     from recsys.evaluation import RecommenderScorer, build_eval_data, split, split_interactions
     from recsys.recommender import Recommender
     from recsys.vocab import Vocab
-    from training.train import VersionScorer
+    from training.gate import VersionScorer
 
     path, _ = planted
     models = str(tmp_path / "models")

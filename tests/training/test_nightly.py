@@ -58,7 +58,7 @@ def shuffled(planted, tmp_path_factory):
 
 
 def nightly_cmd(orders, models, config_file, *extra):
-    return [sys.executable, "-m", "training.cli", "nightly", "--orders", str(orders),
+    return [sys.executable, "-m", "tests.training.paused_cli", "nightly", "--orders", str(orders),
             "--models", str(models), "--config", config_file, *extra]
 
 
@@ -172,7 +172,9 @@ def test_degraded_data_trains_but_is_not_published(planted, shuffled, config_fil
     assert bad["status"] == "not_published" and bad["published"] is False
     assert "NOT published by the gate" in bad["message"]
     assert bad["gate"]["passed"] is False and "vs popularity" in bad["gate"]["reason"]
-    assert bad["gate"]["value"] < bad["gate"]["popularity"] * 1.02
+    # Shuffled ids carry no signal: whatever blend the holdout picks (personalised unless
+    # best-sellers are clearly better, training/selection.py) is far below the good data's.
+    assert bad["gate"]["value"] < 0.8 * good["gate"]["value"]
     assert current_version(str(models)) == good["version"]
     verify_version(str(models), bad["version"])  # kept for inspection, complete, not current
     assert run_records(str(models))[-1]["exit_code"] == 3

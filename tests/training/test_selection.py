@@ -7,8 +7,11 @@ import numpy as np
 import pytest
 
 from recsys.data import read_orders
+from recsys.exceptions import ConfigError
+from training.blend_search import choose_blend
 from training.config import load_config
-from training.train import choose_blend, fit_product
+from training.selection import choose, max_concentration
+from training.train import fit_product
 
 N = 100
 
@@ -45,15 +48,19 @@ def test_the_best_model_blend_wins_over_a_more_even_one_the_data_cannot_separate
 POPULAR = {"copurchase": 0.0, "als": 0.0, "popularity": 1.0}
 
 
-def test_best_sellers_when_the_holdout_cannot_separate_the_models_from_them():
-    # Popularity best, the model blends clearly below.
+def test_personalised_unless_best_sellers_are_clearly_better():
+    # Popularity best, the model blends clearly below (0.40 vs 0.25, se ~0.04): best-sellers.
     res = results(best=hits((0, 25)), even=hits((0, 20)), pop=hits((0, 40)))
     assert chosen(res) == POPULAR
-    # The best model blend 0.31 vs popularity 0.30: paired difference 0.01, standard
-    # error 0.017: not separable, best-sellers.
-    res = results(best=hits((0, 31)), even=hits((0, 20)), pop=hits((2, 32)))
-    assert chosen(res) == POPULAR
-    # 0.40 vs 0.30 with only one query going popularity's way: the model blend.
+    reason = choose(res, 10)[2]["next_best"]
+    assert "more than one standard error" in reason["why"] and reason["queries"] is None
+    # Popularity 0.31 vs the best model blend 0.30: paired difference 0.01, standard
+    # error 0.017: the holdout cannot tell, so the personalised blend ships (before:
+    # best-sellers, which on a one-item-per-order dataset scored 0.53x of plain EASE).
+    res = results(best=hits((0, 30)), even=hits((0, 20)), pop=hits((2, 33)))
+    assert chosen(res) == {"copurchase": 1.0, "als": 0.0}
+    assert "cannot tell" in choose(res, 10)[2]["next_best"]["why"]
+    # A model blend above best-sellers: it wins.
     res = results(best=hits((0, 40)), even=hits((0, 20)), pop=hits((1, 30), (50, 51)))
     assert chosen(res) == {"copurchase": 1.0, "als": 0.0}
     # A shop capping popularity on item pages never gets best-sellers alone there.
@@ -63,6 +70,55 @@ def test_best_sellers_when_the_holdout_cannot_separate_the_models_from_them():
                                   pop=hits((0, 40))).items()}
     assert choose_blend(item, 10, max_item_popularity=0.3)[0]["basket"] == \
         {"copurchase": 1.0, "als": 0.0}
+
+
+def with_concentration(res, kind, **shares):
+    """``res`` re-keyed to ``kind`` with each blend's concentration@10."""
+    names = {"best": 1.0, "even": 0.5, "pop": 0.0}
+    out = {}
+    for key, entry in res.items():
+        e = dict(entry["next_best"])
+        e["hr@10"], e["_per_query"] = e.pop("ndcg@10"), {"hr": e["_per_query"]["ndcg"]}
+        name = next(n for n, cp in names.items() if dict(key)["copurchase"] == cp)
+        out[key] = {kind: e | {"concentration@10": shares[name]}}
+    return out
+
+
+def test_a_blend_over_the_concentration_bound_is_not_shipped():
+    res = results(best=hits((0, 40)), even=hits((0, 35)), pop=hits((0, 45)))
+    # also-bought (bound 5% by default): "best" shows one item on 30% of the pages.
+    item = with_concentration(res, "also_bought", best=0.30, even=0.04, pop=1.0)
+    blend, metrics, reasons = choose(item, 10)
+    assert blend["also_bought"] == {"copurchase": 0.5, "als": 0.5}
+    assert metrics["also_bought"]["concentration@10"] == 0.04
+    assert reasons["also_bought"]["excluded_by_concentration"] == 2
+    # A looser bound lets "best" back in; best-sellers stay out (bound 0.5 < 1.0).
+    assert choose(item, 10, bounds={"also_bought": 0.5})[0]["also_bought"] == \
+        {"copurchase": 1.0, "als": 0.0}
+    # A catalogue of 100 items shows a tenth of itself on every page: no bound under
+    # 5 x 10 / 100 = 50% there.
+    assert choose(item, 10, n_items=100)[0]["also_bought"] == {"copurchase": 1.0, "als": 0.0}
+    # Nothing under the bound (a tiny catalogue): the least concentrated blend, said so.
+    item = with_concentration(res, "also_bought", best=0.6, even=0.5, pop=1.0)
+    blend, _, reasons = choose(item, 10)
+    assert blend["also_bought"] == {"copurchase": 0.5, "als": 0.5}
+    assert reasons["also_bought"]["bound_raised"] is True
+    # basket and next-best have no bound by default (best-sellers, clearly better here,
+    # would win: they are out of the cart above only because of also-bought's bound).
+    assert choose(with_concentration(res, "basket", best=0.6, even=0.5, pop=1.0),
+                  10)[0]["basket"] == POPULAR
+    res = results(best=hits((0, 40)), even=hits((0, 35)), pop=hits((0, 38)))
+    item = with_concentration(res, "basket", best=0.6, even=0.5, pop=1.0)
+    assert choose(item, 10)[0]["basket"] == {"copurchase": 1.0, "als": 0.0}
+
+
+@pytest.mark.parametrize("value", [0, 1.5, "x", {"nope": 0.1}, {"basket": -1}])
+def test_max_concentration_must_be_shares(value):
+    with pytest.raises(ConfigError):
+        max_concentration(value)
+    assert max_concentration(0.2)["basket"] == 0.2
+    assert max_concentration({"basket": 0.3}) == {"also_bought": 0.05, "basket": 0.3,
+                                                  "next_best": 1.0}
 
 
 def write_drift(path, recent_truth: bool, seed: int = 0):
@@ -112,3 +168,11 @@ def test_recency_is_adopted_only_where_the_holdout_shows_it(tmp_path, recent_tru
         plain = fit_product(inter, load_config(None, {"als": {"factors": 8, "iterations": 4}}))
         assert plain.half_life is None
         assert plain.metrics["next_best"]["ndcg@10"] < product.metrics["next_best"]["ndcg@10"]
+
+
+def test_the_reasons_carry_the_trade_off_curve():
+    res = results(best=hits((0, 40)), even=hits((0, 35)), pop=hits((0, 45)))
+    item = with_concentration(res, "also_bought", best=0.30, even=0.04, pop=1.0)
+    frontier = choose(item, 10)[2]["also_bought"]["frontier"]
+    assert [(f["bound"], f["hr@10"]) for f in frontier] == \
+        [(0.05, 0.35), (0.1, 0.35), (0.2, 0.35), (0.5, 0.4), (1.0, 0.45)]

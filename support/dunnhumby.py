@@ -6,7 +6,7 @@ per product) from ``shared/data/dunnhumby_sample``, trains, and checks every
 upsell answer against the category and price band. Run as a script for the
 figures::
 
-    PYTHONPATH=. python -m tests.recsys.dunnhumby [DATA_DIR]
+    PYTHONPATH=. python -m support.dunnhumby [DATA_DIR]
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(HERE))), "shared", "data",
+DATA = os.path.join(os.path.dirname(os.path.dirname(HERE)), "shared", "data",
                     "dunnhumby_sample")
 
 
