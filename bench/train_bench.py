@@ -5,7 +5,11 @@ customers x items matrix + the sparse co-occurrence product (items x items),
 timed in a child process of its own. Targets (issue 2): train wall time at
 most 1.5x the bare compute, peak RSS at most 3 GiB.
 
-    python bench/train_bench.py [--orders PATH] [--columns MAP]
+    python bench/train_bench.py [--orders PATH] [--columns MAP] [--config TOML] [--keep DIR]
+
+``--config`` is passed to ``xsell train`` (e.g. ``[ease] enabled = false`` for the
+figures before large-catalogue EASE); ``--keep`` trains into DIR (kept, for
+bench/query_bench.py) instead of a temporary folder.
 """
 
 from __future__ import annotations
@@ -46,7 +50,10 @@ def main() -> None:
         SHARED_DATA, "instacart", "order_products__train.parquet"))
     parser.add_argument("--columns", default="item_id=product_id")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--config", default=None, help="settings file for xsell train")
+    parser.add_argument("--keep", default=None, help="train into this folder and keep it")
     args = parser.parse_args()
+    extra = ["--config", args.config] if args.config else []
     if not os.path.exists(args.orders):
         raise SystemExit(f"{args.orders} not found (Instacart lives in ../shared/data)")
 
@@ -56,9 +63,10 @@ def main() -> None:
     for _ in range(args.rounds):
         _, bare_rss, out = run_measured([sys.executable, "-c", BARE, args.orders, args.columns])
         bares.append(json.loads(out.strip().splitlines()[-1]))
-        with tempfile.TemporaryDirectory() as models:
+        with tempfile.TemporaryDirectory() as tmp:
             wall, rss, out = run_measured(xsell_args(
-                "train", "--orders", args.orders, "--columns", args.columns, "--models", models))
+                "train", "--orders", args.orders, "--columns", args.columns,
+                "--models", args.keep or tmp, *extra))
         trains.append((wall, rss, json.loads(out.strip().splitlines()[-1])))
     bare = min(bares, key=lambda b: b["als_s"] + b["cooccurrence_s"])
     bare_s = bare["als_s"] + bare["cooccurrence_s"]

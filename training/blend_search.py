@@ -28,6 +28,7 @@ import itertools
 import logging
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import numpy as np
 import scipy.sparse as sp
@@ -36,11 +37,18 @@ from recsys.evaluation import PRIMARY, evaluate_variants
 from recsys.models import BLENDED, ALSModel
 from recsys.models.base import top_indices_rows
 from recsys.models.ease import EASEModel
+from recsys.models.ease_large import LargeEASEModel
 from recsys.models.recency import decay_weights
 from recsys.period import TrainingPeriod
 from recsys.recommender import DEFAULT_BLEND, Recommender
 from recsys.sparse import rows_matrix
-from training.config import ease_dense_items, ease_dropouts, ease_exponents, ease_half_lives
+from training.config import (
+    ease_dense_items,
+    ease_dropouts,
+    ease_exponents,
+    ease_half_lives,
+    ease_tail_neighbours,
+)
 from training.settings import EASESetting, FittedModels
 
 log = logging.getLogger(__name__)
@@ -350,7 +358,10 @@ def fit_ease(period, config: dict, holdout_data=None, rec_factory=None, k: int =
     ``settings_by_kind`` those are refitted (three-value settings from older
     manifests mean exponents 0). One Gram matrix is computed per (half-life,
     size exponent), and one is held at a time; each setting is one dense
-    inverse.
+    inverse. Above ``ease.dense_items`` kept items (and above ``ease.max_items``
+    when that is lower) the model is :class:`~recsys.models.ease_large.LargeEASEModel`
+    with the same settings: exact EASE on the ``ease.max_items`` most-bought items,
+    a regression tail for the rest.
     Returns ({}, {}) when EASE is disabled or there are too many items for a
     dense inverse. ``gram_fn(half_life, size_exponent, settings)``: the Gram
     matrix from elsewhere (the Spark engine), as :meth:`EASEModel.gram` returns it.
@@ -366,6 +377,7 @@ def fit_ease(period, config: dict, holdout_data=None, rec_factory=None, k: int =
     # dropout 0 is always plain EASE (a DLAE without dropout is a ridge regression
     # that reconstructs each item from itself).
     zero_diagonal = bool(cfg.pop("zero_diagonal", True))
+    tail_neighbours = ease_tail_neighbours(cfg.pop("tail_neighbours", 0))
     if "dense_items" in cfg:
         cfg["dense_items"] = ease_dense_items(cfg["dense_items"])
     if not cfg.pop("enabled", True):
@@ -373,6 +385,16 @@ def fit_ease(period, config: dict, holdout_data=None, rec_factory=None, k: int =
 
     period = TrainingPeriod.of(period, customer_items)
     customer_items = period.customer_items
+    # Catalogues stored sparse (above ease.dense_items kept items) are fitted by
+    # recsys/models/ease_large.py, with the same settings: EASE exactly up to
+    # ease.max_items items (in float32, a quarter of the memory), above that on the
+    # max_items most-bought ones with the regression tail.
+    model_class = EASEModel
+    buyers = np.bincount(customer_items.tocsr().indices, minlength=customer_items.shape[1])
+    limit = min(cfg.get("dense_items", 5000), cfg.get("max_items", 12000))
+    if (buyers >= cfg.get("min_buyers", 2)).sum() > limit:
+        model_class = partial(LargeEASEModel, head_items=cfg.get("max_items", 12000),
+                              tail_neighbours=tail_neighbours)
     if period.inter.timestamp is None:
         half_lives = [0.0]
     # Orders are the rows the decay weighs. When every order is its own customer, the
@@ -397,18 +419,18 @@ def fit_ease(period, config: dict, holdout_data=None, rec_factory=None, k: int =
                 weights = period.order_weights(half_life)
                 order_items = period.order_rows if order_items is None else order_items
             held.clear()
-            held[key] = EASEModel(size_exponent=size_exponent, **cfg).gram(
+            held[key] = model_class(size_exponent=size_exponent, **cfg).gram(
                 customer_items, order_items, weights)
         return held[key]
 
     def fit(setting: EASESetting, weighted: tuple | None = None) -> EASEModel:
         weighted = gram(setting.half_life, setting.size_exponent) if weighted is None \
             else weighted
-        return EASEModel(lam=setting.lam, dropout=setting.dropout,
-                         zero_diagonal=zero_diagonal or setting.dropout == 0,
-                         half_life=setting.half_life, size_exponent=setting.size_exponent,
-                         popularity_exponent=setting.popularity_exponent,
-                         **cfg).fit(customer_items, order_items, gram=weighted)
+        return model_class(lam=setting.lam, dropout=setting.dropout,
+                           zero_diagonal=zero_diagonal or setting.dropout == 0,
+                           half_life=setting.half_life, size_exponent=setting.size_exponent,
+                           popularity_exponent=setting.popularity_exponent,
+                           **cfg).fit(customer_items, order_items, gram=weighted)
 
     settings = [EASESetting(lam, p, h, e, 0.0) for h in half_lives for e in size_exponents
                 for p in dropouts for lam in lambdas]

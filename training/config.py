@@ -26,8 +26,11 @@ DEFAULTS: dict = {
     # nprobe is the smallest reaching recall_target (recall@10 vs exact on a sample);
     # lists 0: 4 * sqrt(rows); overfetch: candidates asked of the index per query.
     "ann": dict(ANN_DEFAULTS),
-    # EASE (Steck 2019) as a third blend component, fitted only when the items with
-    # two or more buyers number at most max_items (dense O(n^3) inverse); lambda is
+    # EASE (Steck 2019) as a third blend component, dense on every item with two or
+    # more buyers when they number at most max_items (O(n^3) inverse); above that, on
+    # the max_items most-bought ones (exact, the head) plus each other item's column
+    # regressed on its `tail_neighbours` most co-bought head items
+    # (recsys/models/ease_large.py; 0: no tail, EASE on the head alone); lambda is
     # chosen per query kind on the holdout from `lambdas`; the blend search decides
     # whether it is used at all (docs/RESULTS.md). `dropouts`: input-dropout
     # probabilities tried with every lambda (Steck 2020: 0 is plain EASE; above 0 an
@@ -44,8 +47,10 @@ DEFAULTS: dict = {
     # it scores better on the holdout: every candidate's weight divided by its
     # buyers ** beta (no extra inverse). Both in recsys/models/ease.py; docs/RESULTS.md.
     # Like no decay, exponent 0 (none) is always tried, first: it wins ties.
-    "ease": {"enabled": True, "lambdas": [50.0, 200.0, 800.0], "k": 200, "min_buyers": 2,
-             "max_items": 6000, "dense_items": 5000, "customer_weight": 0.0, "dropouts": [0.0],
+    # Above dense_items items the weights are stored sparse, the k largest per item.
+    "ease": {"enabled": True, "lambdas": [50.0, 200.0, 800.0], "k": 1000, "min_buyers": 2,
+             "max_items": 12000, "tail_neighbours": 100, "dense_items": 5000,
+             "customer_weight": 0.0, "dropouts": [0.0],
              "zero_diagonal": True, "half_lives": [0.0, 30.0, 90.0, 180.0],
              "size_exponents": [0.0, 0.5], "popularity_exponents": [0.0, 0.1, 0.2]},
     "train": {
@@ -216,12 +221,23 @@ def ease_exponents(values, setting: str) -> list[float]:
     return _zero_first(values, setting, lambda x: 0.0 <= x <= 2.0, "exponents in [0, 2]")
 
 
+def _ease_count(value, setting: str, zero_means: str) -> int:
+    """A whole number >= 0 of the ``ease`` section (``zero_means``: what 0 does)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{setting} must be a whole number of items >= 0 (0: {zero_means}; "
+                          f"got {value!r})")
+    return value
+
+
 def ease_dense_items(value) -> int:
     """``ease.dense_items``: the catalogue size up to which EASE keeps every weight."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigError(f"ease.dense_items must be a whole number of items >= 0 (0: always "
-                          f"the top ease.k weights per item; got {value!r})")
-    return value
+    return _ease_count(value, "ease.dense_items", "always the top ease.k weights per item")
+
+
+def ease_tail_neighbours(value) -> int:
+    """``ease.tail_neighbours``: head regressors per tail item (0: no tail)."""
+    return _ease_count(value, "ease.tail_neighbours",
+                       "EASE on the ease.max_items most-bought items only")
 
 
 def ease_dropouts(values) -> list[float]:

@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from recsys.baselines import default_families, fit_data, tune_baseline
+from recsys.baselines import EASE_MAX_ITEMS, default_families, fit_data, tune_baseline
 from recsys.data import ItemExclusion, read_catalog, read_orders
 from recsys.evaluation import (
     PRIMARY,
@@ -54,7 +54,7 @@ def _say(progress, text: str) -> None:
 def run_evaluation(orders: str, config: dict, catalog: str | None = None,
                    columns: dict | None = None, k: int = 10, max_queries: int | None = 10000,
                    val_max_queries: int | None = 3000, skip: tuple[str, ...] = (),
-                   ease_max_items: int = 20000, n_boot: int = 1000, progress=None,
+                   ease_max_items: int = EASE_MAX_ITEMS, n_boot: int = 1000, progress=None,
                    on_report=None, baseline_cache: str | None = None) -> dict:
     """Run the whole comparison; returns a JSON-able dict (see :func:`format_table`).
 
@@ -111,7 +111,8 @@ def run_evaluation(orders: str, config: dict, catalog: str | None = None,
             tuned = tune_baseline(family, val_fit, val_data, train_fit, test_data, k)
             models.append({"name": tuned.name, "kind": "baseline", "results": tuned.results,
                            "settings": tuned.settings, "fit_seconds": tuned.fit_seconds,
-                           "tune_seconds": tuned.tune_seconds, "skipped": tuned.skipped})
+                           "tune_seconds": tuned.tune_seconds, "skipped": tuned.skipped,
+                           "note": tuned.note})
             per_query[tuned.name] = tuned.per_query
         if baseline_cache:
             _write_baseline_cache(baseline_cache, cache_key, models, per_query)
@@ -227,6 +228,8 @@ def format_table(result: dict) -> str:
             for kind, metric in cols)
         fit = max(m["fit_seconds"].values(), default=0.0)
         lines.append(f"{m['name'][:18]:<18}{cells}{fit:>9.1f}")
+        if m.get("note"):
+            lines.append(f"{'':<18}  {m['note']}")
     lines.append(f"{'queries':<18}" + "".join(
         f"{result['protocols'][kind]['queries']:>12}" for kind, _ in cols))
     lines.append("")
@@ -296,7 +299,7 @@ def _default(value):
 
 def cli_evaluate(orders: str, config: dict, catalog=None, columns=None, k: int = 10,
                  max_queries: int | None = 10000, skip: tuple[str, ...] = (),
-                 ease_max_items: int = 20000, json_out: str | None = None,
+                 ease_max_items: int = EASE_MAX_ITEMS, json_out: str | None = None,
                  report_out: str | None = None,
                  tune_out: str | None = None, on_report=None, echo=None, out=None,
                  baseline_cache: str | None = None) -> dict:

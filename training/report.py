@@ -77,9 +77,9 @@ def render(result: dict) -> str:
         out.append(bar_chart(rows, metric))
     out.append("<h2>All figures</h2>")
     out.append(_table(result))
-    skipped = [m for m in result["models"] if m.get("skipped")]
+    skipped = [m for m in result["models"] if m.get("skipped") or m.get("note")]
     for m in skipped:
-        out.append(f'<p class=note>{_esc(m["skipped"])}</p>')
+        out.append(f'<p class=note>{_esc(m.get("skipped") or m["note"])}</p>')
     out.append("<h2>Data report</h2>")
     out.append(_data_report(result))
     out.append("</body></html>")

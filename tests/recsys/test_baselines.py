@@ -47,8 +47,28 @@ def test_ease_matches_closed_form():
     assert scores == pytest.approx(b.astype(np.float32), abs=1e-5)
 
 
-def test_ease_skipped_above_item_limit():
-    assert ease_similarity(ORDERS, 1.0, max_items=1) is None
+def test_ease_above_the_item_limit_is_fitted_on_the_most_bought_items():
+    rng = np.random.default_rng(1)
+    x = sp.csr_matrix((rng.random((300, 8)) < np.linspace(0.6, 0.1, 8)).astype(np.float32))
+    buyers = np.diff(x.tocsc().indptr)
+    top = np.sort(np.argsort(-buyers, kind="stable")[:5])
+    model = ease_similarity(x, 3.0, max_items=5)
+    assert list(model.keep) == list(top) and model.eligible == 8
+    on_top = ease_similarity(x[:, top], 3.0)
+    scores = sp.csr_matrix(np.eye(8, dtype=np.float32)) @ model
+    assert scores[np.ix_(top, top)] == pytest.approx(
+        sp.csr_matrix(np.eye(5, dtype=np.float32)) @ on_top, abs=1e-6)
+    assert not np.delete(scores, top, axis=1).any()
+    # The family says which N it was fitted on, for the comparison table.
+    from recsys.baselines import FitData, default_families
+
+    family = next(f for f in default_families(True, ease_max_items=5) if f.name == "ease")
+    d = FitData(x, x, buyers.astype(float), np.ones(8, bool), True)
+    assert family.build(d, family.grid[0]) is not None
+    assert "the 5 most-bought of the 8 items" in family.note
+    family.build(FitData(x[:, :4], x[:, :4], buyers[:4].astype(float), np.ones(4, bool), True),
+                 family.grid[0])
+    assert family.note == ""
 
 
 def test_scorers_never_return_query_or_unknown_items():

@@ -16,9 +16,10 @@ X = np.array([[1, 1, 0, 0],
               [1, 0, 1, 1],
               [1, 1, 0, 1]], dtype=np.float64)
 G = X.T @ X
-# The config lists fit_ease turns into settings (not EASEModel arguments).
+# The config lists fit_ease turns into settings, and the large-catalogue tail's size
+# (not EASEModel arguments).
 SETTING_LISTS = ("lambdas", "dropouts", "enabled", "half_lives", "size_exponents",
-                 "popularity_exponents")
+                 "popularity_exponents", "tail_neighbours")
 
 
 def _matrix(sim) -> np.ndarray:
