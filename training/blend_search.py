@@ -392,7 +392,9 @@ def fit_ease(period, config: dict, holdout_data=None, rec_factory=None, k: int =
     model_class = EASEModel
     buyers = np.bincount(customer_items.tocsr().indices, minlength=customer_items.shape[1])
     limit = min(cfg.get("dense_items", 5000), cfg.get("max_items", 12000))
-    if (buyers >= cfg.get("min_buyers", 2)).sum() > limit:
+    # A Gram from gram_fn (the Spark engine) is the dense EASEModel's: it stays dense
+    # (training/spark caps it at ease.max_items).
+    if gram_fn is None and (buyers >= cfg.get("min_buyers", 2)).sum() > limit:
         model_class = partial(LargeEASEModel, head_items=cfg.get("max_items", 12000),
                               tail_neighbours=tail_neighbours)
     if period.inter.timestamp is None:
