@@ -31,10 +31,15 @@ The rule, per query kind, over the blends scored on the holdout:
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
-from recsys.evaluation import PRIMARY
+from recsys.evaluation import PRIMARY, PopularityScorer, evaluate
 from recsys.exceptions import ConfigError
+from recsys.recommender.blending import DEFAULT_BLEND
+
+log = logging.getLogger(__name__)
 
 ITEM_KINDS = ("also_bought", "basket")
 # No concentration bound below this many times k / (known items): the least that a
@@ -204,3 +209,19 @@ def summary_lines(reasons: dict) -> list[str]:
         for f in r["frontier"]:
             lines.append(f"    at most {f['bound']:.0%} concentration: {f}")
     return lines
+
+
+def ship(rec, results: dict[tuple, dict], k: int, train_cfg: dict, data, popularity_counts
+         ) -> tuple[dict, dict, dict, dict]:
+    """The blend every kind ships with, chosen on the holdout ``results`` of ``rec``
+    (set on ``rec``), and the best-sellers' holdout metrics beside it; one step for both
+    training engines. Returns (blend, metrics, reasons, popularity metrics)."""
+    chosen, metrics, reasons = choose(
+        results, k, float(train_cfg.get("max_item_popularity", 1.0)),
+        train_cfg.get("max_concentration"), int(data.known_items.sum()))
+    blend = {kind: dict(w) for kind, w in DEFAULT_BLEND.items()} | chosen
+    for line in summary_lines(reasons):
+        log.info("selection: %s", line)
+    rec.blend = {kind: dict(w) for kind, w in blend.items()}
+    pop_metrics = evaluate(PopularityScorer(popularity_counts, rec.known_items), data, k)
+    return blend, metrics, reasons, pop_metrics

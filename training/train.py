@@ -33,9 +33,7 @@ from recsys.artifacts import (
 )
 from recsys.data import ItemExclusion, read_catalog, read_orders
 from recsys.evaluation import (
-    PopularityScorer,
     build_eval_data,
-    evaluate,
     split_interactions,
 )
 from recsys.models import ALSModel, CoPurchaseModel, PopularityModel
@@ -45,7 +43,6 @@ from recsys.period import TrainingPeriod
 from recsys.purchase_dates import ARRAY as PURCHASE_DAYS
 from recsys.purchase_dates import last_purchase_days
 from recsys.recommender import Recommender
-from recsys.recommender.blending import DEFAULT_BLEND
 from recsys.rules import build_item_meta
 from training import selection
 from training.blend_search import (  # noqa: F401 (choose_blend: training.tune imports it here)
@@ -253,14 +250,8 @@ def fit_product(inter, config: dict, progress_factory=None, timer: Timer | None 
                                                 train_cfg.get("recency_half_lives", []))
             # The blend search is exact (training/blend_search.py): the chosen blend's
             # holdout metrics are what the shipped recommender answers.
-            chosen, metrics, reasons = selection.choose(
-                results, k, float(train_cfg.get("max_item_popularity", 1.0)),
-                train_cfg.get("max_concentration"), int(data.known_items.sum()))
-            blend = {kind: dict(w) for kind, w in DEFAULT_BLEND.items()} | chosen
-            for line in selection.summary_lines(reasons):
-                log.info("selection: %s", line)
-            rec_tr.blend = {kind: dict(w) for kind, w in blend.items()}
-            pop_metrics = evaluate(PopularityScorer(pop_tr.counts_, rec_tr.known_items), data, k)
+            blend, metrics, reasons, pop_metrics = selection.ship(
+                rec_tr, results, k, train_cfg, data, pop_tr.counts_)
 
         ease_settings = {kind: ease_chosen[kind] for kind, w in blend.items()
                          if w.get("ease", 0) > 0 and kind in ease_chosen}

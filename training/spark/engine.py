@@ -30,12 +30,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from recsys.data import read_catalog
-from recsys.evaluation import PopularityScorer, evaluate, sample_eval_data
+from recsys.evaluation import sample_eval_data
 from recsys.exceptions import ConfigError
 from recsys.models import PopularityModel
 from recsys.period import TrainingPeriod
 from recsys.recommender import Recommender
-from recsys.recommender.blending import DEFAULT_BLEND
 from recsys.rules import build_item_meta
 from training import selection
 from training.blend_search import choose_als_alpha, evaluate_blends, fit_ease
@@ -214,15 +213,8 @@ class SparkEngine:
             levels = [float(w) for w in train_cfg["blend_grid"]]
             results = evaluate_blends(rec_tr, eval_data, levels, k,
                                       train_cfg.get("popularity_grid", [0.0]))
-            chosen, metrics, reasons = selection.choose(
-                results, k, float(train_cfg.get("max_item_popularity", 1.0)),
-                train_cfg.get("max_concentration"), int(eval_data.known_items.sum()))
-            blend = {kind: dict(w) for kind, w in DEFAULT_BLEND.items()} | chosen
-            for line in selection.summary_lines(reasons):
-                log.info("selection: %s", line)
-            rec_tr.blend = {kind: dict(w) for kind, w in blend.items()}
-            pop_metrics = evaluate(PopularityScorer(pop_tr.counts_, rec_tr.known_items),
-                                   eval_data, k)
+            blend, metrics, reasons, pop_metrics = selection.ship(
+                rec_tr, results, k, train_cfg, eval_data, pop_tr.counts_)
 
         ease_settings = {kind: ease_chosen[kind] for kind, w in blend.items()
                          if w.get("ease", 0) > 0 and kind in ease_chosen}
