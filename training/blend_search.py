@@ -565,15 +565,12 @@ class Searches:
 
     def als_alpha(self, ctx, model: ALSModel) -> tuple[ALSModel, float]:
         """:func:`choose_als_alpha` from the holdout's plain ALS fit ``model``."""
-        train = ctx.config["train"]
-        iterations = min(int(ctx.config["als"]["iterations"]),
-                         int(train["holdout_als_iterations"]))
         fitted = ctx.fitted
         return choose_als_alpha(
             self.inter, ctx.config, self.data,
             FittedModels(ctx.period.customer_items, fitted["popularity"],
                          fitted.get("copurchase"), model),
-            self.meta, self.k, iterations, fit_als=self.fit_als)
+            self.meta, self.k, ALSModel.holdout_iterations(ctx.config), fit_als=self.fit_als)
 
     def ease(self, ctx) -> tuple[EASEByKind | None, dict]:
         """EASE per kind: on the holdout, :func:`fit_ease`'s grid (a kind whose model has no

@@ -38,11 +38,16 @@ class ALSModel(Component):
     # ALS runs als.iterations in total: train.holdout_als_iterations on the training
     # period (the model the holdout evaluates), the rest on all data warm-started from
     # it. Its confidence scale is chosen on the holdout (train.als_alphas).
+    @staticmethod
+    def holdout_iterations(config: dict) -> int:
+        """The iterations of the holdout's fit (the rest run on all data)."""
+        return min(int(config["als"]["iterations"]),
+                   int(config["train"]["holdout_als_iterations"]))
+
     @classmethod
     def fit_period(cls, ctx) -> ALSModel:
         section = ctx.section(cls)
-        total = int(section["iterations"])
-        holdout = min(total, int(ctx.config["train"]["holdout_als_iterations"]))
+        total, holdout = int(section["iterations"]), cls.holdout_iterations(ctx.config)
         warm_start = None
         if ctx.stage == "holdout":
             iterations = holdout
