@@ -23,6 +23,7 @@ from recsys.models.ease import (  # noqa: F401 (the ease validators, where they 
     ease_half_lives,
     ease_tail_neighbours,
 )
+from recsys.models.substitutes import SERVING_RULES
 
 DEFAULTS: dict = {
     "data": {
@@ -147,12 +148,8 @@ def load_config(path: str | None = None, overrides: dict | None = None) -> dict:
 # ---------------------------------------------------------------- validators
 # Checked before any fitting, so a bad setting fails in a second, not after an hour.
 
-BANDS = ("upsell_band", "downsell_band")
-
-
-def model_params(cfg: dict) -> dict:
-    """The substitutes settings the model takes (the price bands are serving rules)."""
-    return {k: v for k, v in cfg.items() if k not in BANDS}
+# The price bands (serving rules kept in the substitutes section).
+BANDS = SERVING_RULES
 
 
 def check_config(config: dict) -> None:
