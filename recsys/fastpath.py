@@ -19,7 +19,7 @@ of CPU per answer with the GIL released, 0.08 ms held, against 0.07 ms with
 one thread.
 
 It gives the same answer as ``Recommender._finish``, the numpy path
-(tests/recsys/test_answer_equivalence.py holds both equal to the pinned
+(tests/training/test_answer_equivalence.py holds both equal to the pinned
 reference on planted data; tests/recsys/test_fastpath.py checks the kernels on
 hand-made data), for the common case only:
 co-purchase-style (or ALS) reasons, no per-category diversity, no per-candidate

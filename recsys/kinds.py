@@ -64,7 +64,7 @@ SUBSTITUTE_STRATEGY = {"upsell": "upsell", "downsell": "downsell", "customer_ups
 class FilterField:
     """One business filter or relevance-floor field of a query."""
 
-    name: str  # query parameter, JSON body field, and ``recsys.rules.Filters`` attribute
+    name: str  # query parameter and JSON body field
     type: str  # "categories" (repeatable), "price", "bool", "ids" (comma-separated), "id",
     # "int" or "number"
     help: str
@@ -75,6 +75,12 @@ class FilterField:
     def option(self) -> str:
         """The command-line option (``--min-price``)."""
         return "--" + self.name.replace("_", "-")
+
+    @property
+    def attribute(self) -> str:
+        """The ``recsys.rules.Filters`` attribute it sets (``category`` fills ``categories``;
+        a body may spell it either way)."""
+        return "categories" if self.type == "categories" else self.name
 
 
 FILTER_FIELDS = (

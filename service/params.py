@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from recsys.exceptions import ConfigError
 from recsys.kinds import FILTER_FIELDS as FILTER_FIELDS_TABLE
-from recsys.kinds import FILTER_NAMES
+from recsys.kinds import FILTER_NAMES, FilterField
 from recsys.rules import Filters
 
 from .errors import bad_request
@@ -114,6 +114,8 @@ def _finish(filters: Filters) -> Filters:
 # Parameters given at most once (categories repeat; exclude ids may come in several).
 SINGLE_VALUED = ("limit", "fallback", *(field.name for field in FILTER_FIELDS_TABLE
                                          if field.type not in ("categories", "ids")))
+# The most ids one list filter (exclude, a body's categories) may hold.
+MAX_FILTER_IDS = 1000
 
 
 def _check_single(args) -> None:
@@ -122,40 +124,71 @@ def _check_single(args) -> None:
             raise bad_request(f"{name} is given more than once; give it once")
 
 
+# ------------------------------------------- filter fields, by their type in the table
+# Every filter field of recsys.kinds.FILTER_FIELDS is parsed by its type's rule, in the
+# table's order (the first bad field is the one reported). Query parameters are text;
+# a body's values are JSON values (numbers must be JSON numbers).
+
+
+def _body_bool(name: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise bad_request(f"{name} must be true or false")
+    return value
+
+
+def _scalar(field: FilterField, name: str, value, text: bool):
+    """One value of a single-valued field (``name``: as the error message spells it)."""
+    if field.type in ("price", "number"):
+        return parse_price(name, value, text)
+    if field.type == "int":
+        return parse_int(name, value, int(field.minimum), int(field.maximum), text)
+    if field.type == "bool":
+        return parse_bool(name, value) if text else _body_bool(name, value)
+    if field.type == "id":
+        return check_id(name, value)
+    raise TypeError(f"filter field {field.name}: no parser for type {field.type!r}")
+
+
+def _from_args(field: FilterField, args, filters: Filters) -> None:
+    if field.type == "categories":  # repeatable; empty values ignored
+        filters.categories = [c for c in args.getlist(field.name) if c != ""]
+    elif field.type == "ids":  # comma-separated, possibly in several parameters
+        ids = _split_ids(args.getlist(field.name))
+        if len(ids) > MAX_FILTER_IDS:
+            raise bad_request(f"{field.name} holds more than {MAX_FILTER_IDS} ids",
+                              code="too_many_items")
+        setattr(filters, field.attribute, ids)
+    elif args.get(field.name) is not None:
+        setattr(filters, field.attribute, _scalar(field, field.name, args[field.name], True))
+
+
+def _from_body(field: FilterField, body: dict, filters: Filters) -> None:
+    if field.type == "categories":  # a string or an array, spelt either way
+        for key in (field.name, field.attribute):
+            if key in body:
+                value = body[key]
+                value = [value] if isinstance(value, str) else value
+                filters.categories = id_list(f"filters.{key}", value, MAX_FILTER_IDS)
+    elif field.type == "ids":  # a comma-separated string or an array
+        if field.name in body:
+            value = body[field.name]
+            value = _split_ids([value]) if isinstance(value, str) else value
+            setattr(filters, field.attribute,
+                    id_list(f"filters.{field.name}", value, MAX_FILTER_IDS))
+    elif body.get(field.name) is not None:
+        setattr(filters, field.attribute,
+                _scalar(field, f"filters.{field.name}", body[field.name], False))
+
+
 def filters_from_args(args) -> Filters:
     """Filters from query parameters (``category`` repeatable, ``exclude`` comma-separated)."""
     if not args:  # the common case: no parameters, the defaults
         return Filters()
     _check_single(args)
     filters = Filters()
-    categories = [c for c in args.getlist("category") if c != ""]
-    filters.categories = categories
-    if "min_price" in args:
-        filters.min_price = parse_price("min_price", args["min_price"])
-    if "max_price" in args:
-        filters.max_price = parse_price("max_price", args["max_price"])
-    if "in_stock" in args:
-        filters.in_stock = parse_bool("in_stock", args["in_stock"])
-    exclude = _split_ids(args.getlist("exclude"))
-    if len(exclude) > 1000:
-        raise bad_request("exclude holds more than 1000 ids", code="too_many_items")
-    filters.exclude = exclude
-    if "customer_id" in args:
-        filters.customer_id = check_id("customer_id", args["customer_id"])
-    if "max_per_category" in args:
-        filters.max_per_category = parse_int("max_per_category", args["max_per_category"], 1, 100)
-    _relevance_floor(filters, args, "")
+    for field in FILTER_FIELDS_TABLE:
+        _from_args(field, args, filters)
     return filters
-
-
-def _relevance_floor(filters: Filters, source, prefix: str) -> None:
-    """``min_support`` / ``min_score``: the relevance floor (the model's default when absent)."""
-    text = not prefix  # query parameters are text; a body's values are JSON numbers
-    if hasattr(filters, "min_support") and source.get("min_support") is not None:
-        filters.min_support = parse_int(f"{prefix}min_support", source["min_support"], 0,
-                                        10**9, text)
-    if hasattr(filters, "min_score") and source.get("min_score") is not None:
-        filters.min_score = parse_price(f"{prefix}min_score", source["min_score"], text)
 
 
 def filters_from_body(body, filters: Filters) -> Filters:
@@ -168,28 +201,8 @@ def filters_from_body(body, filters: Filters) -> Filters:
     if unknown:
         raise bad_request(f"filters: unknown field(s) {', '.join(unknown)}; known: "
                           f"{', '.join(FILTER_FIELDS)}")
-    for key in ("category", "categories"):
-        if key in body:
-            value = body[key]
-            value = [value] if isinstance(value, str) else value
-            filters.categories = id_list(f"filters.{key}", value, 1000)
-    for key in ("min_price", "max_price"):
-        if key in body and body[key] is not None:
-            setattr(filters, key, parse_price(f"filters.{key}", body[key], text=False))
-    if "in_stock" in body and body["in_stock"] is not None:
-        if not isinstance(body["in_stock"], bool):
-            raise bad_request("filters.in_stock must be true or false")
-        filters.in_stock = body["in_stock"]
-    if "exclude" in body:
-        value = body["exclude"]
-        value = _split_ids([value]) if isinstance(value, str) else value
-        filters.exclude = id_list("filters.exclude", value, 1000)
-    if "customer_id" in body and body["customer_id"] is not None:
-        filters.customer_id = check_id("filters.customer_id", body["customer_id"])
-    if "max_per_category" in body and body["max_per_category"] is not None:
-        filters.max_per_category = parse_int("filters.max_per_category",
-                                             body["max_per_category"], 1, 100, text=False)
-    _relevance_floor(filters, body, "filters.")
+    for field in FILTER_FIELDS_TABLE:
+        _from_body(field, body, filters)
     return filters
 
 
@@ -212,9 +225,7 @@ def query_from_body(args, body: dict, settings: dict, allowed: set[str]) -> Quer
     if body.get("limit") is not None:
         query.limit = parse_int("limit", body["limit"], 1, settings["MAX_LIMIT"], text=False)
     if body.get("fallback") is not None:
-        if not isinstance(body["fallback"], bool):
-            raise bad_request("fallback must be true or false")
-        query.fallback = body["fallback"]
+        query.fallback = _body_bool("fallback", body["fallback"])
     if "filters" in body and not isinstance(body["filters"], dict):
         raise bad_request("filters must be a JSON object")
     filters = filters_from_body(body.get("filters"), query.filters)

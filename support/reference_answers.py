@@ -2,7 +2,7 @@
 
 The optimised :class:`recsys.recommender.Recommender` must give exactly the same
 answers (items, order, scores, reasons, supports, lift, confidence) as this
-reference; ``tests/recsys/test_answer_equivalence.py`` checks that and
+reference; ``tests/training/test_answer_equivalence.py`` checks that and
 ``bench/query_bench.py`` times both in one run. Only the answer/explain/support
 code is pinned: scoring (``score_items`` etc.) is shared with the real class.
 Do not optimise this file.

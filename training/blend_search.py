@@ -34,9 +34,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from recsys.evaluation import PRIMARY, evaluate_variants
-from recsys.models import BLENDED, ALSModel
+from recsys.models import REGISTRY, ALSModel
 from recsys.models.base import top_indices_rows
-from recsys.models.ease import EASEModel
+from recsys.models.ease import EASEByKind, EASEModel
 from recsys.models.ease_large import LargeEASEModel
 from recsys.models.recency import decay_weights
 from recsys.period import TrainingPeriod
@@ -240,7 +240,8 @@ def blend_candidates(components: tuple[str, ...], levels: list[float]) -> list[t
 
 
 def available_components(rec: Recommender) -> tuple[str, ...]:
-    return tuple(name for name in BLENDED if name in rec.components)
+    """The blended components of ``rec``, in registry order."""
+    return tuple(name for name, cls in REGISTRY.items() if cls.blended and name in rec.components)
 
 
 def evaluate_blends(rec: Recommender, data, levels: list[float], k: int,
@@ -538,3 +539,67 @@ def choose_als_alpha(inter, config: dict, data, models: FittedModels, meta, k: i
         if best is None or value > best[0]:
             best = (value, alpha, model)
     return best[2], best[1]
+
+
+class Searches:
+    """The trainer's searches as the components reach them (``FitContext.search``):
+    a component's :meth:`~recsys.models.base.Component.search` or ``search_blend``
+    calls the one it needs, with the holdout (``data``, ``k``, ``meta``) held here.
+
+    ``inter``: all the data (its vocabularies); ``data``: the holdout queries (None on
+    all data, where only EASE's refit is asked for); ``gram_fn`` / ``fit_als``: EASE's
+    Gram matrices and ALS fits from elsewhere (the Spark engine)."""
+
+    def __init__(self, inter, data=None, k: int = 10, meta=None, gram_fn=None,
+                 fit_als=None):
+        self.inter, self.data, self.k, self.meta = inter, data, k, meta
+        self.gram_fn, self.fit_als = gram_fn, fit_als
+
+    def recommender(self, ctx, ease=None) -> Recommender:
+        """A recommender over ``ctx.fitted`` (and ``ease``: one EASE model or one per kind)."""
+        fitted = ctx.fitted
+        return Recommender(self.inter.items, self.inter.customers, ctx.period.customer_items,
+                           fitted["popularity"], None, None, self.meta, ease=ease,
+                           components={name: c for name, c in fitted.items()
+                                       if name != "popularity"})
+
+    def als_alpha(self, ctx, model: ALSModel) -> tuple[ALSModel, float]:
+        """:func:`choose_als_alpha` from the holdout's plain ALS fit ``model``."""
+        fitted = ctx.fitted
+        return choose_als_alpha(
+            self.inter, ctx.config, self.data,
+            FittedModels(ctx.period.customer_items, fitted["popularity"],
+                         fitted.get("copurchase"), model),
+            self.meta, self.k, ALSModel.holdout_iterations(ctx.config), fit_als=self.fit_als)
+
+    def ease(self, ctx) -> tuple[EASEByKind | None, dict]:
+        """EASE per kind: on the holdout, :func:`fit_ease`'s grid (a kind whose model has no
+        weight, no basket holding two items, is left out: best-sellers under another
+        name); on all data, the models of ``ctx.setting``."""
+        period = ctx.period
+        if ctx.stage == "holdout":
+            models, chosen = fit_ease(
+                period, ctx.config, self.data,
+                lambda model: self.recommender(ctx, ease=model), self.k,
+                customer_items=period.customer_items, gram_fn=self.gram_fn)
+            models = {kind: m for kind, m in models.items() if has_weights(m)}
+            chosen = {kind: v for kind, v in chosen.items() if kind in models}
+        else:
+            models, chosen = fit_ease(period, ctx.config, settings_by_kind=ctx.setting,
+                                      customer_items=period.customer_items,
+                                      gram_fn=self.gram_fn)
+        return EASEByKind(models), chosen
+
+    def recency(self, ctx, rec: Recommender, results: dict) -> tuple[float | None, dict]:
+        """:func:`choose_recency` on the next-best blends of ``rec``."""
+        train = ctx.config["train"]
+        return choose_recency(rec, ctx.period, self.data, results,
+                              [float(w) for w in train["blend_grid"]], self.k,
+                              train.get("popularity_grid", [0.0]),
+                              train.get("recency_half_lives", []))
+
+
+def has_weights(model) -> bool:
+    """Whether an EASE model has any weight (none when no basket holds two items)."""
+    sim = model.similarity_
+    return sim is not None and bool(sim.nnz if sp.issparse(sim) else np.any(sim))

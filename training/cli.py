@@ -96,7 +96,7 @@ def filter_options(func):
     for field in reversed(FILTER_FIELDS):
         text = field.help[0].upper() + field.help[1:] + "."
         if field.type == "categories":
-            option = click.option(field.option, "categories", multiple=True, help=text)
+            option = click.option(field.option, field.attribute, multiple=True, help=text)
         elif field.type == "bool":
             option = click.option(field.option, is_flag=True, help=text)
         else:
@@ -106,16 +106,22 @@ def filter_options(func):
     return func
 
 
-def build_filters(categories, min_price, max_price, in_stock, exclude, customer_id,
-                  max_per_category, min_support, min_score):
-    """A validated Filters from the filter options, or None when none was given."""
+def build_filters(**values):
+    """A validated Filters from the filter options (one per field of
+    :data:`recsys.kinds.FILTER_FIELDS`, by its ``Filters`` attribute), or None when none
+    was given."""
+    from recsys.kinds import FILTER_FIELDS
     from recsys.rules import Filters
 
-    filters = Filters(categories=list(categories), min_price=min_price, max_price=max_price,
-                      in_stock=in_stock,
-                      exclude=[x.strip() for x in (exclude or "").split(",") if x.strip()],
-                      customer_id=customer_id, max_per_category=max_per_category,
-                      min_support=min_support, min_score=min_score)
+    given = {}
+    for field in FILTER_FIELDS:
+        value = values[field.attribute]
+        if field.type == "categories":
+            value = list(value)
+        elif field.type == "ids":
+            value = [x.strip() for x in (value or "").split(",") if x.strip()]
+        given[field.attribute] = value
+    filters = Filters(**given)
     if filters == Filters():
         return None
     return filters.validate()

@@ -1,4 +1,9 @@
-"""Training configuration: defaults, overridden by a TOML or JSON file (``--config``)."""
+"""Training configuration: defaults, overridden by a TOML or JSON file (``--config``).
+
+A model component's section (``copurchase``, ``als``, ``ease``, ``substitutes``, ...) and
+its validator live with the component (``config_defaults``, ``check_config`` in
+recsys/models); :data:`DEFAULTS` gathers them from :data:`recsys.models.REGISTRY`.
+"""
 
 from __future__ import annotations
 
@@ -10,49 +15,30 @@ import tomllib
 
 from recsys.ann import DEFAULTS as ANN_DEFAULTS
 from recsys.exceptions import ConfigError
+from recsys.models import REGISTRY
+from recsys.models.ease import (  # noqa: F401 (the ease validators, where they were)
+    ease_dense_items,
+    ease_dropouts,
+    ease_exponents,
+    ease_half_lives,
+    ease_tail_neighbours,
+)
+from recsys.models.substitutes import SERVING_RULES
 
 DEFAULTS: dict = {
     "data": {
         "exclude_items": None,  # regex over item ids, or a file of ids
         "columns": {},
     },
-    "copurchase": {"k": 100, "alpha": 0.5, "shrink": 10.0, "min_support": 2, "basket_weight": 1.0,
-                   "max_items_per_customer": 300, "max_basket_size": 100},
-    "als": {"factors": 64, "regularization": 0.05, "alpha": 10.0, "iterations": 15,
-            "confidence": "log", "use_gpu": None, "random_state": 0},
+    # Each model component's section, as it declares it (recsys/models).
+    **{cls.config_section: copy.deepcopy(cls.config_defaults) for cls in REGISTRY.values()
+       if cls.config_section},
     # Large catalogues (recsys.ann): above min_items items (min_customers customers) the
     # trainer builds an approximate-neighbour index over the ALS item (customer) factors;
     # next-best (likely-buyers) take candidates from it, then score and filter exactly.
     # nprobe is the smallest reaching recall_target (recall@10 vs exact on a sample);
     # lists 0: 4 * sqrt(rows); overfetch: candidates asked of the index per query.
     "ann": dict(ANN_DEFAULTS),
-    # EASE (Steck 2019) as a third blend component, dense on every item with two or
-    # more buyers when they number at most max_items (O(n^3) inverse); above that, on
-    # the max_items most-bought ones (exact, the head) plus each other item's column
-    # regressed on its `tail_neighbours` most co-bought head items
-    # (recsys/models/ease_large.py; 0: no tail, EASE on the head alone); lambda is
-    # chosen per query kind on the holdout from `lambdas`; the blend search decides
-    # whether it is used at all (docs/RESULTS.md). `dropouts`: input-dropout
-    # probabilities tried with every lambda (Steck 2020: 0 is plain EASE; above 0 an
-    # extra p/(1-p) * diag(X'X) penalty, EDLAE with zero_diagonal, else DLAE), the
-    # per-kind choice made on the same holdout; each extra setting is one more dense inverse.
-    # `half_lives`: time decay of the training orders (days; 0 = none) tried with every
-    # lambda: each order counts 0.5 ** (age / half-life) in X'X, age from the newest
-    # order (recsys.models.recency.order_decay); chosen per kind on the holdout like
-    # lambda, so a shop whose range moves with the seasons weighs this season's
-    # baskets more, and a steady one keeps every order at weight 1. Needs timestamps.
-    # `size_exponents`: each order counts size ** -e in X'X (trace kept), tried with every
-    # lambda and half-life: 0.5 damps the accidental pairs of very large orders.
-    # `popularity_exponents`: tried on each kind's chosen model, which keeps one only if
-    # it scores better on the holdout: every candidate's weight divided by its
-    # buyers ** beta (no extra inverse). Both in recsys/models/ease.py; docs/RESULTS.md.
-    # Like no decay, exponent 0 (none) is always tried, first: it wins ties.
-    # Above dense_items items the weights are stored sparse, the k largest per item.
-    "ease": {"enabled": True, "lambdas": [50.0, 200.0, 800.0], "k": 1000, "min_buyers": 2,
-             "max_items": 12000, "tail_neighbours": 100, "dense_items": 5000,
-             "customer_weight": 0.0, "dropouts": [0.0],
-             "zero_diagonal": True, "half_lives": [0.0, 30.0, 90.0, 180.0],
-             "size_exponents": [0.0, 0.5], "popularity_exponents": [0.0, 0.1, 0.2]},
     "train": {
         "test_fraction": 0.15,
         # ALS runs als.iterations in total: this many on the training period (the
@@ -97,13 +83,6 @@ DEFAULTS: dict = {
         # repeat orders). Each extra alpha is one holdout ALS fit (docs/RESULTS.md).
         "als_alphas": [2.0, 10.0, 15.0],
     },
-    # Upsell/downsell substitutes (recsys.models.substitutes) and their price bands.
-    "substitutes": {"k": 50, "als_weight": 1.0, "shrink": 5.0, "max_basket_share": 0.5,
-                    "min_similarity": 0.05,
-                    "upsell_band": [1.1, 3.0],
-                    # The mirror of the upsell band (1/3 .. 1/1.1): B is an upsell of A
-                    # exactly when A is a downsell of B.
-                    "downsell_band": [0.3333, 0.9091]},
     # Relevance floor applied when serving (overridable per request with
     # min_support / min_score). Three customers is the least evidence that reads as
     # a pattern rather than one household's habit ("3 customers who bought X also
@@ -145,6 +124,9 @@ def _merge(base: dict, override: dict, path: str = "") -> dict:
 def load_config(path: str | None = None, overrides: dict | None = None) -> dict:
     """Defaults, then the file at ``path`` (TOML or JSON), then ``overrides``."""
     config = copy.deepcopy(DEFAULTS)
+    for cls in REGISTRY.values():  # a component registered after this module was read
+        if cls.config_section and cls.config_section not in config:
+            config[cls.config_section] = copy.deepcopy(cls.config_defaults)
     if path:
         if not os.path.isfile(path):
             raise ConfigError(f"config file {path} does not exist")
@@ -166,12 +148,16 @@ def load_config(path: str | None = None, overrides: dict | None = None) -> dict:
 # ---------------------------------------------------------------- validators
 # Checked before any fitting, so a bad setting fails in a second, not after an hour.
 
-BANDS = ("upsell_band", "downsell_band")
+# The price bands (serving rules kept in the substitutes section).
+BANDS = SERVING_RULES
 
 
-def model_params(cfg: dict) -> dict:
-    """The substitutes settings the model takes (the price bands are serving rules)."""
-    return {k: v for k, v in cfg.items() if k not in BANDS}
+def check_config(config: dict) -> None:
+    """Fail early (before any data is read) on invalid serving rules or component settings."""
+    check_rules(config)
+    for cls in REGISTRY.values():
+        if cls.config_section:
+            cls.check_config(config[cls.config_section])
 
 
 def check_rules(config: dict) -> None:
@@ -191,56 +177,3 @@ def check_rules(config: dict) -> None:
             f"0 < low <= high (got {cfg['upsell_band']!r}, {cfg['downsell_band']!r}); "
             f"floor.min_support must be 0 or more (got {floor['min_support']!r}) and "
             f"floor.min_score in [0, 1] (got {floor['min_score']!r})") from None
-
-
-def _setting_floats(values, setting: str, valid, expected: str) -> list[float]:
-    """A list setting as floats that all pass ``valid``; a clear config error otherwise."""
-    try:
-        out = [float(x) for x in values] if isinstance(values, (list, tuple)) else None
-        if out is not None and all(valid(x) for x in out):
-            return out
-    except (TypeError, ValueError):
-        pass
-    raise ConfigError(f"{setting} must be a list of {expected} (got {values!r})")
-
-
-def _zero_first(values, setting: str, valid, expected: str) -> list[float]:
-    """A list setting whose 0 means "none": 0 first (it wins ties), then the listed
-    values above 0 in their order, each once."""
-    out = _setting_floats(values, setting, valid, expected)
-    return [0.0] + [x for x in dict.fromkeys(out) if x > 0]
-
-
-def ease_half_lives(values) -> list[float]:
-    """``ease.half_lives`` as days >= 0 (0: no decay), no decay first."""
-    return _zero_first(values, "ease.half_lives", lambda x: x >= 0, "half-lives in days >= 0")
-
-
-def ease_exponents(values, setting: str) -> list[float]:
-    """``ease.size_exponents`` / ``ease.popularity_exponents``: exponents in [0, 2], 0 first."""
-    return _zero_first(values, setting, lambda x: 0.0 <= x <= 2.0, "exponents in [0, 2]")
-
-
-def _ease_count(value, setting: str, zero_means: str) -> int:
-    """A whole number >= 0 of the ``ease`` section (``zero_means``: what 0 does)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigError(f"{setting} must be a whole number of items >= 0 (0: {zero_means}; "
-                          f"got {value!r})")
-    return value
-
-
-def ease_dense_items(value) -> int:
-    """``ease.dense_items``: the catalogue size up to which EASE keeps every weight."""
-    return _ease_count(value, "ease.dense_items", "always the top ease.k weights per item")
-
-
-def ease_tail_neighbours(value) -> int:
-    """``ease.tail_neighbours``: head regressors per tail item (0: no tail)."""
-    return _ease_count(value, "ease.tail_neighbours",
-                       "EASE on the ease.max_items most-bought items only")
-
-
-def ease_dropouts(values) -> list[float]:
-    """``ease.dropouts`` as floats in [0, 1) (empty: plain EASE)."""
-    return _setting_floats(values, "ease.dropouts", lambda x: 0.0 <= x < 1.0,
-                           "probabilities in [0, 1)") or [0.0]

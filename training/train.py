@@ -2,15 +2,17 @@
 
 1. Read orders (and catalog) with the data report.
 2. Split: the last 15% of orders in time (random orders without timestamps).
-3. Fit popularity, co-purchase and ALS on the training period, and EASE when
-   the items with two or more buyers are few enough for a dense inverse
-   (its lambda chosen per query kind on the holdout).
+3. Fit every component of :data:`recsys.models.REGISTRY` on the training
+   period through its contract (popularity, co-purchase, ALS, EASE), each
+   choosing its own settings on the holdout (ALS's alpha, EASE's setting per
+   query kind).
 4. Evaluate on the holdout; pick per query kind the blend of the fitted
    components, each blend also with a popularity prior of a few weights
-   (automatic selection, no hand tuning).
+   (automatic selection, no hand tuning; recency is chosen with it).
 5. Gate: publish only if the chosen models beat popularity by a margin and do
    not fall too far below the current version's stored metrics.
-6. Refit on all data (ALS warm-started from step 3) and write a version.
+6. Refit on all data (ALS warm-started from step 3), fit the components of the
+   shipped version only (substitutes) and write a version.
 
 :func:`fit_product` holds steps 2-4 and 6 so that ``xsell evaluate`` measures
 exactly what ``xsell train`` ships, fitted on its own training period.
@@ -36,26 +38,22 @@ from recsys.evaluation import (
     build_eval_data,
     split_interactions,
 )
-from recsys.models import ALSModel, CoPurchaseModel, PopularityModel
-from recsys.models.recency import decay_weights
-from recsys.models.substitutes import SubstituteModel
+from recsys.models import REGISTRY, ALSModel, CoPurchaseModel, PopularityModel
+from recsys.models.base import FULL, FitContext, no_progress
 from recsys.period import TrainingPeriod
 from recsys.purchase_dates import ARRAY as PURCHASE_DAYS
 from recsys.purchase_dates import last_purchase_days
 from recsys.recommender import Recommender
 from recsys.rules import build_item_meta
 from training import selection
-from training.blend_search import (  # noqa: F401 (choose_blend: training.tune imports it here)
+from training.blend_search import (  # noqa: F401 (training.tune and tests import these here)
+    Searches,
     choose_als_alpha,
     choose_blend,
-    choose_recency,
     evaluate_blends,
     fit_ease,
 )
-from training.config import (
-    check_rules,
-    model_params,
-)
+from training.config import check_config
 from training.first_run import enough_to_evaluate, first_run_choice
 from training.gate import _current_manifest, _gate, compare_with_current
 from training.settings import FittedModels
@@ -64,16 +62,8 @@ from training.validation import as_visits, holdout_split
 log = logging.getLogger(__name__)
 
 
-class _NullProgress:
-    def __call__(self, n=1):
-        pass
-
-    def close(self):
-        pass
-
-
-def _null_progress_factory(desc: str, total: int | None = None):
-    return _NullProgress()
+# A progress-bar factory that shows nothing (the Spark engine and the tests use it).
+_null_progress_factory = no_progress
 
 
 def _no_checkpoint(stage: str) -> None:
@@ -95,90 +85,111 @@ class Timer:
             self.stages[name] = round(self.stages.get(name, 0.0) + time.perf_counter() - start, 3)
 
 
-def fit_neighbours(period, config: dict, progress_factory, customer_items=None):
-    """Popularity and co-purchase on one training period (single-threaded work).
-
-    ``period``: a :class:`~recsys.period.TrainingPeriod` (or its interactions);
-    ``customer_items``: its customer x item matrix when the caller has it already.
-    """
+def fit_models(period, config: dict, progress_factory=None, als_iterations: int | None = None,
+               customer_items=None) -> FittedModels:
+    """Popularity, co-purchase and ALS (``als_iterations``; default ``als.iterations``) on
+    one training period (a :class:`~recsys.period.TrainingPeriod` or its interactions;
+    ``customer_items``: its customer x item matrix when the caller has it): the models a
+    holdout study starts from (training/tune.py)."""
     period = TrainingPeriod.of(period, customer_items)
-    customer_items, order_items = period.customer_items, period.order_items
-    popularity = PopularityModel().fit(customer_items)
-    bar = progress_factory("co-purchase", customer_items.shape[1])
-    copurchase = CoPurchaseModel(**config["copurchase"]).fit(customer_items, order_items,
-                                                             progress=bar)
-    bar.close()
-    return customer_items, popularity, copurchase
-
-
-def fit_models(period, config: dict, progress_factory, warm_start: ALSModel | None = None,
-               als_iterations: int | None = None, customer_items=None, neighbours=None):
-    """Fit popularity, co-purchase and ALS on one training period.
-
-    ``neighbours``: :func:`fit_neighbours`' result when it was computed already.
-    """
-    customer_items, popularity, copurchase = (
-        neighbours or fit_neighbours(period, config, progress_factory, customer_items))
+    ctx = FitContext(period, config, progress=progress_factory or no_progress)
     als = ALSModel(**config["als"])
     iterations = als_iterations or als.iterations
-    bar = progress_factory("ALS", iterations)
-    als.fit(customer_items, warm_start=warm_start, iterations=iterations, progress=bar)
+    bar = ctx.progress("ALS", iterations)
+    als.fit(period.customer_items, iterations=iterations, progress=bar)
     bar.close()
-    return FittedModels(customer_items, popularity, copurchase, als)
+    return FittedModels(period.customer_items, PopularityModel.fit_period(ctx),
+                        CoPurchaseModel.fit_period(ctx), als)
 
 
-def fit_substitutes(period, customer_items, popularity, als, meta, config: dict):
-    """Upsell/downsell substitutes from the final models, and the serving rules to store."""
+def serving_rules(config: dict) -> dict:
+    """The serving rules a version stores: the relevance floor and the price bands."""
     cfg = config["substitutes"]
-    period = TrainingPeriod.of(period)
-    # The Spark engine's orders stay in Spark: it hands over their basket co-counts.
-    baskets = getattr(period.inter, "basket_pairs", None)
-    order_items = None if baskets else period.order_items
-    candidates = (popularity.counts_ > 0) & meta.recommendable
-    subs = SubstituteModel(**model_params(cfg)).fit(
-        customer_items, order_items, None if als is None else als.item_factors_,
-        meta.category, meta.price, candidates=candidates,
-        basket_counts=baskets() if baskets and not period.customer_is_order else None)
-    rules = {"floor": dict(config["floor"]),
-             "upsell_band": [float(x) for x in cfg["upsell_band"]],
-             "downsell_band": [float(x) for x in cfg["downsell_band"]]}
-    return subs, rules
+    return {"floor": dict(config["floor"]),
+            "upsell_band": [float(x) for x in cfg["upsell_band"]],
+            "downsell_band": [float(x) for x in cfg["downsell_band"]]}
+
+
+def _fitted(components: dict) -> dict:
+    """``components`` without those that are None or learned nothing."""
+    return {name: c for name, c in components.items() if c is not None and c.fitted}
 
 
 @dataclass
 class FittedProduct:
-    """The product's models refitted on all given data, with the blend chosen on its holdout."""
+    """The product's components refitted on all given data, with the blend chosen on its
+    holdout.
 
-    models: FittedModels
+    ``components``: by registry name, fitted on ``period`` (all the data; the training
+    period when ``train.refit`` is off); ``settings``: what each component's holdout
+    search chose, as the shipped blend uses it (ALS's alpha, EASE's setting per kind,
+    the recency half-life, ...): :meth:`Component.parameters` records it."""
+
+    components: dict
+    settings: dict
     blend: dict
     metrics: dict
     pop_metrics: dict
     results: dict
     split: object
-    holdout_models: FittedModels | None = field(repr=False, default=None)
+    # The components fitted on the holdout's training period and the recommender of them.
+    holdout_components: dict = field(repr=False, default_factory=dict)
     holdout_rec: Recommender | None = field(repr=False, default=None)
-    ease: dict = field(default_factory=dict)
-    # EASE per kind in the blend: (lambda, dropout, half-life, size exponent, popularity
-    # exponent) chosen on the holdout.
-    ease_settings: dict = field(default_factory=dict)
-    # ALS confidence scale chosen on the holdout (train.als_alphas; else als.alpha).
-    als_alpha: float | None = None
-    # Next-best recency: the half-life chosen on the holdout (None: full histories) and
-    # the factors of the refitted history.
-    half_life: float | None = None
-    history_decay: object = field(repr=False, default=None)
     # Why each kind's blend won (training/selection.py): queries, candidates, the bound.
     selection: dict = field(default_factory=dict)
     # The holdout's scheme and query counts (training/validation.py).
     holdout: dict = field(default_factory=dict)
-    # All the data's matrices (the substitutes are fitted on them).
+    # The matrices the components were fitted on (the shipped-only ones are fitted on them).
     period: TrainingPeriod | None = field(repr=False, default=None)
 
-    def recommender(self, inter, meta) -> Recommender:
+    def __post_init__(self):
+        self.components = _fitted(self.components)
+        self.holdout_components = _fitted(self.holdout_components)
+
+    @property
+    def history(self):
+        """The customer x item counts of the shipped version."""
+        return self.period.customer_items
+
+    # The components and settings by their old names (evaluate, the tests).
+    @property
+    def models(self) -> FittedModels:
+        c = self.components
+        return FittedModels(self.history, c["popularity"], c.get("copurchase"), c.get("als"))
+
+    @property
+    def ease(self) -> dict:
+        return dict(self.components["ease"].models) if "ease" in self.components else {}
+
+    @property
+    def ease_settings(self) -> dict:
+        return self.settings.get("ease") or {}
+
+    @property
+    def als_alpha(self) -> float | None:
+        return self.settings.get("als")
+
+    @property
+    def half_life(self) -> float | None:
+        return self.settings.get("recency")
+
+    @property
+    def history_decay(self):
+        recency = self.components.get("recency")
+        return None if recency is None else recency.decay_
+
+    def recommender(self, inter, meta, **kwargs) -> Recommender:
         """The shippable recommender over ``inter``'s vocabularies with ``meta``."""
-        hist, pop, cp, als = self.models
-        return Recommender(inter.items, inter.customers, hist, pop, cp, als, meta,
-                           blend=self.blend, ease=self.ease, history_decay=self.history_decay)
+        return recommender_of(inter, self.history, self.components, meta,
+                              blend=self.blend, **kwargs)
+
+
+def recommender_of(inter, history, components: dict, meta, **kwargs) -> Recommender:
+    """A :class:`Recommender` of ``components`` (by registry name) over ``inter``'s
+    vocabularies."""
+    return Recommender(inter.items, inter.customers, history, components["popularity"], None,
+                       None, meta, components={name: c for name, c in components.items()
+                                               if name != "popularity"}, **kwargs)
 
 
 def fit_product(inter, config: dict, progress_factory=None, timer: Timer | None = None,
@@ -187,6 +198,14 @@ def fit_product(inter, config: dict, progress_factory=None, timer: Timer | None 
 
     ``xsell train`` calls this on all data; ``xsell evaluate`` calls it on the
     training period only, so the product's own choices never see the test period.
+
+    Every component of :data:`recsys.models.REGISTRY` is fitted through its contract
+    (``fit_period``, ``search``, ``search_blend``; recsys/models/base.py), in registry
+    order: on the holdout's training period first (a plain fit, then its search), the
+    blend search, then on all data with the settings chosen. Components whose fit on
+    all data depends on no holdout choice (``holdout_free``) are fitted on the second
+    core meanwhile. Those fitted only for the shipped version (``fit_stage == "ship"``)
+    are :func:`train`'s.
     """
     progress_factory = progress_factory or _null_progress_factory
     timer = timer or Timer()
@@ -206,77 +225,79 @@ def fit_product(inter, config: dict, progress_factory=None, timer: Timer | None 
     # Each period's matrices are built once and shared by every fit and search below.
     period_tr = TrainingPeriod(train_part, data.train_customer_items)
     period = TrainingPeriod(inter)
-
-    total_iterations = int(config["als"]["iterations"])
-    holdout_iterations = min(total_iterations, int(train_cfg["holdout_als_iterations"]))
     refit = train_cfg.get("refit", True)
+    trained = {name: cls for name, cls in REGISTRY.items() if cls.fit_stage != "ship"}
+    search = Searches(inter, data, k, build_item_meta(inter.items, None, None))
+
+    def on_holdout(name: str, holdout: dict) -> FitContext:
+        """The context of ``name`` on the holdout: the components before it."""
+        before = list(trained)[:list(trained).index(name)]
+        return FitContext(period_tr, config, {n: holdout[n] for n in before if n in holdout},
+                          search=search, progress=progress_factory)
+
+    def fit_free() -> dict:
+        """The holdout-free components on all data (run on the second core)."""
+        out: dict = {}
+        for name, cls in trained.items():
+            if cls.holdout_free:
+                out[name] = cls.fit_period(FitContext(period, config, _fitted(out), stage=FULL,
+                                                      progress=progress_factory))
+        return out
+
+    holdout, settings = {}, {}
     with ThreadPoolExecutor(max_workers=1) as background:
         with timer.stage("fit_holdout"):
-            holdout = fit_models(period_tr, config, progress_factory,
-                                 als_iterations=holdout_iterations)
-            hist_tr, pop_tr, cp_tr, als_tr = holdout
+            for name, cls in trained.items():
+                if cls.fit_stage == "holdout" and not cls.search_fits:
+                    holdout[name] = cls.fit_period(on_holdout(name, holdout))
             checkpoint("fit")
-        # The co-purchase model of all data does not depend on the holdout: it is
-        # fitted on the second core while EASE and the holdout evaluation (both
-        # single-threaded numpy) run here. ALS, which uses every core, is not overlapped.
-        full_neighbours = (background.submit(fit_neighbours, period, config, progress_factory)
-                           if refit else None)
+        # The holdout-free components of all data (popularity, co-purchase) are fitted on
+        # the second core while the searches and the holdout evaluation (single-threaded
+        # numpy) run here. ALS, which uses every core, is not overlapped.
+        free = background.submit(fit_free) if refit else None
 
         with timer.stage("fit_holdout"):
-            meta_tr = build_item_meta(inter.items, None, None)
-            als_tr, als_alpha = choose_als_alpha(
-                inter, config, data, holdout, meta_tr, k,
-                holdout_iterations)
-            if als_alpha != float(config["als"]["alpha"]):
-                config = dict(config, als=dict(config["als"], alpha=als_alpha))
-
-            def make_rec(ease_model):
-                return Recommender(inter.items, inter.customers, hist_tr, pop_tr, cp_tr, als_tr,
-                                   meta_tr, ease=ease_model)
-
-            ease_tr, ease_chosen = fit_ease(period_tr, config, data, make_rec, k)
-            # An EASE without a weight (no basket holds two items) is best-sellers under
-            # another name: not a candidate.
-            ease_tr = {kind: m for kind, m in ease_tr.items() if _has_weights(m)}
-            ease_chosen = {kind: v for kind, v in ease_chosen.items() if kind in ease_tr}
+            for name, cls in trained.items():
+                if cls.fit_stage == "holdout":
+                    holdout[name], settings[name] = cls.search(on_holdout(name, holdout),
+                                                               holdout.get(name))
+                    holdout = _fitted(holdout)
 
         with timer.stage("evaluate"):
-            rec_tr = make_rec(ease_tr)
+            rec_tr = search.recommender(FitContext(period_tr, config, holdout))
             levels = [float(w) for w in train_cfg["blend_grid"]]
             pop_levels = train_cfg.get("popularity_grid", [0.0])
             results = evaluate_blends(rec_tr, data, levels, k, pop_levels)
-            half_life, results = choose_recency(rec_tr, period_tr, data, results, levels, k,
-                                                pop_levels,
-                                                train_cfg.get("recency_half_lives", []))
+            for name, cls in trained.items():
+                if cls.fit_stage == "blend":
+                    settings[name], results = cls.search_blend(on_holdout(name, holdout),
+                                                               rec_tr, results)
+                    holdout[name] = rec_tr.components.get(name)
+            holdout = _fitted(holdout)
             # The blend search is exact (training/blend_search.py): the chosen blend's
             # holdout metrics are what the shipped recommender answers.
             blend, metrics, reasons, pop_metrics = selection.ship(
-                rec_tr, results, k, train_cfg, data, pop_tr.counts_)
+                rec_tr, results, k, train_cfg, data, holdout["popularity"].counts_)
 
-        ease_settings = {kind: ease_chosen[kind] for kind, w in blend.items()
-                         if w.get("ease", 0) > 0 and kind in ease_chosen}
+        settings = {name: cls.shipped_setting(settings.get(name), blend)
+                    for name, cls in trained.items()}
         with timer.stage("fit_full"):
             if refit:
-                models = fit_models(period, config, progress_factory, warm_start=als_tr,
-                                    als_iterations=max(1, total_iterations - holdout_iterations),
-                                    neighbours=full_neighbours.result())
-                ease = {}
-                if ease_settings:
-                    ease = fit_ease(period, config, settings_by_kind=ease_settings)[0]
+                done = free.result()
+                components: dict = {}
+                for name, cls in trained.items():
+                    components[name] = done[name] if name in done else cls.fit_period(
+                        FitContext(period, config, _fitted(components), stage=FULL,
+                                   setting=settings[name], previous=holdout.get(name),
+                                   blend=blend, search=Searches(inter, k=k),
+                                   progress=progress_factory))
             else:
-                models = FittedModels(hist_tr, pop_tr, cp_tr, als_tr)
-                ease = {kind: ease_tr[kind] for kind in ease_settings}
-            decay = None
-            if half_life is not None:
-                decay = decay_weights((period if refit else period_tr).ages, half_life)
-    return FittedProduct(models=models, blend=blend, metrics=metrics, pop_metrics=pop_metrics,
-                         results=results, split=s,
-                         holdout_models=FittedModels(hist_tr, pop_tr, cp_tr, als_tr),
-                         holdout_rec=rec_tr,
-                         ease=ease, ease_settings=ease_settings,
-                         als_alpha=als_alpha, selection=reasons, holdout=holdout_report,
-                         half_life=half_life,
-                         history_decay=decay, period=period)
+                period = period_tr
+                components = {name: c.reuse(settings.get(name)) for name, c in holdout.items()}
+    return FittedProduct(components=components, settings=settings, blend=blend,
+                         metrics=metrics, pop_metrics=pop_metrics, results=results, split=s,
+                         holdout_components=holdout, holdout_rec=rec_tr,
+                         selection=reasons, holdout=holdout_report, period=period)
 
 
 def train(orders: str, models_dir: str, config: dict, catalog: str | None = None,
@@ -295,7 +316,7 @@ def train(orders: str, models_dir: str, config: dict, catalog: str | None = None
     timer = Timer()
     train_cfg = config["train"]
     k = int(train_cfg["k"])
-    check_rules(config)
+    check_config(config)
     clean_temporary(models_dir)
 
     with timer.stage("read"):
@@ -324,7 +345,6 @@ def train(orders: str, models_dir: str, config: dict, catalog: str | None = None
         inter, config, progress_factory, timer=timer, checkpoint=checkpoint)
     blend, metrics, pop_metrics, results = (product.blend, product.metrics,
                                              product.pop_metrics, product.results)
-    hist, pop, cp, als = product.models
     current = _current_manifest(models_dir)
     with timer.stage("evaluate"):
         fresh = compare_with_current(inter, product, models_dir, current, config, k)
@@ -334,12 +354,16 @@ def train(orders: str, models_dir: str, config: dict, catalog: str | None = None
 
     with timer.stage("write"):
         meta = build_item_meta(inter.items, cat, inter.item_prices())
-    with timer.stage("fit_substitutes"):
-        subs, rules = fit_substitutes(product.period, hist, pop, als, meta, config)
+    components = dict(product.components)
+    with timer.stage("fit_substitutes"):  # the components fitted for the shipped version only
+        for name, cls in REGISTRY.items():
+            if cls.fit_stage == "ship":
+                components[name] = cls.fit_period(FitContext(
+                    product.period, config, _fitted(components), stage=FULL, meta=meta,
+                    progress=progress_factory))
     with timer.stage("write"):
-        rec = Recommender(inter.items, inter.customers, hist, pop, cp, als, meta, blend=blend,
-                          substitutes=subs, rules=rules, ease=product.ease,
-                          history_decay=product.history_decay)
+        rec = recommender_of(inter, product.history, _fitted(components), meta, blend=blend,
+                             rules=serving_rules(config))
         previous = (current or {}).get("version")
         manifest = {
             "xsell_version": __version__,
@@ -353,12 +377,9 @@ def train(orders: str, models_dir: str, config: dict, catalog: str | None = None
                 "time_range": (None if inter.timestamp is None else
                                [int(inter.timestamp.min()), int(inter.timestamp.max())]),
             },
-            "parameters": {"copurchase": config["copurchase"],
-                           "als": dict(config["als"], alpha=product.als_alpha),
-                           "ease": _ease_params(config, product.ease_settings),
-                           "recency": {"half_life_days": product.half_life},
-                           "train": train_cfg, "substitutes": model_params(config["substitutes"]),
-                           "floor": config["floor"]},
+            # Each component's settings as it records them (what its load reads back).
+            "parameters": {**_parameters(config, product.settings),
+                           "train": train_cfg, "floor": config["floor"]},
             "blend": blend,
             "selection": product.selection,
             "holdout": product.holdout,
@@ -406,22 +427,12 @@ def _blend_key(weights: tuple) -> str:
     return ",".join(f"{name}={w:g}" for name, w in weights)
 
 
-def _ease_params(config: dict, settings_by_kind: dict) -> dict:
-    """EASE settings for the manifest, with the setting chosen per kind."""
-    return dict(config["ease"],
-                lambdas_by_kind={kind: s.lam for kind, s in settings_by_kind.items()},
-                dropouts_by_kind={kind: s.dropout for kind, s in settings_by_kind.items()},
-                half_lives_by_kind={kind: s.half_life for kind, s in settings_by_kind.items()},
-                size_exponents_by_kind={kind: s.size_exponent
-                                        for kind, s in settings_by_kind.items()},
-                popularity_exponents_by_kind={kind: s.popularity_exponent
-                                              for kind, s in settings_by_kind.items()})
-
-
-def _has_weights(model) -> bool:
-    """Whether an EASE model has any weight (none when no basket holds two items)."""
-    import numpy as np
-    import scipy.sparse as sp
-
-    sim = model.similarity_
-    return sim is not None and bool(sim.nnz if sp.issparse(sim) else np.any(sim))
+def _parameters(config: dict, settings: dict) -> dict:
+    """The manifest's parameters of every component that records some."""
+    out = {}
+    for name, cls in REGISTRY.items():
+        section = config[cls.config_section] if cls.config_section else {}
+        recorded = cls.parameters(section, settings.get(name))
+        if recorded is not None:
+            out[name] = recorded
+    return out

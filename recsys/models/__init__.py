@@ -3,7 +3,11 @@ the :class:`~recsys.models.base.Component` contract.
 
 :data:`REGISTRY` maps a component's name (its blend-weight key and the prefix of its
 files in a model version) to its class; the recommender loads, saves and blends
-whatever it lists. Adding a component is one module and one line here.
+whatever it lists, and the trainer (training/train.py) fits, searches and records
+whatever it lists through the same contract (``fit_period``, ``search``,
+``config_defaults``, ``check_config``, ``parameters``). Adding a component is one
+module and one line here (and its fitting recipe in
+tests/recsys/test_component_contract.py).
 """
 
 from .als import ALSModel

@@ -30,6 +30,46 @@ class ALSModel(Component):
     strategy = "als"
     blended = True
     explains_histories = True
+    config_section = "als"
+    config_defaults = {"factors": 64, "regularization": 0.05, "alpha": 10.0, "iterations": 15,
+                       "confidence": "log", "use_gpu": None, "random_state": 0}
+
+    # ------------------------------------------------------------ training
+    # ALS runs als.iterations in total: train.holdout_als_iterations on the training
+    # period (the model the holdout evaluates), the rest on all data warm-started from
+    # it. Its confidence scale is chosen on the holdout (train.als_alphas).
+    @staticmethod
+    def holdout_iterations(config: dict) -> int:
+        """The iterations of the holdout's fit (the rest run on all data)."""
+        return min(int(config["als"]["iterations"]),
+                   int(config["train"]["holdout_als_iterations"]))
+
+    @classmethod
+    def fit_period(cls, ctx) -> ALSModel:
+        section = ctx.section(cls)
+        total, holdout = int(section["iterations"]), cls.holdout_iterations(ctx.config)
+        warm_start = None
+        if ctx.stage == "holdout":
+            iterations = holdout
+        else:
+            if ctx.setting is not None and ctx.setting != float(section["alpha"]):
+                section["alpha"] = ctx.setting
+            warm_start, iterations = ctx.previous, max(1, total - holdout)
+        model = cls(**section)
+        bar = ctx.progress("ALS", iterations)
+        model.fit(ctx.period.customer_items, warm_start=warm_start, iterations=iterations,
+                  progress=bar)
+        bar.close()
+        return model
+
+    @classmethod
+    def search(cls, ctx, fitted):
+        """The confidence scale (``train.als_alphas``): training.blend_search.choose_als_alpha."""
+        return ctx.search.als_alpha(ctx, fitted)
+
+    @classmethod
+    def parameters(cls, section: dict, setting) -> dict:
+        return dict(section, alpha=setting)
 
     def __init__(self, factors: int = 64, regularization: float = 0.05, alpha: float = 10.0,
                  iterations: int = 15, confidence: str = "log", use_gpu: bool | None = None,

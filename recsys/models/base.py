@@ -10,13 +10,22 @@ unnormalised scores; the recommender scales and blends them. A component
 implements the scores it can give; asking one for a kind it lacks raises
 :class:`~recsys.exceptions.ComponentError` (never a silent fall-through).
 
+Training goes through the same contract: a component builds itself from a
+training period and its own configuration section (:meth:`Component.fit_period`,
+handed a :class:`FitContext`), declares that section's defaults and validator
+(:attr:`Component.config_defaults`, :meth:`Component.check_config`), chooses
+its own settings on the trainer's holdout (:meth:`Component.search`) and says
+what the manifest records of them (:meth:`Component.parameters`). The trainer
+(``training/train.py``) loops over the registry.
+
 Adding a component: one module with a :class:`Component` subclass and one line
 in :data:`recsys.models.REGISTRY`.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -31,6 +40,55 @@ NEEDS = {
     "next_best": ("customer_scores", "history_scores"),
     "likely_buyers": ("buyer_scores",),
 }
+
+
+class _NoProgress:
+    def __call__(self, n=1):
+        pass
+
+    def close(self):
+        pass
+
+
+def no_progress(desc: str, total: int | None = None) -> _NoProgress:
+    """A progress-bar factory that shows nothing."""
+    return _NoProgress()
+
+
+# The trainer's stages (FitContext.stage): the training period of the holdout, and all
+# the data (the shipped version).
+HOLDOUT, FULL = "holdout", "full"
+
+
+@dataclass
+class FitContext:
+    """What the trainer hands a component's :meth:`Component.fit_period` and
+    :meth:`Component.search`.
+
+    ``period``: the :class:`recsys.period.TrainingPeriod` (its matrices built once);
+    ``config``: the whole training configuration (a component reads its own section,
+    :meth:`section`, and may read ``train``); ``fitted``: the components fitted before
+    it on the same period, in registry order; ``stage``: :data:`HOLDOUT` or
+    :data:`FULL`; ``setting``: on all data, what its search chose on the holdout;
+    ``previous``: on all data, its holdout fit (ALS warm-starts from it); ``blend``: on
+    all data, the blend to ship; ``meta``: the item metadata (the catalogue, for the
+    components fitted after the gate); ``search``: on the holdout, the trainer's
+    holdout searches (``training.blend_search.HoldoutSearch``)."""
+
+    period: Any
+    config: dict
+    fitted: dict = field(default_factory=dict)
+    stage: str = HOLDOUT
+    setting: Any = None
+    previous: Any = None
+    blend: dict | None = None
+    meta: Any = None
+    search: Any = None
+    progress: Callable = no_progress
+
+    def section(self, cls: type[Component]) -> dict:
+        """``cls``'s section of the configuration (empty when it has none)."""
+        return dict(self.config.get(cls.config_section, {})) if cls.config_section else {}
 
 
 class Component:
@@ -49,6 +107,62 @@ class Component:
     blended: ClassVar[bool] = False
     item_item: ClassVar[bool] = False
     explains_histories: ClassVar[bool] = False
+
+    # ------------------------------------------------------------ training
+    # Its section of the training configuration and that section's defaults
+    # (training/config.py merges them into its DEFAULTS); None: no settings.
+    config_section: ClassVar[str | None] = None
+    config_defaults: ClassVar[dict] = {}
+    # When the trainer fits it: "holdout" (on the training period, its settings chosen
+    # there by :meth:`search`, then on all data with them), "blend" (its setting chosen
+    # with the blend search, :meth:`search_blend`, then on all data), "ship" (only on
+    # all data, for the shipped version, with the catalogue's metadata).
+    fit_stage: ClassVar[str] = "holdout"
+    # Its fit on all data does not depend on any holdout choice (the trainer fits it on
+    # the second core while the holdout searches run).
+    holdout_free: ClassVar[bool] = False
+    # Its holdout search fits every candidate itself: no plain fit before it.
+    search_fits: ClassVar[bool] = False
+
+    @classmethod
+    def check_config(cls, section: dict) -> None:
+        """Raise :class:`~recsys.exceptions.ConfigError` on an invalid section (run before
+        any data is read)."""
+
+    @classmethod
+    def fit_period(cls, ctx: FitContext) -> Component | None:
+        """The component fitted on ``ctx.period`` with its section and ``ctx.setting``
+        (None: nothing to fit there)."""
+        raise ComponentError(f"component {cls.name!r} cannot be trained: "
+                             f"{cls.__name__}.fit_period is missing")
+
+    @classmethod
+    def search(cls, ctx: FitContext, fitted: Component | None) -> tuple[Component | None, Any]:
+        """On the holdout: (the component, its setting) chosen there from ``fitted``, its
+        plain fit (None when :attr:`search_fits`). The default chooses nothing."""
+        return fitted, None
+
+    @classmethod
+    def search_blend(cls, ctx: FitContext, rec, results: dict) -> tuple[Any, dict]:
+        """For ``fit_stage == "blend"``: (its setting, the blend results with it) chosen on
+        the holdout's recommender ``rec`` and blend ``results``; leaves ``rec`` set to it."""
+        raise ComponentError(f"component {cls.name!r} has no search_blend")
+
+    @classmethod
+    def shipped_setting(cls, setting: Any, blend: dict) -> Any:
+        """The part of the holdout's ``setting`` the shipped ``blend`` uses."""
+        return setting
+
+    def reuse(self, setting: Any) -> Component | None:
+        """This holdout fit as the shipped one (no refit on all data), for ``setting``
+        (:meth:`shipped_setting`'s)."""
+        return self
+
+    @classmethod
+    def parameters(cls, section: dict, setting: Any) -> dict | None:
+        """What the manifest's ``parameters`` records under :attr:`name` (what
+        :meth:`load` reads back); None: nothing."""
+        return section if cls.config_section else None
 
     # ------------------------------------------------------------- state
     @property

@@ -47,6 +47,21 @@ class CoPurchaseModel(Component):
     name = "copurchase"
     strategy = "co-purchase"
     blended = True
+    config_section = "copurchase"
+    config_defaults = {"k": 100, "alpha": 0.5, "shrink": 10.0, "min_support": 2,
+                       "basket_weight": 1.0, "max_items_per_customer": 300,
+                       "max_basket_size": 100}
+    holdout_free = True
+
+    @classmethod
+    def fit_period(cls, ctx) -> CoPurchaseModel:
+        """On the period's customer x item counts and, for the basket counts, its orders."""
+        customer_items = ctx.period.customer_items
+        bar = ctx.progress("co-purchase", customer_items.shape[1])
+        model = cls(**ctx.section(cls)).fit(customer_items, ctx.period.order_items,
+                                            progress=bar)
+        bar.close()
+        return model
     item_item = True
 
     def __init__(self, k: int = 100, alpha: float = 0.5, shrink: float = 10.0,

@@ -58,6 +58,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.linalg import lapack
 
+from ..exceptions import ConfigError
 from ..kinds import BLEND_KINDS
 from ..sparse import binary
 from .base import Component, check_fitted, similarity_row, top_indices_rows
@@ -268,6 +269,81 @@ class EASEByKind(Component):
     strategy = "ease"
     blended = True
     item_item = True
+    # EASE (Steck 2019) as a third blend component, dense on every item with two or
+    # more buyers when they number at most max_items (O(n^3) inverse); above that, on
+    # the max_items most-bought ones (exact, the head) plus each other item's column
+    # regressed on its `tail_neighbours` most co-bought head items
+    # (recsys/models/ease_large.py; 0: no tail, EASE on the head alone); lambda is
+    # chosen per query kind on the holdout from `lambdas`; the blend search decides
+    # whether it is used at all (docs/RESULTS.md). `dropouts`: input-dropout
+    # probabilities tried with every lambda (Steck 2020: 0 is plain EASE; above 0 an
+    # extra p/(1-p) * diag(X'X) penalty, EDLAE with zero_diagonal, else DLAE), the
+    # per-kind choice made on the same holdout; each extra setting is one more dense inverse.
+    # `half_lives`: time decay of the training orders (days; 0 = none) tried with every
+    # lambda: each order counts 0.5 ** (age / half-life) in X'X, age from the newest
+    # order (recsys.models.recency.order_decay); chosen per kind on the holdout like
+    # lambda, so a shop whose range moves with the seasons weighs this season's
+    # baskets more, and a steady one keeps every order at weight 1. Needs timestamps.
+    # `size_exponents`: each order counts size ** -e in X'X (trace kept), tried with every
+    # lambda and half-life: 0.5 damps the accidental pairs of very large orders.
+    # `popularity_exponents`: tried on each kind's chosen model, which keeps one only if
+    # it scores better on the holdout: every candidate's weight divided by its
+    # buyers ** beta (no extra inverse). Both in recsys/models/ease.py; docs/RESULTS.md.
+    # Like no decay, exponent 0 (none) is always tried, first: it wins ties.
+    # Above dense_items items the weights are stored sparse, the k largest per item.
+    config_section = "ease"
+    config_defaults = {"enabled": True, "lambdas": [50.0, 200.0, 800.0], "k": 1000,
+                       "min_buyers": 2, "max_items": 12000, "tail_neighbours": 100,
+                       "dense_items": 5000, "customer_weight": 0.0, "dropouts": [0.0],
+                       "zero_diagonal": True, "half_lives": [0.0, 30.0, 90.0, 180.0],
+                       "size_exponents": [0.0, 0.5], "popularity_exponents": [0.0, 0.1, 0.2]}
+    # Its holdout search (training.blend_search.fit_ease's grid) fits every setting.
+    search_fits = True
+
+    # ------------------------------------------------------------ training
+    @classmethod
+    def check_config(cls, section: dict) -> None:
+        ease_dropouts(section.get("dropouts", [0.0]))
+        ease_half_lives(section.get("half_lives", [0.0]))
+        ease_exponents(section.get("size_exponents", [0.0]), "ease.size_exponents")
+        ease_exponents(section.get("popularity_exponents", [0.0]), "ease.popularity_exponents")
+        ease_tail_neighbours(section.get("tail_neighbours", 0))
+        if "dense_items" in section:
+            ease_dense_items(section["dense_items"])
+
+    @classmethod
+    def search(cls, ctx, fitted) -> tuple[EASEByKind | None, dict]:
+        """Each kind's setting (an ``EASESetting``) chosen on the holdout by the grid of
+        training.blend_search.fit_ease; a kind whose model has no weight is left out."""
+        return ctx.search.ease(ctx)
+
+    @classmethod
+    def fit_period(cls, ctx) -> EASEByKind | None:
+        """On all data: the models of the settings the shipped blend uses."""
+        return ctx.search.ease(ctx)[0] if ctx.setting else None
+
+    @classmethod
+    def shipped_setting(cls, setting: dict, blend: dict) -> dict:
+        """The kinds whose shipped blend weighs EASE."""
+        setting = setting or {}
+        return {kind: setting[kind] for kind, w in blend.items()
+                if w.get("ease", 0) > 0 and kind in setting}
+
+    def reuse(self, setting: dict) -> EASEByKind | None:
+        return EASEByKind({kind: self.models[kind] for kind in setting})
+
+    @classmethod
+    def parameters(cls, section: dict, setting: dict) -> dict:
+        """The section, with the setting chosen per kind (what the manifest records)."""
+        setting = setting or {}
+        return dict(section,
+                    lambdas_by_kind={kind: s.lam for kind, s in setting.items()},
+                    dropouts_by_kind={kind: s.dropout for kind, s in setting.items()},
+                    half_lives_by_kind={kind: s.half_life for kind, s in setting.items()},
+                    size_exponents_by_kind={kind: s.size_exponent
+                                            for kind, s in setting.items()},
+                    popularity_exponents_by_kind={kind: s.popularity_exponent
+                                                  for kind, s in setting.items()})
 
     def __init__(self, models: dict[str, EASEModel] | None = None):
         self.models = {kind: m for kind, m in (models or {}).items()
@@ -353,3 +429,61 @@ class EASEByKind(Component):
                      decay: np.ndarray | None) -> np.ndarray:
         return similarity_row(self._sim("next_best"), np.asarray(row.indices, dtype=np.int64),
                               decay)
+
+
+# ---------------------------------------------------------------- validators
+# The ease section's list and count settings (EASEByKind.check_config runs them before any
+# data is read; training/blend_search.fit_ease reads the lists through them).
+
+
+def _setting_floats(values, setting: str, valid, expected: str) -> list[float]:
+    """A list setting as floats that all pass ``valid``; a clear config error otherwise."""
+    try:
+        out = [float(x) for x in values] if isinstance(values, (list, tuple)) else None
+        if out is not None and all(valid(x) for x in out):
+            return out
+    except (TypeError, ValueError):
+        pass
+    raise ConfigError(f"{setting} must be a list of {expected} (got {values!r})")
+
+
+def _zero_first(values, setting: str, valid, expected: str) -> list[float]:
+    """A list setting whose 0 means "none": 0 first (it wins ties), then the listed
+    values above 0 in their order, each once."""
+    out = _setting_floats(values, setting, valid, expected)
+    return [0.0] + [x for x in dict.fromkeys(out) if x > 0]
+
+
+def ease_half_lives(values) -> list[float]:
+    """``ease.half_lives`` as days >= 0 (0: no decay), no decay first."""
+    return _zero_first(values, "ease.half_lives", lambda x: x >= 0, "half-lives in days >= 0")
+
+
+def ease_exponents(values, setting: str) -> list[float]:
+    """``ease.size_exponents`` / ``ease.popularity_exponents``: exponents in [0, 2], 0 first."""
+    return _zero_first(values, setting, lambda x: 0.0 <= x <= 2.0, "exponents in [0, 2]")
+
+
+def _ease_count(value, setting: str, zero_means: str) -> int:
+    """A whole number >= 0 of the ``ease`` section (``zero_means``: what 0 does)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{setting} must be a whole number of items >= 0 (0: {zero_means}; "
+                          f"got {value!r})")
+    return value
+
+
+def ease_dense_items(value) -> int:
+    """``ease.dense_items``: the catalogue size up to which EASE keeps every weight."""
+    return _ease_count(value, "ease.dense_items", "always the top ease.k weights per item")
+
+
+def ease_tail_neighbours(value) -> int:
+    """``ease.tail_neighbours``: head regressors per tail item (0: no tail)."""
+    return _ease_count(value, "ease.tail_neighbours",
+                       "EASE on the ease.max_items most-bought items only")
+
+
+def ease_dropouts(values) -> list[float]:
+    """``ease.dropouts`` as floats in [0, 1) (empty: plain EASE)."""
+    return _setting_floats(values, "ease.dropouts", lambda x: 0.0 <= x < 1.0,
+                           "probabilities in [0, 1)") or [0.0]

@@ -16,6 +16,11 @@ class PopularityModel(Component):
 
     name = "popularity"
     strategy = "popular"
+    holdout_free = True
+
+    @classmethod
+    def fit_period(cls, ctx) -> PopularityModel:
+        return cls().fit(ctx.period.customer_items)
 
     def __init__(self):
         self.counts_ = None

@@ -36,6 +36,22 @@ class RecencyWeights(Component):
 
     name = "recency"
     strategy = "recency"
+    # Its half-life is chosen with the next-best blend (train.recency_half_lives):
+    # training.blend_search.choose_recency.
+    fit_stage = "blend"
+
+    @classmethod
+    def search_blend(cls, ctx, rec, results: dict):
+        return ctx.search.recency(ctx, rec, results)
+
+    @classmethod
+    def fit_period(cls, ctx) -> RecencyWeights | None:
+        """The factors of the period's histories with the chosen half-life (None: none)."""
+        return None if ctx.setting is None else cls(ctx.setting).fit(ctx.period.ages)
+
+    @classmethod
+    def parameters(cls, section: dict, setting) -> dict:
+        return {"half_life_days": setting}
 
     def __init__(self, half_life: float | None = None):
         self.half_life = half_life

@@ -37,6 +37,8 @@ from .base import Component, check_fitted, topk_per_row
 
 log = logging.getLogger(__name__)
 
+# Settings of the substitutes section that are serving rules, not the model's.
+SERVING_RULES = ("upsell_band", "downsell_band")
 # Dense entries of one (rows x candidates) block; bounds peak memory.
 _BLOCK_CELLS = 4_000_000
 
@@ -48,6 +50,35 @@ class SubstituteModel(Component):
 
     name = "substitutes"
     strategy = "substitute"
+    config_section = "substitutes"
+    config_defaults = {"k": 50, "als_weight": 1.0, "shrink": 5.0, "max_basket_share": 0.5,
+                       "min_similarity": 0.05,
+                       "upsell_band": [1.1, 3.0],
+                       # The mirror of the upsell band (1/3 .. 1/1.1): B is an upsell of A
+                       # exactly when A is a downsell of B.
+                       "downsell_band": [0.3333, 0.9091]}
+    # Fitted for the shipped version only, from its popularity, ALS and catalogue.
+    fit_stage = "ship"
+
+    @classmethod
+    def fit_period(cls, ctx) -> SubstituteModel:
+        """From the period's counts, the shipped ALS's item factors and the item metadata
+        (``ctx.meta``). An engine whose orders stay elsewhere (training/spark) hands over
+        their basket co-counts (``period.inter.basket_pairs``)."""
+        period, meta = ctx.period, ctx.meta
+        popularity, als = ctx.fitted["popularity"], ctx.fitted.get("als")
+        baskets = getattr(period.inter, "basket_pairs", None)
+        order_items = None if baskets else period.order_items
+        candidates = (popularity.counts_ > 0) & meta.recommendable
+        return cls(**cls.parameters(ctx.section(cls), None)).fit(
+            period.customer_items, order_items, None if als is None else als.item_factors_,
+            meta.category, meta.price, candidates=candidates,
+            basket_counts=baskets() if baskets and not period.customer_is_order else None)
+
+    @classmethod
+    def parameters(cls, section: dict, setting) -> dict:
+        """The model's settings (the price bands are serving rules, stored apart)."""
+        return {k: v for k, v in section.items() if k not in SERVING_RULES}
 
     def __init__(self, k: int = 50, als_weight: float = 1.0, shrink: float = 5.0,
                  max_basket_share: float = 0.5, min_similarity: float = 0.05):

@@ -6,7 +6,7 @@ floor (minimum score and customer support), diversity per category and the
 cut to ``limit``, then the explanations. :meth:`Selection.answer` runs the
 compiled path (``recsys.fastpath.select``, one call) where it applies and the
 numpy path otherwise; both give the same answer
-(tests/recsys/test_answer_equivalence.py).
+(tests/training/test_answer_equivalence.py).
 """
 
 from __future__ import annotations

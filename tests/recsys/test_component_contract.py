@@ -12,8 +12,11 @@ time not together). Item 10 has five extra buyers: the best-seller.
 
 from __future__ import annotations
 
+import copy
 import inspect
+import json
 import mmap
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -32,7 +35,7 @@ from recsys.models import (
     RecencyWeights,
     SubstituteModel,
 )
-from recsys.models.base import NEEDS, Component
+from recsys.models.base import FULL, HOLDOUT, NEEDS, Component, FitContext
 from recsys.sparse import binary, rows_matrix
 
 N_PAIRS, N_ITEMS, N_CUSTOMERS = 6, 12, 72
@@ -142,6 +145,63 @@ def test_every_registered_component_has_a_recipe_and_its_registry_name():
     for name, cls in REGISTRY.items():
         assert issubclass(cls, Component) and cls.name == name and cls.strategy
     assert BLENDED == ("copurchase", "als", "ease")
+
+
+class _Period:
+    """The matrices a recsys.period.TrainingPeriod hands a component's fit."""
+
+    customer_is_order = False
+
+    def __init__(self, customer_items, order_items):
+        self.customer_items, self.order_items, self.order_rows = \
+            customer_items, order_items, order_items
+        self.inter = object()  # no basket co-counts from another engine
+        self.ages = customer_items.copy().astype(np.float32)
+        self.ages.data = np.arange(self.ages.nnz, dtype=np.float32) % 3 * 10.0
+
+
+def _training_config() -> dict:
+    """Every component's declared defaults, and the train settings ALS reads."""
+    return {**{cls.config_section: copy.deepcopy(cls.config_defaults)
+               for cls in REGISTRY.values() if cls.config_section},
+            "train": {"holdout_als_iterations": 4}}
+
+
+def test_every_registered_component_trains_from_a_period_and_its_section(data):
+    """The training side of the contract: each component declares valid defaults for its
+    section, builds itself from a period and that section (or, when its search fits
+    every candidate, has that search), and records JSON settings in the manifest."""
+    config = _training_config()
+    period = _Period(*data)
+    category, price = _category_and_price()
+    meta = SimpleNamespace(recommendable=np.ones(N_ITEMS, dtype=bool), category=category,
+                           price=price)
+    fitted: dict = {}
+    for name, cls in REGISTRY.items():
+        assert cls.fit_stage in ("holdout", "blend", "ship"), name
+        if cls.config_section:
+            cls.check_config(config[cls.config_section])  # its defaults are valid
+        if cls.search_fits:  # fitted by its holdout search (the trainer's): it has one
+            assert cls.search.__func__ is not Component.search.__func__, name
+            continue
+        setting = 10.0 if cls.fit_stage == "blend" else None
+        ctx = FitContext(period, config, dict(fitted), stage=HOLDOUT if
+                         cls.fit_stage == "holdout" else FULL, setting=setting, meta=meta)
+        component = cls.fit_period(ctx)
+        assert isinstance(component, cls) and component.fitted, name
+        fitted[name] = component
+        recorded = cls.parameters(ctx.section(cls), setting)
+        assert recorded is None or json.loads(json.dumps(recorded)) == recorded, name
+    # Popularity from the period's counts: the best-seller first.
+    assert int(np.argmax(fitted["popularity"].counts_)) == BEST_SELLER
+
+
+def test_a_component_without_a_fit_says_so():
+    class Bare(Component):
+        name = "bare"
+
+    with pytest.raises(ComponentError, match="bare.*fit_period"):
+        Bare.fit_period(FitContext(None, {}))
 
 
 def _scores(component, kind, rows):

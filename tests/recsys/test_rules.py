@@ -1,6 +1,5 @@
 """Business filters, diversity and the relevance floor (tests/recsys/tiers.py data)."""
 
-import json
 
 import numpy as np
 import pytest
@@ -10,7 +9,6 @@ from recsys.exceptions import ConfigError
 from recsys.recommender import Recommender
 from recsys.rules import Filters, Floor, ItemMeta, build_item_meta, diversify, item_mask
 from recsys.vocab import Vocab
-from training.export import export
 
 LOOSE = dict(min_support=0, min_score=0.0)  # floor off: every known item is a candidate
 
@@ -178,23 +176,6 @@ def test_likely_buyers_rules(tiers):
     assert buyers and not owners & {c for c, _ in buyers}
     _, strict = rec.likely_buyers(pro, 50, min_score=buyers[0][1])
     assert [c for c, _ in strict] == [c for c, s in buyers if s >= buyers[0][1]]
-
-
-def test_export_with_filters(tiers, tmp_path):
-    rec, _ = tiers
-    out = tmp_path / "ab.jsonl"
-    export(rec, "also-bought", str(out), None, 5, filters=Filters(categories=["snacks"]))
-    records = [json.loads(line) for line in out.read_text().splitlines()]
-    got = [r["item_id"] for rec_ in records for r in rec_["recommendations"]]
-    assert got and all(g.startswith("N") for g in got)
-    export(rec, "next-best", str(out), None, 6,
-           filters=Filters(max_per_category=1, min_support=0, min_score=0.0))
-    for line in out.read_text().splitlines():
-        cats = [rec.describe(rec.items.index(r["item_id"]))["category"]
-                for r in json.loads(line)["recommendations"]]
-        assert len(cats) == len(set(cats))
-    with pytest.raises(ConfigError):
-        export(rec, "also-bought", str(out), None, 5, filters=Filters(min_price=3, max_price=1))
 
 
 def test_metadata_in_answers(tiers):

@@ -32,17 +32,16 @@ import scipy.sparse as sp
 from recsys.data import read_catalog
 from recsys.evaluation import sample_eval_data
 from recsys.exceptions import ConfigError
-from recsys.models import PopularityModel
+from recsys.models import EASEByKind, PopularityModel
 from recsys.period import TrainingPeriod
 from recsys.recommender import Recommender
 from recsys.rules import build_item_meta
 from training import selection
-from training.blend_search import choose_als_alpha, evaluate_blends, fit_ease
+from training.blend_search import choose_als_alpha, evaluate_blends, fit_ease, has_weights
 from training.settings import FittedModels
 from training.train import (
     FittedProduct,
     Timer,
-    _has_weights,
     _no_checkpoint,
     _null_progress_factory,
 )
@@ -205,7 +204,7 @@ class SparkEngine:
                     train_part, config, eval_data, make_rec, k, customer_items=hist_tr,
                     gram_fn=self._gram(train_lines, hist_tr))
             # As the local engine: an EASE without a weight is not a candidate.
-            ease_tr = {kind: m for kind, m in ease_tr.items() if _has_weights(m)}
+            ease_tr = {kind: m for kind, m in ease_tr.items() if has_weights(m)}
             ease_chosen = {kind: v for kind, v in ease_chosen.items() if kind in ease_tr}
 
         with timer.stage("evaluate"):
@@ -237,12 +236,16 @@ class SparkEngine:
         train_lines.unpersist()
         test_lines.unpersist()
         # holdout_rec None: the gate compares the current version's stored metrics.
-        return FittedProduct(models=fitted, blend=blend, metrics=metrics,
+        # Components by registry name, with the settings their parameters record.
+        return FittedProduct(components={"popularity": fitted.popularity,
+                                         "copurchase": fitted.copurchase, "als": fitted.als,
+                                         "ease": EASEByKind(ease)},
+                             settings={"als": als_alpha, "ease": ease_settings},
+                             blend=blend, metrics=metrics,
                              pop_metrics=pop_metrics, results=results, split=s,
-                             holdout_models=FittedModels(hist_tr, pop_tr, cp_tr, als_tr),
-                             holdout_rec=None, ease=ease, ease_settings=ease_settings,
-                             als_alpha=als_alpha, selection=reasons, holdout=holdout_report,
-                             half_life=None, history_decay=None,
+                             holdout_components={"popularity": pop_tr, "copurchase": cp_tr,
+                                                 "als": als_tr, "ease": EASEByKind(ease_tr)},
+                             holdout_rec=None, selection=reasons, holdout=holdout_report,
                              # The substitutes' basket co-counts come from Spark
                              # (data.basket_pairs): the period holds no order rows here.
                              period=TrainingPeriod(data, hist))
