@@ -37,7 +37,8 @@ import numpy as np
 
 from recsys.evaluation import PRIMARY, PopularityScorer, evaluate
 from recsys.exceptions import ConfigError
-from recsys.recommender.blending import DEFAULT_BLEND
+from recsys.recommender.blending import DEFAULT_BLEND, GATE
+from training import gating
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,19 @@ def _se(values: np.ndarray | None) -> float | None:
 
 
 def _blend_label(key) -> str:
-    return " + ".join(f"{name} {w:g}" for name, w in key if w > 0) or "nothing"
+    label = " + ".join(f"{name} {w:g}" for name, w in key if w > 0 and name != GATE)
+    gate = dict(key).get(GATE)
+    return (label or "nothing") + (f", evidence-gated at {gate:g} (co-buyers beyond chance; "
+                                   "best-sellers fill the rest, marked)" if gate else "")
+
+
+def effective_bound(bounds: dict[str, float], kind: str, k: int, n_items: int | None) -> float:
+    """The kind's concentration bound, raised to the floor a catalogue of ``n_items``
+    allows (``FLOOR_FACTOR`` k / n)."""
+    bound = bounds.get(kind, 1.0)
+    if n_items:
+        bound = max(bound, min(1.0, FLOOR_FACTOR * k / n_items))
+    return bound
 
 
 def choose(results: dict[tuple, dict], k: int, max_item_popularity: float = 1.0,
@@ -107,9 +120,7 @@ def choose(results: dict[tuple, dict], k: int, max_item_popularity: float = 1.0,
                       if kind in res and dict(key).get("popularity", 0.0) <= cap + 1e-9]
         if not candidates:
             continue
-        bound = bounds.get(kind, 1.0)
-        if n_items:
-            bound = max(bound, min(1.0, FLOOR_FACTOR * k / n_items))
+        bound = effective_bound(bounds, kind, k, n_items)
         conc = [entry.get(key_c) for _, entry in candidates]
         measured = all(c is not None for c in conc)
         raised = False
@@ -191,7 +202,8 @@ def _describe(candidate, metric: str, k: int, chosen: bool) -> dict:
     out = {"blend": _blend_label(key), f"{metric}@{k}": round(entry[f"{metric}@{k}"], 5),
            "se": None if _se(_per_query(entry, metric)) is None
            else round(_se(_per_query(entry, metric)), 5)}
-    for name in (f"concentration@{k}", f"{metric}_tail@{k}"):
+    for name in (f"concentration@{k}", f"concentration_all@{k}", f"claimed_share@{k}",
+                 f"{metric}_tail@{k}"):
         if name in entry:
             out[name] = round(entry[name], 5)
     if chosen:
@@ -216,9 +228,13 @@ def ship(rec, results: dict[tuple, dict], k: int, train_cfg: dict, data, popular
     """The blend every kind ships with, chosen on the holdout ``results`` of ``rec``
     (set on ``rec``), and the best-sellers' holdout metrics beside it; one step for both
     training engines. Returns (blend, metrics, reasons, popularity metrics)."""
+    bounds = max_concentration(train_cfg.get("max_concentration", DEFAULT_MAX_CONCENTRATION))
+    n_items = int(data.known_items.sum())
+    results = results | gating.evaluate_gated(
+        rec, results, data, k, train_cfg,
+        {kind: effective_bound(bounds, kind, k, n_items) for kind in ITEM_KINDS})
     chosen, metrics, reasons = choose(
-        results, k, float(train_cfg.get("max_item_popularity", 1.0)),
-        train_cfg.get("max_concentration"), int(data.known_items.sum()))
+        results, k, float(train_cfg.get("max_item_popularity", 1.0)), bounds, n_items)
     blend = {kind: dict(w) for kind, w in DEFAULT_BLEND.items()} | chosen
     for line in summary_lines(reasons):
         log.info("selection: %s", line)
