@@ -69,6 +69,33 @@ def max_concentration(value) -> dict[str, float]:
                       f"by kind ({', '.join(PRIMARY)}); got {value!r}")
 
 
+def _is_gated(key) -> bool:
+    return dict(key).get(GATE, 0) > 0
+
+
+def _gated_or_plain(candidates, personal: list[int], gated: int, metric: str, key_m: str
+                    ) -> tuple[int, str]:
+    """The best gated blend against the best plain (ungated) one left: the gated blend
+    (a page of claimed slots plus best-seller fills) ships only if it beats the plain
+    one by more than one standard error of the paired per-query difference; within
+    noise the plain blend, the simpler answer, ships. (Gating adds a few dozen
+    candidates: without the margin their best would often win by chance alone.)"""
+    plain = [i for i in personal if not _is_gated(candidates[i][0])]
+    if not plain:
+        return gated, "only gated blends keep under the bound"
+    best = max(plain, key=lambda i: candidates[i][1][key_m])
+    gain = candidates[gated][1][key_m] - candidates[best][1][key_m]
+    mine, theirs = _per_query(candidates[gated][1], metric), _per_query(candidates[best][1],
+                                                                        metric)
+    se = _se(None if mine is None or theirs is None else mine - theirs)
+    scores = f"{candidates[gated][1][key_m]:.4f} vs {candidates[best][1][key_m]:.4f}"
+    if se is not None and gain > se:
+        return gated, (f"the evidence-gated blend beats the best plain blend by more than "
+                       f"one standard error ({scores}, se {se:.4f})")
+    return best, (f"the best evidence-gated blend is within one standard error of it "
+                  f"({scores}{'' if se is None else f', se {se:.4f}'}): the plain blend ships")
+
+
 def _is_popularity(key) -> bool:
     return dict(key).get("popularity", 0.0) >= 1.0 - 1e-9
 
@@ -131,6 +158,10 @@ def choose(results: dict[tuple, dict], k: int, max_item_popularity: float = 1.0,
         popular = [i for i in feasible if _is_popularity(candidates[i][0])]
         best_personal = max(personal, key=lambda i: candidates[i][1][key_m]) if personal \
             else None
+        gate_why = ""
+        if best_personal is not None and _is_gated(candidates[best_personal][0]):
+            best_personal, gate_why = _gated_or_plain(candidates, personal, best_personal,
+                                                      metric, key_m)
         pick, why = best_personal, ""
         if popular:
             p = popular[0]
@@ -156,7 +187,7 @@ def choose(results: dict[tuple, dict], k: int, max_item_popularity: float = 1.0,
                                "holdout cannot tell, so the personalised blend ships")
         if pick == best_personal:
             why = "the best primary metric among the personalised blends" + \
-                (f"; {why}" if why else "")
+                (f"; {gate_why}" if gate_why else "") + (f"; {why}" if why else "")
         key, entry = candidates[pick]
         blend[kind] = {name: w for name, w in key if w > 0 or name != "popularity"}
         chosen_metrics[kind] = {m: v for m, v in entry.items() if m != "_per_query"}

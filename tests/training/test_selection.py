@@ -200,3 +200,30 @@ def test_cross_fitting_removes_the_winners_curse():
     assert metrics["basket"]["hr@10"] > rate + 0.02  # the winner's curse
     assert abs(fair["value"] - rate) < 0.02 and fair["folds"] == 2
     assert len(fair["picks"]) == 2
+
+
+def test_a_gated_blend_must_beat_the_plain_one_by_a_standard_error():
+    """Evidence gating (training/gating.py) ships only where the holdout clearly says so."""
+    import numpy as np
+
+    from recsys.recommender.blending import GATE
+    from training.selection import choose
+
+    rng = np.random.default_rng(5)
+    base = (rng.random(800) < 0.3).astype(float)
+    plain = (("copurchase", 1.0), ("popularity", 0.0))
+
+    def entry(hits):
+        return {"also_bought": {"hr@10": hits.mean(), "queries": len(hits),
+                                "concentration@10": 0.01, "_per_query": {"hr": hits}}}
+
+    close = base.copy()
+    close[np.flatnonzero(base == 0)[:10]] = 1  # 10 hits more, 8 fewer: within noise
+    close[np.flatnonzero(base == 1)[:8]] = 0
+    clear = base.copy()
+    clear[np.flatnonzero(base == 0)[:80]] = 1  # 80 more: clearly better
+    for gated, ships in ((close, False), (clear, True)):
+        results = {plain: entry(base), plain + ((GATE, 2),): entry(gated)}
+        blend, _, reasons = choose(results, 10, n_items=10_000)
+        assert (blend["also_bought"].get(GATE, 0) == 2) is ships, reasons["also_bought"]["why"]
+        assert "standard error" in reasons["also_bought"]["why"]
