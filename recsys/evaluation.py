@@ -307,7 +307,21 @@ class _Single:
 
 
 def _stack(batches: list[dict]) -> dict:
-    return {name: np.vstack([b[name] for b in batches]) for name in batches[0]}
+    """Each variant's batches stacked: an index array, or (indexes, claimed flags) for an
+    evidence-gated variant (see :func:`split_claimed`)."""
+    out = {}
+    for name, first in batches[0].items():
+        if isinstance(first, tuple):
+            out[name] = tuple(np.vstack([b[name][i] for b in batches]) for i in range(2))
+        else:
+            out[name] = np.vstack([b[name] for b in batches])
+    return out
+
+
+def split_claimed(recs) -> tuple[np.ndarray, np.ndarray | None]:
+    """(indexes, claimed flags or None) of a scorer's answer for one variant: an evidence-
+    gated variant (recsys.recommender.Selection.gated_top_k) answers both."""
+    return (recs[0], recs[1]) if isinstance(recs, tuple) else (recs, None)
 
 
 def evaluate_variants(scorer, data: EvalData, k: int = 10, per_query: bool = False) -> dict:
@@ -346,16 +360,19 @@ def evaluate_variants(scorer, data: EvalData, k: int = 10, per_query: bool = Fal
         if not len(queries):
             continue
         recs_by = _stack([scorer.item_query(kind, queries[a:b], k) for a, b in _batched(len(queries), len(data.known_items))])
-        for name, recs in recs_by.items():
+        for name, answered in recs_by.items():
+            recs, claimed = split_claimed(answered)
             if kind == "also_bought":
                 recs, page_recs = recs[:n_protocol], recs[n_protocol:]
+                page_claimed = None if claimed is None else claimed[n_protocol:]
             else:
-                page_recs = recs
+                page_recs, page_claimed = recs, claimed
             per = target_metrics(recs, data.basket_targets, k)
             entry = {f"{m}@{k}": float(v.mean()) for m, v in per.items()}
             entry |= {"queries": len(recs), "unknown_targets": data.unknown_targets}
             if data.head is not None:
-                entry |= exposure(page_recs, k, int(data.known_items.sum()), data.sellers)
+                entry |= exposure(page_recs, k, int(data.known_items.sum()), data.sellers,
+                                  claimed=page_claimed)
                 if kind == "also_bought":
                     entry["exposure_queries"] = len(page_recs)
                 keep = tail_mask(data.basket_targets, data.head)
@@ -396,6 +413,8 @@ class RecommenderScorer:
 
     def item_query(self, kind, query_lists, k):
         scores = self.rec.score_items(kind, query_lists)
+        if self.rec.gate(kind):  # (indexes, claimed flags): see split_claimed
+            return self.rec.gated_top_k(kind, query_lists, scores, k, self.allowed)
         return self.rec.top_k(scores, k, exclude=rows_matrix(query_lists, scores.shape[1]),
                               allowed=self.allowed)
 

@@ -46,15 +46,28 @@ def best_sellers(buyers: np.ndarray, n: int = BEST_SELLERS) -> np.ndarray:
     return order[buyers[order] > 0]
 
 
-def exposure(recs: np.ndarray, k: int, n_known: int, sellers: np.ndarray) -> dict:
-    """Concentration, best-seller shares and coverage of a (queries x k) index array."""
+def exposure(recs: np.ndarray, k: int, n_known: int, sellers: np.ndarray,
+             claimed: np.ndarray | None = None) -> dict:
+    """Concentration, best-seller shares and coverage of a (queries x k) index array.
+
+    ``claimed``: for an evidence-gated answer, which slots the item's own evidence
+    claimed (the rest are best-sellers marked ``"filled": "popular"``). The measures
+    are then over the claimed slots (what is passed off as "also bought"), with
+    ``concentration_all@k`` (every slot) and ``claimed_share@k`` beside them.
+    """
+    if claimed is not None:
+        out = exposure(recs, k, n_known, sellers)
+        every, share = out[f"concentration@{k}"], float(np.asarray(claimed)[:, :k].mean())
+        out = exposure(np.where(np.asarray(claimed)[:, :k], np.asarray(recs)[:, :k], -1), k,
+                       n_known, sellers)
+        return out | {f"concentration_all@{k}": every, f"claimed_share@{k}": share}
     recs = np.asarray(recs)[:, :k]
     n = len(recs)
     if n == 0:
         return {}
     valid = recs[recs >= 0]
     counts = np.bincount(valid, minlength=int(max(sellers.max(initial=-1), valid.max(initial=-1)))
-                         + 1) if len(valid) else np.zeros(max(len(sellers), 1), dtype=np.int64)
+                         + 1)
     top = int(np.argmax(counts))
     return {f"concentration@{k}": float(counts[top] / n),
             "most_shown": top if counts[top] else None,

@@ -1,4 +1,5 @@
-"""A pinned copy of the unoptimised single-query answer path (xsell main, 0d89dc2).
+"""A pinned copy of the unoptimised single-query answer path (xsell main, 0d89dc2; the
+evidence gate of issue 16 added in its own plain form).
 
 The optimised :class:`recsys.recommender.Recommender` must give exactly the same
 answers (items, order, scores, reasons, supports, lift, confidence) as this
@@ -10,6 +11,7 @@ Do not optimise this file.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import numpy as np
@@ -75,11 +77,41 @@ class ReferenceRecommender(Recommender):
                history_row: sp.csr_matrix | None = None) -> Answer:
         """Filter, floor, cut and explain one dense score vector."""
         scores = np.asarray(scores, dtype=np.float32)
+        gated = bool(self.gate(kind)) and history_idx is None
+        asked = filters
+        if gated:
+            # Pinned with the evidence gate (issue 16, training/gating.py): only items whose
+            # evidence with the query reaches the gate may claim a slot, the gate replaces
+            # the floor's default support, and best-sellers fill the free slots.
+            keep = (self._evidence(np.asarray(query_idx, dtype=np.int64)) >= self.gate(kind)) \
+                & (scores >= self.floor.min_score)
+            scores = np.where(keep, scores, -np.inf).astype(np.float32)
+            if filters is None or filters.min_support is None:
+                filters = dataclasses.replace(filters or Filters(), min_support=0)
         cand = np.flatnonzero(np.isfinite(scores))
         evidence = np.asarray(query_idx if history_idx is None else history_idx, dtype=np.int64)
         mode = "als" if history_row is not None and self._als_led(kind) else "copurchase"
-        return self._finish(kind, cand, scores[cand], limit, filters, query_idx, evidence, mode,
-                            history_row=history_row)
+        answer = self._finish(kind, cand, scores[cand], limit, filters, query_idx, evidence, mode,
+                              history_row=history_row)
+        if gated and len(answer.items) < limit:
+            shown = [r.item_idx for r in answer.items]
+            extra = self.popular(limit - len(shown), asked,
+                                 np.asarray(list(query_idx) + shown, dtype=np.int64))
+            answer.items += [Recommendation(r.item_idx, float(self._pop_tiebreak[r.item_idx]))
+                             for r in extra.items]
+            answer.truncated_by_floor = answer.truncated_by_floor and len(answer.items) < limit
+        return answer
+
+    def _evidence(self, query: np.ndarray) -> np.ndarray:
+        """Each item's evidence with ``query`` (co-buyers beyond chance, in Poisson standard
+        deviations where chance gives one or more; the most over the query's items)."""
+        items = np.arange(len(self.items))
+        both = self.pair_support(query, items).astype(np.float64)
+        n_buyers = np.diff(self.buyers.indptr).astype(np.float64)
+        chance = n_buyers[query][:, None] * n_buyers[None, :] / max(self.buyers.shape[0], 1)
+        z = ((both - chance) / np.sqrt(np.maximum(chance, 1.0))).astype(np.float32)
+        z[both == 0] = 0
+        return z.max(axis=0)
 
     def _als_led(self, kind: str) -> bool:
         """ALS explains a history's answer when it carries at least as much of the blend as

@@ -25,8 +25,12 @@ START = datetime(2025, 1, 1)
 
 def complement_orders(path, n_customers: int = 2500, anchor_share: float = 0.3,
                       partner_rate: float = 0.6, seed: int = 0, one_line_orders: bool = False,
-                      bunched: bool = False) -> dict:
+                      bunched: bool = False, n_loners: int = 0) -> dict:
     """Write the orders CSV; return the truth.
+
+    ``n_loners``: as many items ``L0``.. without any evidence: each bought by 3-8
+    customers of their own, alone (one order of one item), so no customer bought
+    one with anything else.
 
     ``one_line_orders``: every order line its own order (the shape of a dataset
     exported line by line: no basket holds two items). ``bunched``: each
@@ -58,8 +62,15 @@ def complement_orders(path, n_customers: int = 2500, anchor_share: float = 0.3,
             for line, item in enumerate(items):
                 order = f"O{n}-{line}" if one_line_orders else f"O{n}"
                 rows.append([f"C{c}", order, item, 1, 1.0, stamp])
+    for i in range(n_loners):
+        for _ in range(int(rng.integers(3, 9))):
+            n += 1
+            ts = START + timedelta(days=float(rng.uniform(0, 365)))
+            rows.append([f"C{n_customers + n}", f"O{n}", f"L{i}", 1, 1.0,
+                         ts.isoformat(timespec="seconds")])
     write_orders(path, rows)
     return {"partners": {f"A{i}": f"B{i}" for i in range(N_ANCHORS)},
+            "loners": [f"L{i}" for i in range(n_loners)],
             "best_seller": "N0", "lines": len(rows)}
 
 

@@ -72,6 +72,12 @@ DEFAULTS: dict = {
         # rightly common (a staple in 40% of the carts may well belong in 40% of the
         # completions): no bound by default (1.0), their concentration is reported.
         "max_concentration": {"also_bought": 0.05, "basket": 1.0, "next_best": 1.0},
+        # Evidence-gated blends (training/gating.py): the best personalised blends of the
+        # item kinds are also tried with slots claimed only by items bought with the query
+        # item by at least this many customers beyond chance (in Poisson standard
+        # deviations for pairs chance gives often), best-sellers (marked filled) in the
+        # rest; concentration counts the claimed slots. [] tries none.
+        "evidence_gate": [1, 2, 3, 5],
         # Next-best recency (recsys.models.recency), off by default: half-lives in days
         # tried on the holdout, e.g. [30, 90, 365]; one is adopted only if its best blend
         # beats full histories by two standard errors (training.blend_search.choose_recency).

@@ -273,6 +273,14 @@ def format_exposure(result: dict) -> list[str]:
             cells.append(f"{conc:>5.1%} {shares:>15} {r.get(f'coverage@{k}', 0):>6.1%} "
                          f"{tail:>6.4f}".rjust(EXPOSURE_WIDTH))
         lines.append(f"{m['name'][:18]:<18}" + "".join(cells))
+    for m in result["models"]:
+        for kind in kinds:
+            r = m.get("results", {}).get(kind, {})
+            if f"concentration_all@{k}" in r:  # evidence-gated (training/gating.py)
+                lines.append(f"{m['name']} {KIND_LABELS[kind]}: evidence-gated, the figures "
+                             f"count claimed slots ({r[f'claimed_share@{k}']:.1%} of all); "
+                             f"most shown counting best-seller fills too: "
+                             f"{r[f'concentration_all@{k}']:.1%}")
     lines.append("")
     return lines
 

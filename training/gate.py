@@ -138,11 +138,18 @@ def _gate(metrics: dict, pop_metrics: dict, gate_cfg: dict, k: int,
         return {"passed": False, "reason": "no evaluation queries in the holdout: too little data"}
     metric = f"{PRIMARY[kind]}@{k}"
     ours, base = metrics[kind][metric], pop_metrics[kind][metric]
-    passed = ours >= base * (1 + margin) and ours > 0
-    reason = (f"{kind} {metric} {ours:.4f} vs popularity {base:.4f} "
-              f"(needs at least +{margin:.0%})")
+    # The choice's own value, cross-fitted (training.selection.cross_fitted): the chosen
+    # blend's holdout score is the best of many on the queries that chose it.
+    fair = metrics[kind].get(f"{PRIMARY[kind]}_cross_fitted@{k}")
+    judged = ours if fair is None else min(ours, float(fair))
+    passed = judged >= base * (1 + margin) and judged > 0
+    reason = (f"{kind} {metric} {ours:.4f}"
+              + ("" if fair is None else f" (cross-fitted, the choice itself: {fair:.4f})")
+              + f" vs popularity {base:.4f} (needs at least +{margin:.0%})")
     out = {"protocol": kind, "metric": metric, "value": ours, "popularity": base,
            "min_lift": margin}
+    if fair is not None:
+        out["cross_fitted_value"] = float(fair)
     fresh_new = ((fresh or {}).get("new") or {}).get(kind, {})
     fresh_cur = ((fresh or {}).get("current") or {}).get(kind, {})
     if fresh_new.get("queries", 0) >= MIN_FRESH_QUERIES and metric in fresh_cur:

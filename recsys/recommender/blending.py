@@ -25,6 +25,11 @@ DEFAULT_BLEND = {
 }
 # Popularity breaks ties among equal (often zero) model scores.
 TIE_BREAK = 1e-6
+# A kind's blend may carry this key (not a component): the evidence gate. Its slots are
+# claimed only by items whose evidence with the query item (co-buyers beyond chance,
+# Selection.query_evidence) reaches it; the slots left are best-sellers, marked filled
+# (recsys.recommender.selection, training.gating).
+GATE = "evidence_gate"
 
 
 class Blending:
@@ -36,6 +41,10 @@ class Blending:
             if w > 0 and name in self.components:
                 weights[name] = float(w)
         return weights
+
+    def gate(self, kind: str) -> float:
+        """The kind's evidence gate (the least evidence that claims a slot); 0: none."""
+        return float(self.blend.get(kind, {}).get(GATE, 0) or 0)
 
     def strategy(self, kind: str) -> str:
         weights = self._weights(kind)

@@ -67,11 +67,83 @@ class Selection:
 
     def item_query_batch(self, kind: str, query_lists: list[np.ndarray], k: int,
                          allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Top ``k`` for many item queries, never an item of the query."""
+        """Top ``k`` for many item queries, never an item of the query (a gated kind: the
+        claimed slots, then best-sellers at their tie-break score, see :meth:`gated_top_k`)."""
         scores = self.score_items(kind, query_lists)
+        if self.gate(kind):
+            idx, claimed = self.gated_top_k(kind, query_lists, scores, k, allowed)
+            out = _take_scores(scores, idx)
+            fill = ~claimed & (idx >= 0)
+            out[fill] = self._pop_tiebreak[idx[fill]]
+            return idx, out
         idx = self.top_k(scores, k, exclude=rows_matrix(query_lists, len(self.items)),
                          allowed=allowed)
         return idx, _take_scores(scores, idx)
+
+    def query_evidence(self, query_lists: list[np.ndarray]) -> np.ndarray:
+        """(queries x items) float32: each item's evidence for each query, how far the
+        customers who bought it with the query item (pair support) exceed what chance
+        gives, ``(support - e) / max(1, sqrt(e))`` with ``e = buyers(q) buyers(j) /
+        customers`` (the most over a basket's items; 0 where nobody bought both). For a
+        pair chance alone rarely gives (e < 1) that is about the pair support itself; for
+        a best-seller that most customers buy, "co-bought" with everything by chance,
+        it is the excess in Poisson standard deviations: no evidence unless the pair
+        is really bought together more often.
+        """
+        n, n_items = len(query_lists), len(self.items)
+        out = np.zeros((n, n_items), dtype=np.float32)
+        lens = np.fromiter((len(q) for q in query_lists), dtype=np.int64, count=n)
+        if not lens.sum():
+            return out
+        flat = np.concatenate([np.asarray(q, dtype=np.int64) for q in query_lists])
+        owner = np.repeat(np.arange(n), lens)
+        by_item = getattr(self, "_buyers_by_item", None)
+        if by_item is None:  # items x customers and customers x items, int32, built once
+            buyers = self.buyers.astype(np.int32)
+            by_item = self._buyers_by_item = (buyers.T.tocsr(), buyers.tocsr(),
+                                              np.diff(self.buyers.indptr).astype(np.float64))
+        items_x, customers_x, n_buyers = by_item
+        both = (items_x[flat] @ customers_x).tocoo()
+        chance = n_buyers[flat[both.row]] * n_buyers[both.col] / max(customers_x.shape[0], 1)
+        excess = ((both.data - chance) / np.sqrt(np.maximum(chance, 1.0))).astype(np.float32)
+        if (lens == 1).all():
+            out[owner[both.row], both.col] = excess
+        else:
+            np.maximum.at(out, (owner[both.row], both.col), excess)
+        return out
+
+    def claimed(self, kind: str, query_lists: list[np.ndarray], scores: np.ndarray,
+                gate: float | None = None, evidence: np.ndarray | None = None
+                ) -> np.ndarray:
+        """Which items an evidence-gated kind's queries may claim: evidence
+        (:meth:`query_evidence`) of at least the gate and a blended score that passes the
+        relevance floor's ``min_score``. ``gate``: another level than the kind's;
+        ``evidence``: the queries' when the caller has it."""
+        gate = self.gate(kind) if gate is None else gate
+        if evidence is None:
+            evidence = self.query_evidence(query_lists)
+        return (evidence >= gate) & (np.asarray(scores) >= self.floor.min_score)
+
+    def gated_top_k(self, kind: str, query_lists: list[np.ndarray], scores: np.ndarray,
+                    k: int, allowed: np.ndarray | None = None, gate: float | None = None,
+                    evidence: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``k`` of an evidence-gated kind: (item indexes, claimed flags).
+
+        Claimed items (:meth:`claimed`) come first, in blended-score order; where fewer
+        than ``k`` are, the rest of the page is best-sellers (unclaimed: the service and
+        the export mark them ``"filled": "popular"``). The same answer as :meth:`answer`
+        gives one query.
+        """
+        allowed = self.known_items if allowed is None else allowed
+        scores = np.asarray(scores, dtype=np.float32)
+        claimed = self.claimed(kind, query_lists, scores, gate, evidence)
+        key = np.where(claimed, np.float32(2) + scores, self._pop_scores - np.float32(1))
+        key[:, ~allowed] = -np.inf
+        queries = rows_matrix(query_lists, len(self.items)).tocoo()
+        key[queries.row, queries.col] = -np.inf
+        idx = top_indices_rows(key, k)
+        flags = (idx >= 0) & np.take_along_axis(claimed, np.maximum(idx, 0), 1)
+        return idx, flags
 
     def _allowed(self, filters: Filters | None, query_idx: np.ndarray) -> np.ndarray:
         """Items a query may return: known, recommendable, passing ``filters``, not the query."""
@@ -106,16 +178,46 @@ class Selection:
                history_row: sp.csr_matrix | None = None) -> Answer:
         """Filter, floor, cut and explain one dense score vector."""
         scores = np.asarray(scores, dtype=np.float32)
+        gated = bool(self.gate(kind)) and history_idx is None
+        if gated:  # only items with evidence may claim a slot; best-sellers fill the rest
+            query = np.asarray(query_idx, dtype=np.int64)
+            scores = np.where(self.claimed(kind, [query], scores[None, :])[0], scores,
+                              np.float32(-np.inf)).astype(np.float32)
         evidence = np.asarray(query_idx if history_idx is None else history_idx, dtype=np.int64)
         mode = "als" if history_row is not None and self._als_led(kind) else "copurchase"
+        out = None
         if self.compiled:
-            fast = self._compiled_finish(kind, scores, limit, filters, query_idx, evidence,
-                                         history_row if mode == "als" else None)
-            if fast is not None:
-                return fast
-        cand = np.flatnonzero(np.isfinite(scores))
-        return self._finish(kind, cand, scores[cand], limit, filters, query_idx, evidence, mode,
-                            history_row=history_row)
+            out = self._compiled_finish(kind, scores, limit, filters, query_idx, evidence,
+                                        history_row if mode == "als" else None)
+        if out is None:
+            cand = np.flatnonzero(np.isfinite(scores))
+            out = self._finish(kind, cand, scores[cand], limit, filters, query_idx, evidence,
+                               mode, history_row=history_row)
+        if gated and len(out.items) < limit:
+            out = self._fill_popular(out, limit, filters, query_idx)
+        return out
+
+    def _floor_for(self, kind: str, filters: Filters | None) -> tuple[int, float]:
+        """(min_support, min_score) of one query: the floor's; a gated kind's gate replaces
+        its default minimum support (a request's ``min_support`` still applies)."""
+        if kind == "popular":
+            return 0, -np.inf
+        support, score = self.floor.for_kind(kind, filters)
+        if self.gate(kind) and (filters is None or filters.min_support is None):
+            support = 0
+        return support, score
+
+    def _fill_popular(self, answer: Answer, limit: int, filters: Filters | None,
+                      query_idx: np.ndarray) -> Answer:
+        """A gated kind's short answer with its free slots filled by best-sellers, at their
+        popularity tie-break score and without a reason (so marked ``"filled": "popular"``)."""
+        shown = np.asarray([r.item_idx for r in answer.items], dtype=np.int64)
+        blocked = np.concatenate([np.asarray(query_idx, dtype=np.int64), shown])
+        extra = self.popular(limit - len(answer.items), filters, blocked)
+        answer.items += [Recommendation(r.item_idx, float(self._pop_tiebreak[r.item_idx]))
+                         for r in extra.items]
+        answer.truncated_by_floor = answer.truncated_by_floor and len(answer.items) < limit
+        return answer
 
     def _compiled_finish(self, kind: str, scores: np.ndarray, limit: int,
                          filters: Filters | None, query_idx: np.ndarray,
@@ -127,10 +229,7 @@ class Selection:
         apply (the caller falls back)."""
         if limit < 1 or (filters is not None and filters.max_per_category):
             return None
-        if kind == "popular":
-            min_support, min_score = 0, -np.inf
-        else:
-            min_support, min_score = self.floor.for_kind(kind, filters)
+        min_support, min_score = self._floor_for(kind, filters)
         if min_support > 0 and len(evidence) > fastpath.MAX_EVIDENCE:
             return None
         strategy = self.strategy(kind)
@@ -202,10 +301,7 @@ class Selection:
         cand, cand_scores = cand[keep], cand_scores[keep]
         if sources is not None:
             sources = sources[keep]
-        if kind == "popular":
-            min_support, min_score = 0, -np.inf
-        else:
-            min_support, min_score = self.floor.for_kind(kind, filters)
+        min_support, min_score = self._floor_for(kind, filters)
         ok = cand_scores >= min_score
         floored = int((~ok).sum())
         cand, cand_scores = cand[ok], cand_scores[ok]

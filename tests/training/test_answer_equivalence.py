@@ -13,6 +13,7 @@ import pytest
 from recsys import fastpath
 from recsys.artifacts import load_version
 from recsys.recommender import Recommender
+from recsys.recommender.blending import GATE
 from recsys.rules import Filters
 from support.reference_answers import ReferenceRecommender
 from tests.recsys.tiers import write_tiers
@@ -94,6 +95,8 @@ BLENDS = [
     {"also_bought": {"copurchase": 0.2, "ease": 0.4, "als": 0.2, "popularity": 0.2},
      "basket": {"copurchase": 0.1, "ease": 0.5, "als": 0.3, "popularity": 0.1},
      "next_best": {"copurchase": 0.3, "ease": 0.3, "als": 0.3, "popularity": 0.1}},
+    # Evidence-gated item kinds (training/gating.py): claimed slots, then best-sellers.
+    {"also_bought": {"copurchase": 1.0, GATE: 1}, "basket": {"ease": 0.5, "als": 0.5, GATE: 2}},
 ]
 
 
