@@ -35,7 +35,7 @@ tail x head co-counts (sparse), the stored weights.
 
 Storage: above ``dense_items`` items the weights are sparse (CSR): each head
 row keeps its ``k`` largest weights by absolute value (the error is stated by
-:func:`topk_error`: the share of the weights' absolute mass a cut drops), and
+:func:`head_rows`: the share of the weights' absolute mass a cut drops), and
 every tail column keeps its ``tail_neighbours`` weights, all of them (they are
 the whole regression, nothing is cut). Order weights (decay), the size
 exponent and the popularity penalty apply as in EASEModel.
@@ -158,15 +158,44 @@ def tail_weights(g_head: np.ndarray, g_tail: sp.csr_matrix, reg_head: np.ndarray
     return support, weights
 
 
-def topk_error(magnitude: np.ndarray, best: np.ndarray) -> float:
-    """Share of the absolute weight mass that keeping only ``best`` (row-wise column
-    indexes, -1: none) of ``magnitude`` (the weights' absolute values) drops (0: exact)."""
-    total = float(magnitude.sum(dtype=np.float64))
-    if total == 0:
-        return 0.0
-    kept = np.take_along_axis(magnitude, best.clip(0), axis=1)
-    kept = float(np.where(best >= 0, kept, 0).sum(dtype=np.float64))
-    return max(0.0, 1.0 - kept / total)
+def head_rows(b: np.ndarray, head: np.ndarray, n_items: int, k: int,
+              block: int = 1024) -> tuple[sp.csr_matrix, float]:
+    """The head's weights ``b`` (n_head x n_head) as the head items' rows of an
+    n_items x n_items CSR matrix, each row keeping its ``k`` largest weights by absolute
+    value (every nonzero when k covers the head; ties: lower column), and the share of
+    the absolute weight mass the cut drops (0: exact).
+
+    Built a block of rows at a time, so the only n_head^2 array is ``b`` itself (a
+    row-wise top-k over all of it holds several int64 copies: 10 GB at 12,000 items).
+    """
+    n_head = len(head)
+    counts = np.zeros(n_items, dtype=np.int64)
+    data, indices = [], []
+    total = kept = 0.0
+    for start in range(0, n_head, block):
+        part = b[start:start + block]
+        magnitude = np.abs(part)
+        total += float(magnitude.sum(dtype=np.float64))
+        if k >= n_head - 1:
+            rows, cols = np.nonzero(part)  # row-major: columns ascending in each row
+        else:
+            best = top_indices_rows(magnitude, k, above=0.0)
+            rows, slots = np.nonzero(best >= 0)
+            cols = best[rows, slots]
+            order = np.lexsort((cols, rows))
+            rows, cols = rows[order], cols[order]
+        values = part[rows, cols].astype(np.float32)
+        kept += float(np.abs(values).sum(dtype=np.float64))
+        counts[head[start:start + len(part)]] = np.bincount(rows, minlength=len(part))
+        data.append(values)
+        indices.append(head[cols])  # head is sorted: columns stay ascending
+    indptr = np.concatenate([[0], np.cumsum(counts)])
+    index_dtype = np.int32 if indptr[-1] < np.iinfo(np.int32).max else np.int64
+    out = sp.csr_matrix((np.concatenate(data) if data else np.zeros(0, np.float32),
+                         (np.concatenate(indices) if indices else np.zeros(0)).astype(index_dtype),
+                         indptr.astype(index_dtype)), shape=(n_items, n_items))
+    error = max(0.0, 1.0 - kept / total) if total > 0 else 0.0
+    return out, error
 
 
 class LargeEASEModel(EASEModel):
@@ -246,28 +275,18 @@ class LargeEASEModel(EASEModel):
         # Head rows: the k strongest weights by absolute value (all of them when k covers
         # the head). Ties: lower column.
         k = min(self.k, len(head) - 1)
-        magnitude = np.abs(b)
-        best = top_indices_rows(magnitude, k, above=0.0)
-        self.topk_error_ = topk_error(magnitude, best)
-        del magnitude
-        rows, slots = np.nonzero(best >= 0)
-        cols = best[rows, slots]
-        values = [b[rows, cols].astype(np.float32)]
-        row_idx, col_idx = [head[rows]], [head[cols]]
-        del b, best
+        self.similarity_, self.topk_error_ = head_rows(b, head, n_items, k)
         if len(tail):
             rank = gram.buyers[head].astype(np.float64)
             rank = rank / (rank.max() + 1.0)
             support, w = tail_weights(gram.g_head, gram.g_tail, reg_head, rank,
                                       self.tail_neighbours)
+            del b
             nz = w != 0
-            row_idx.append(head[support[nz]])
-            col_idx.append(np.repeat(tail, nz.sum(axis=1)))
-            values.append(w[nz].astype(np.float32))
-        self.similarity_ = sp.csr_matrix(
-            (np.concatenate(values), (np.concatenate(row_idx), np.concatenate(col_idx))),
-            shape=(n_items, n_items), dtype=np.float32)
-        self.similarity_.sum_duplicates()
+            # Tail columns are disjoint from the head's: the sum only merges the rows.
+            self.similarity_ = (self.similarity_ + sp.csr_matrix(
+                (w[nz].astype(np.float32), (head[support[nz]], np.repeat(tail, nz.sum(axis=1)))),
+                shape=(n_items, n_items), dtype=np.float32)).tocsr()
         self._penalise_popularity(customer_items)
         log.info("large EASE lambda %g: %d weights stored, top-%d cut drops %.2f%% of the "
                  "head's weight mass", self.lam, self.similarity_.nnz, k,
