@@ -159,14 +159,17 @@ def tail_weights(g_head: np.ndarray, g_tail: sp.csr_matrix, reg_head: np.ndarray
 
 
 def head_rows(b: np.ndarray, head: np.ndarray, n_items: int, k: int,
-              block: int = 1024) -> tuple[sp.csr_matrix, float]:
+              tail: sp.csr_matrix | None = None, block: int = 1024
+              ) -> tuple[sp.csr_matrix, float]:
     """The head's weights ``b`` (n_head x n_head) as the head items' rows of an
     n_items x n_items CSR matrix, each row keeping its ``k`` largest weights by absolute
-    value (every nonzero when k covers the head; ties: lower column), and the share of
-    the absolute weight mass the cut drops (0: exact).
+    value (every nonzero when k covers the head; ties: lower column), merged with
+    ``tail`` (n_head x n_items: the tail columns' weights, head rows in head order,
+    all kept), and the share of the head's absolute weight mass the cut drops (0: exact).
 
     Built a block of rows at a time, so the only n_head^2 array is ``b`` itself (a
-    row-wise top-k over all of it holds several int64 copies: 10 GB at 12,000 items).
+    row-wise top-k over all of it holds several int64 copies: 10 GB at 12,000 items),
+    and the result is the one CSR copy (no sum of a head and a tail matrix).
     """
     n_head = len(head)
     counts = np.zeros(n_items, dtype=np.int64)
@@ -177,20 +180,26 @@ def head_rows(b: np.ndarray, head: np.ndarray, n_items: int, k: int,
         magnitude = np.abs(part)
         total += float(magnitude.sum(dtype=np.float64))
         if k >= n_head - 1:
-            rows, cols = np.nonzero(part)  # row-major: columns ascending in each row
+            rows, cols = np.nonzero(part)
         else:
             best = top_indices_rows(magnitude, k, above=0.0)
             rows, slots = np.nonzero(best >= 0)
             cols = best[rows, slots]
-            order = np.lexsort((cols, rows))
-            rows, cols = rows[order], cols[order]
+        del magnitude
         values = part[rows, cols].astype(np.float32)
         kept += float(np.abs(values).sum(dtype=np.float64))
+        cols = head[cols]
+        if tail is not None and tail.nnz:
+            extra = tail[start:start + len(part)].tocoo()
+            rows = np.concatenate([rows, extra.row])
+            cols = np.concatenate([cols, extra.col])
+            values = np.concatenate([values, extra.data.astype(np.float32)])
+        order = np.lexsort((cols, rows))  # CSR order: columns ascending in each row
         counts[head[start:start + len(part)]] = np.bincount(rows, minlength=len(part))
-        data.append(values)
-        indices.append(head[cols])  # head is sorted: columns stay ascending
+        data.append(values[order])
+        indices.append(cols[order])
     indptr = np.concatenate([[0], np.cumsum(counts)])
-    index_dtype = np.int32 if indptr[-1] < np.iinfo(np.int32).max else np.int64
+    index_dtype = np.int32 if max(indptr[-1], n_items) < np.iinfo(np.int32).max else np.int64
     out = sp.csr_matrix((np.concatenate(data) if data else np.zeros(0, np.float32),
                          (np.concatenate(indices) if indices else np.zeros(0)).astype(index_dtype),
                          indptr.astype(index_dtype)), shape=(n_items, n_items))
@@ -272,21 +281,23 @@ class LargeEASEModel(EASEModel):
             self.similarity_ = dense
             self._penalise_popularity(customer_items)
             return self
-        # Head rows: the k strongest weights by absolute value (all of them when k covers
-        # the head). Ties: lower column.
-        k = min(self.k, len(head) - 1)
-        self.similarity_, self.topk_error_ = head_rows(b, head, n_items, k)
+        # Tail columns: every weight of their regressions, on the head rows.
+        tail_part = None
         if len(tail):
             rank = gram.buyers[head].astype(np.float64)
             rank = rank / (rank.max() + 1.0)
             support, w = tail_weights(gram.g_head, gram.g_tail, reg_head, rank,
                                       self.tail_neighbours)
-            del b
             nz = w != 0
-            # Tail columns are disjoint from the head's: the sum only merges the rows.
-            self.similarity_ = (self.similarity_ + sp.csr_matrix(
-                (w[nz].astype(np.float32), (head[support[nz]], np.repeat(tail, nz.sum(axis=1)))),
-                shape=(n_items, n_items), dtype=np.float32)).tocsr()
+            tail_part = sp.csr_matrix(
+                (w[nz], (support[nz], np.repeat(tail, nz.sum(axis=1)))),
+                shape=(len(head), n_items))
+            del support, w, nz
+        # Head rows: the k strongest weights by absolute value (all of them when k covers
+        # the head). Ties: lower column.
+        k = min(self.k, len(head) - 1)
+        self.similarity_, self.topk_error_ = head_rows(b, head, n_items, k, tail_part)
+        del b
         self._penalise_popularity(customer_items)
         log.info("large EASE lambda %g: %d weights stored, top-%d cut drops %.2f%% of the "
                  "head's weight mass", self.lam, self.similarity_.nnz, k,
