@@ -173,7 +173,13 @@ def head_rows(b: np.ndarray, head: np.ndarray, n_items: int, k: int,
     """
     n_head = len(head)
     counts = np.zeros(n_items, dtype=np.int64)
-    data, indices = [], []
+    # The result's arrays, allocated once at their bound (k per head row plus the tail)
+    # and filled a block at a time: no list of pieces to concatenate, no int64 copy.
+    bound = n_head * min(k, max(n_head - 1, 0)) + (tail.nnz if tail is not None else 0)
+    index_dtype = np.int32 if max(bound, n_items) < np.iinfo(np.int32).max else np.int64
+    data = np.empty(bound, dtype=np.float32)
+    indices = np.empty(bound, dtype=index_dtype)
+    filled = 0
     total = kept = 0.0
     for start in range(0, n_head, block):
         part = b[start:start + block]
@@ -196,13 +202,11 @@ def head_rows(b: np.ndarray, head: np.ndarray, n_items: int, k: int,
             values = np.concatenate([values, extra.data.astype(np.float32)])
         order = np.lexsort((cols, rows))  # CSR order: columns ascending in each row
         counts[head[start:start + len(part)]] = np.bincount(rows, minlength=len(part))
-        data.append(values[order])
-        indices.append(cols[order])
-    indptr = np.concatenate([[0], np.cumsum(counts)])
-    index_dtype = np.int32 if max(indptr[-1], n_items) < np.iinfo(np.int32).max else np.int64
-    out = sp.csr_matrix((np.concatenate(data) if data else np.zeros(0, np.float32),
-                         (np.concatenate(indices) if indices else np.zeros(0)).astype(index_dtype),
-                         indptr.astype(index_dtype)), shape=(n_items, n_items))
+        data[filled:filled + len(order)] = values[order]
+        indices[filled:filled + len(order)] = cols[order]
+        filled += len(order)
+    indptr = np.concatenate([[0], np.cumsum(counts)]).astype(index_dtype)
+    out = sp.csr_matrix((data[:filled], indices[:filled], indptr), shape=(n_items, n_items))
     error = max(0.0, 1.0 - kept / total) if total > 0 else 0.0
     return out, error
 
