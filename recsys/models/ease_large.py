@@ -255,7 +255,13 @@ class LargeEASEModel(EASEModel):
         row_weights = size_weights(o, order_weights, self.size_exponent)
         weighted = o if row_weights is None else sp.diags(row_weights.astype(np.float32)) @ o
         oh, wh = o[:, :len(head)], weighted.tocsc()[:, :len(head)]
-        g_head = (oh.T @ wh).toarray()
+        # The head's Gram a block of rows at a time: the sparse product of the whole head
+        # (n_head^2 entries with their int32 indices) would double the dense array's memory.
+        oht = oh.T.tocsr()
+        g_head = np.empty((len(head), len(head)), dtype=np.float32)
+        for start in range(0, len(head), 2048):
+            g_head[start:start + 2048] = (oht[start:start + 2048] @ wh).toarray()
+        del oht
         g_tail = (o.tocsc()[:, len(head):].T @ wh).tocsr()
         if weight > 0:
             xk = x[:, keep]
