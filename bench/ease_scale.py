@@ -44,12 +44,14 @@ buyers = np.bincount(customers.tocsr().indices, minlength=customers.shape[1])
 kept = int((buyers >= cfg["min_buyers"]).sum())
 args = dict(lam=float(cfg["lambdas"][1]), k=cfg["k"], min_buyers=cfg["min_buyers"],
             dense_items=cfg["dense_items"])
+# The trainer's large model keeps ease.head_k weights per head row (0: all of them).
+large_k = cfg["head_k"] or cfg["max_items"]
 t, cpu = time.perf_counter(), time.process_time()
 if kind == "dense":
     model = EASEModel(max_items=kept, **args).fit(customers, orders)
 else:
     model = LargeEASEModel(head_items=cfg["max_items"], tail_neighbours=cfg["tail_neighbours"],
-                           **args).fit(customers, orders)
+                           **dict(args, k=large_k)).fit(customers, orders)
 fit, cpu = time.perf_counter() - t, time.process_time() - cpu
 sim = model.similarity_
 nnz = int(sim.nnz) if hasattr(sim, "nnz") else int(np.count_nonzero(sim))

@@ -47,6 +47,7 @@ from training.config import (
     ease_dropouts,
     ease_exponents,
     ease_half_lives,
+    ease_head_k,
     ease_tail_neighbours,
 )
 from training.settings import EASESetting, FittedModels
@@ -379,6 +380,7 @@ def fit_ease(period, config: dict, holdout_data=None, rec_factory=None, k: int =
     # that reconstructs each item from itself).
     zero_diagonal = bool(cfg.pop("zero_diagonal", True))
     tail_neighbours = ease_tail_neighbours(cfg.pop("tail_neighbours", 0))
+    head_k = ease_head_k(cfg.pop("head_k", 0))
     if "dense_items" in cfg:
         cfg["dense_items"] = ease_dense_items(cfg["dense_items"])
     if not cfg.pop("enabled", True):
@@ -398,6 +400,7 @@ def fit_ease(period, config: dict, holdout_data=None, rec_factory=None, k: int =
     if gram_fn is None and (buyers >= cfg.get("min_buyers", 2)).sum() > limit:
         model_class = partial(LargeEASEModel, head_items=cfg.get("max_items", 12000),
                               tail_neighbours=tail_neighbours)
+        cfg["k"] = head_k or cfg.get("max_items", 12000)
     if period.inter.timestamp is None:
         half_lives = [0.0]
     # Orders are the rows the decay weighs. When every order is its own customer, the

@@ -21,6 +21,7 @@ from recsys.models.ease import (  # noqa: F401 (the ease validators, where they 
     ease_dropouts,
     ease_exponents,
     ease_half_lives,
+    ease_head_k,
     ease_tail_neighbours,
 )
 from recsys.models.substitutes import SERVING_RULES

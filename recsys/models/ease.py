@@ -290,12 +290,15 @@ class EASEByKind(Component):
     # it scores better on the holdout: every candidate's weight divided by its
     # buyers ** beta (no extra inverse). Both in recsys/models/ease.py; docs/RESULTS.md.
     # Like no decay, exponent 0 (none) is always tried, first: it wins ties.
-    # Above dense_items items the weights are stored sparse, the k largest per item.
+    # Above dense_items items the weights are stored sparse, the k largest per item;
+    # the large-catalogue head keeps its head_k largest per item (0: every head weight,
+    # what EASE on the head computes: on Instacart the top-1000 cut dropped 33% of the
+    # weight mass and 0.3-0.8% of basket HR@10, docs/RESULTS.md).
     config_section = "ease"
     config_defaults = {"enabled": True, "lambdas": [50.0, 200.0, 800.0], "k": 1000,
                        "min_buyers": 2, "max_items": 12000, "tail_neighbours": 100,
-                       "dense_items": 5000, "customer_weight": 0.0, "dropouts": [0.0],
-                       "zero_diagonal": True, "half_lives": [0.0, 30.0, 90.0, 180.0],
+                       "dense_items": 5000, "head_k": 0, "customer_weight": 0.0,
+                       "dropouts": [0.0], "zero_diagonal": True, "half_lives": [0.0, 30.0, 90.0, 180.0],
                        "size_exponents": [0.0, 0.5], "popularity_exponents": [0.0, 0.1, 0.2]}
     # Its holdout search (training.blend_search.fit_ease's grid) fits every setting.
     search_fits = True
@@ -310,6 +313,7 @@ class EASEByKind(Component):
         ease_tail_neighbours(section.get("tail_neighbours", 0))
         if "dense_items" in section:
             ease_dense_items(section["dense_items"])
+        ease_head_k(section.get("head_k", 0))
 
     @classmethod
     def search(cls, ctx, fitted) -> tuple[EASEByKind | None, dict]:
@@ -475,6 +479,11 @@ def _ease_count(value, setting: str, zero_means: str) -> int:
 def ease_dense_items(value) -> int:
     """``ease.dense_items``: the catalogue size up to which EASE keeps every weight."""
     return _ease_count(value, "ease.dense_items", "always the top ease.k weights per item")
+
+
+def ease_head_k(value) -> int:
+    """``ease.head_k``: weights kept per head item of the large-catalogue EASE (0: all)."""
+    return _ease_count(value, "ease.head_k", "every head weight")
 
 
 def ease_tail_neighbours(value) -> int:

@@ -35,7 +35,7 @@ tail x head co-counts (sparse), the stored weights.
 
 Storage: above ``dense_items`` items the weights are sparse (CSR): each head
 row keeps its ``k`` largest weights by absolute value (the error is stated by
-:func:`topk_error`: the share of the weights' absolute mass a cut drops), and
+:func:`head_rows`: the share of the weights' absolute mass a cut drops), and
 every tail column keeps its ``tail_neighbours`` weights, all of them (they are
 the whole regression, nothing is cut). Order weights (decay), the size
 exponent and the popularity penalty apply as in EASEModel.
@@ -158,15 +158,57 @@ def tail_weights(g_head: np.ndarray, g_tail: sp.csr_matrix, reg_head: np.ndarray
     return support, weights
 
 
-def topk_error(magnitude: np.ndarray, best: np.ndarray) -> float:
-    """Share of the absolute weight mass that keeping only ``best`` (row-wise column
-    indexes, -1: none) of ``magnitude`` (the weights' absolute values) drops (0: exact)."""
-    total = float(magnitude.sum(dtype=np.float64))
-    if total == 0:
-        return 0.0
-    kept = np.take_along_axis(magnitude, best.clip(0), axis=1)
-    kept = float(np.where(best >= 0, kept, 0).sum(dtype=np.float64))
-    return max(0.0, 1.0 - kept / total)
+def head_rows(b: np.ndarray, head: np.ndarray, n_items: int, k: int,
+              tail: sp.csr_matrix | None = None, block: int = 1024
+              ) -> tuple[sp.csr_matrix, float]:
+    """The head's weights ``b`` (n_head x n_head) as the head items' rows of an
+    n_items x n_items CSR matrix, each row keeping its ``k`` largest weights by absolute
+    value (every nonzero when k covers the head; ties: lower column), merged with
+    ``tail`` (n_head x n_items: the tail columns' weights, head rows in head order,
+    all kept), and the share of the head's absolute weight mass the cut drops (0: exact).
+
+    Built a block of rows at a time, so the only n_head^2 array is ``b`` itself (a
+    row-wise top-k over all of it holds several int64 copies: 10 GB at 12,000 items),
+    and the result is the one CSR copy (no sum of a head and a tail matrix).
+    """
+    n_head = len(head)
+    counts = np.zeros(n_items, dtype=np.int64)
+    # The result's arrays, allocated once at their bound (k per head row plus the tail)
+    # and filled a block at a time: no list of pieces to concatenate, no int64 copy.
+    bound = n_head * min(k, max(n_head - 1, 0)) + (tail.nnz if tail is not None else 0)
+    index_dtype = np.int32 if max(bound, n_items) < np.iinfo(np.int32).max else np.int64
+    data = np.empty(bound, dtype=np.float32)
+    indices = np.empty(bound, dtype=index_dtype)
+    filled = 0
+    total = kept = 0.0
+    for start in range(0, n_head, block):
+        part = b[start:start + block]
+        magnitude = np.abs(part)
+        total += float(magnitude.sum(dtype=np.float64))
+        if k >= n_head - 1:
+            rows, cols = np.nonzero(part)
+        else:
+            best = top_indices_rows(magnitude, k, above=0.0)
+            rows, slots = np.nonzero(best >= 0)
+            cols = best[rows, slots]
+        del magnitude
+        values = part[rows, cols].astype(np.float32)
+        kept += float(np.abs(values).sum(dtype=np.float64))
+        cols = head[cols]
+        if tail is not None and tail.nnz:
+            extra = tail[start:start + len(part)].tocoo()
+            rows = np.concatenate([rows, extra.row])
+            cols = np.concatenate([cols, extra.col])
+            values = np.concatenate([values, extra.data.astype(np.float32)])
+        order = np.lexsort((cols, rows))  # CSR order: columns ascending in each row
+        counts[head[start:start + len(part)]] = np.bincount(rows, minlength=len(part))
+        data[filled:filled + len(order)] = values[order]
+        indices[filled:filled + len(order)] = cols[order]
+        filled += len(order)
+    indptr = np.concatenate([[0], np.cumsum(counts)]).astype(index_dtype)
+    out = sp.csr_matrix((data[:filled], indices[:filled], indptr), shape=(n_items, n_items))
+    error = max(0.0, 1.0 - kept / total) if total > 0 else 0.0
+    return out, error
 
 
 class LargeEASEModel(EASEModel):
@@ -213,7 +255,13 @@ class LargeEASEModel(EASEModel):
         row_weights = size_weights(o, order_weights, self.size_exponent)
         weighted = o if row_weights is None else sp.diags(row_weights.astype(np.float32)) @ o
         oh, wh = o[:, :len(head)], weighted.tocsc()[:, :len(head)]
-        g_head = (oh.T @ wh).toarray()
+        # The head's Gram a block of rows at a time: the sparse product of the whole head
+        # (n_head^2 entries with their int32 indices) would double the dense array's memory.
+        oht = oh.T.tocsr()
+        g_head = np.empty((len(head), len(head)), dtype=np.float32)
+        for start in range(0, len(head), 2048):
+            g_head[start:start + 2048] = (oht[start:start + 2048] @ wh).toarray()
+        del oht
         g_tail = (o.tocsc()[:, len(head):].T @ wh).tocsr()
         if weight > 0:
             xk = x[:, keep]
@@ -243,31 +291,23 @@ class LargeEASEModel(EASEModel):
             self.similarity_ = dense
             self._penalise_popularity(customer_items)
             return self
-        # Head rows: the k strongest weights by absolute value (all of them when k covers
-        # the head). Ties: lower column.
-        k = min(self.k, len(head) - 1)
-        magnitude = np.abs(b)
-        best = top_indices_rows(magnitude, k, above=0.0)
-        self.topk_error_ = topk_error(magnitude, best)
-        del magnitude
-        rows, slots = np.nonzero(best >= 0)
-        cols = best[rows, slots]
-        values = [b[rows, cols].astype(np.float32)]
-        row_idx, col_idx = [head[rows]], [head[cols]]
-        del b, best
+        # Tail columns: every weight of their regressions, on the head rows.
+        tail_part = None
         if len(tail):
             rank = gram.buyers[head].astype(np.float64)
             rank = rank / (rank.max() + 1.0)
             support, w = tail_weights(gram.g_head, gram.g_tail, reg_head, rank,
                                       self.tail_neighbours)
             nz = w != 0
-            row_idx.append(head[support[nz]])
-            col_idx.append(np.repeat(tail, nz.sum(axis=1)))
-            values.append(w[nz].astype(np.float32))
-        self.similarity_ = sp.csr_matrix(
-            (np.concatenate(values), (np.concatenate(row_idx), np.concatenate(col_idx))),
-            shape=(n_items, n_items), dtype=np.float32)
-        self.similarity_.sum_duplicates()
+            tail_part = sp.csr_matrix(
+                (w[nz], (support[nz], np.repeat(tail, nz.sum(axis=1)))),
+                shape=(len(head), n_items))
+            del support, w, nz
+        # Head rows: the k strongest weights by absolute value (all of them when k covers
+        # the head). Ties: lower column.
+        k = min(self.k, len(head) - 1)
+        self.similarity_, self.topk_error_ = head_rows(b, head, n_items, k, tail_part)
+        del b
         self._penalise_popularity(customer_items)
         log.info("large EASE lambda %g: %d weights stored, top-%d cut drops %.2f%% of the "
                  "head's weight mass", self.lam, self.similarity_.nnz, k,

@@ -18,7 +18,7 @@ G = X.T @ X
 # The config lists fit_ease turns into settings, and the large-catalogue tail's size
 # (not EASEModel arguments).
 SETTING_LISTS = ("lambdas", "dropouts", "enabled", "half_lives", "size_exponents",
-                 "popularity_exponents", "tail_neighbours")
+                 "popularity_exponents", "tail_neighbours", "head_k")
 
 
 def _matrix(sim) -> np.ndarray:

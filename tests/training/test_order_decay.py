@@ -139,7 +139,8 @@ def test_every_half_life_is_scored_and_the_best_kept_per_kind(drift):
         weights = order_decay(h.train_part, life) if life else None
         cfg = {k: v for k, v in config["ease"].items()
                if k not in ("lambdas", "dropouts", "enabled", "half_lives", "zero_diagonal",
-                            "size_exponents", "popularity_exponents", "tail_neighbours")}
+                            "size_exponents", "popularity_exponents", "tail_neighbours",
+                            "head_k")}
         m = EASEModel(lam=50.0, **cfg)
         m.fit(h.data.train_customer_items, h.train_part.order_items(),
               gram=m.gram(h.data.train_customer_items, h.train_part.order_items(), weights))
