@@ -106,3 +106,47 @@ def test_ease_gram_matches_local(spark, both, half_life, size_exponent):
                                      half_life, size_exponent)
     assert np.array_equal(got_keep, keep)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_recency_ages_identical(spark, both):
+    """train.recency_half_lives: the ages of the history pairs, taken in Spark."""
+    from recsys.models.recency import last_purchase_age
+
+    local, _, remote, _ = both
+    hist = local.customer_items()
+    want = last_purchase_age(local, hist)
+    got = models.last_purchase_age(remote.lines, hist)
+    assert want.nnz > 0 and (want.data > 0).any() and (want.data == 0).any()
+    assert np.array_equal(got.indptr, want.indptr) and np.array_equal(got.indices, want.indices)
+    np.testing.assert_array_equal(got.data, want.data)
+
+
+@pytest.mark.parametrize("half_life,size_exponent,customer_weight",
+                         [(0.0, 0.0, 0.0), (30.0, 0.5, 0.5)])
+def test_large_ease_gram_matches_local(spark, both, half_life, size_exponent,
+                                       customer_weight):
+    """The large-catalogue split (ease.max_items head items, the rest a regression
+    tail): the head's Gram and the tail x head co-counts from Spark, as the local model
+    builds them."""
+    from recsys.models.ease_large import LargeEASEModel
+
+    local, _, remote, _ = both
+    hist = local.customer_items()
+    weights = order_decay(local, half_life) if half_life else None
+    model = LargeEASEModel(head_items=8, tail_neighbours=3, size_exponent=size_exponent,
+                           customer_weight=customer_weight)
+    want = model.gram(hist, local.order_items(), weights)
+    buyers = np.bincount(hist.indices, minlength=hist.shape[1])
+    got = models.ease_gram(spark, remote.lines, buyers,
+                           {"min_buyers": 2, "head_items": 8, "tail_neighbours": 3},
+                           half_life, size_exponent, customer_weight)
+    assert len(want.tail) > 0 and want.g_tail.nnz > 0
+    assert np.array_equal(got.head, want.head) and np.array_equal(got.tail, want.tail)
+    np.testing.assert_allclose(got.g_head, want.g_head, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got.g_tail.toarray(), want.g_tail.toarray(), rtol=1e-5,
+                               atol=1e-5)
+    # No tail regressors: EASE on the head alone, the tail left out.
+    got = models.ease_gram(spark, remote.lines, buyers,
+                           {"min_buyers": 2, "head_items": 8, "tail_neighbours": 0},
+                           half_life, size_exponent, customer_weight)
+    assert len(got.tail) == 0 and got.g_tail.shape == (0, 8)

@@ -12,10 +12,13 @@
   same queries: :func:`recsys.evaluation.sample_eval_data`), EASE's dense
   inverses, the substitutes, the gate and the version (the local code).
 
-Not carried over (said so, not dropped silently): ``train.recency_half_lives``
-(refused), the gate's comparison with the current version on fresh holdout
-orders (the gate compares stored metrics instead), ALS warm starts (the
-final ALS runs all ``als.iterations``), and the random split of data without
+Also as the local engine: ``train.recency_half_lives`` (the ages of the history
+pairs taken in Spark, :func:`models.last_purchase_age`) and the gate's
+comparison with the current version on the holdout orders it never saw (the
+fresh queries drawn in Spark, the scoring on the driver).
+
+Not carried over (said so, not dropped silently): ALS warm starts (the final
+ALS runs all ``als.iterations``), and the random split of data without
 timestamps (a seeded hash of the order id instead of the local draw).
 """
 
@@ -33,11 +36,12 @@ from recsys.data import read_catalog
 from recsys.evaluation import sample_eval_data
 from recsys.exceptions import ConfigError
 from recsys.models import PopularityModel
+from recsys.models.recency import decay_weights
 from recsys.period import TrainingPeriod
 from recsys.recommender import Recommender
 from recsys.rules import build_item_meta
 from training import selection
-from training.blend_search import choose_als_alpha, evaluate_blends, fit_ease
+from training.blend_search import choose_als_alpha, choose_recency, evaluate_blends, fit_ease
 from training.settings import FittedModels
 from training.train import (
     FittedProduct,
@@ -66,6 +70,19 @@ class _Period:
         self.customer_is_order = customer_is_order
 
 
+class _SparkPeriod(TrainingPeriod):
+    """A :class:`TrainingPeriod` whose lines stay in Spark: the recency ages come from there."""
+
+    @property
+    def ages(self) -> sp.csr_matrix | None:
+        with self._lock:
+            if not self._ages_done:
+                self._ages = None if self.inter.timestamp is None else \
+                    models.last_purchase_age(self.inter.lines, self.customer_items)
+                self._ages_done = True
+            return self._ages
+
+
 class SparkSplit:
     """The split as the manifest records it; the line masks stay in Spark."""
 
@@ -87,9 +104,8 @@ class SparkEngine:
         self.owned = False
         # Where the engine's time goes, finer than train()'s stages (bench/spark_bench.py).
         self.steps = Timer()
-        if (config.get("train") or {}).get("recency_half_lives"):
-            raise ConfigError("train.recency_half_lives is not available with --engine spark "
-                              "yet; leave it empty or train with --engine local")
+        # The split's lines, held until close(): the gate draws its fresh queries from them.
+        self._held: list = []
 
     def session(self):
         if self.spark is None:
@@ -113,6 +129,9 @@ class SparkEngine:
         if path:
             with open(path, "w", encoding="utf-8") as fh:
                 json.dump(self.report(), fh, indent=1)
+        for frame in self._held:
+            frame.unpersist()
+        self._held = []
         if self.spark is not None:
             try:
                 if self.owned:
@@ -211,8 +230,12 @@ class SparkEngine:
         with timer.stage("evaluate"):
             rec_tr = make_rec(ease_tr)
             levels = [float(w) for w in train_cfg["blend_grid"]]
-            results = evaluate_blends(rec_tr, eval_data, levels, k,
-                                      train_cfg.get("popularity_grid", [0.0]))
+            pop_levels = train_cfg.get("popularity_grid", [0.0])
+            results = evaluate_blends(rec_tr, eval_data, levels, k, pop_levels)
+            with step("recency half-lives on the holdout"):
+                half_life, results = choose_recency(
+                    rec_tr, _SparkPeriod(train_part, hist_tr), eval_data, results, levels, k,
+                    pop_levels, train_cfg.get("recency_half_lives", []))
             blend, metrics, reasons, pop_metrics = selection.ship(
                 rec_tr, results, k, train_cfg, eval_data, pop_tr.counts_)
 
@@ -234,18 +257,39 @@ class SparkEngine:
                 hist = hist_tr
                 fitted = FittedModels(hist_tr, pop_tr, cp_tr, als_tr)
                 ease = {kind: ease_tr[kind] for kind in ease_settings}
-        train_lines.unpersist()
-        test_lines.unpersist()
-        # holdout_rec None: the gate compares the current version's stored metrics.
+            decay = None
+            if half_life is not None:
+                with step("recency ages"):
+                    decay = decay_weights(
+                        _SparkPeriod(_Period(data.lines if refit else train_lines,
+                                             data.timestamp, data.customer_is_order),
+                                     hist).ages, half_life)
+        self._held += [train_lines, test_lines]
+
+        def fresh_holdout(since: int, max_queries):
+            """The gate's queries: holdout orders placed after ``since`` (None: none)."""
+            from pyspark.sql import functions as F
+
+            with self.steps.stage("gate's fresh holdout"), \
+                    spark_errors("comparing with the current version"):
+                newer = (test_lines.groupBy("o").agg(F.min("t").alias("ot"))
+                         .where(F.col("ot") > F.lit(int(since))).select("o"))
+                fresh = test_lines.join(newer, "o")
+                n = fresh.count()
+                if not n:
+                    return None
+                return n, holdout_queries(spark, data, train_lines, fresh, hist_tr,
+                                          max_queries)
+
         return FittedProduct(models=fitted, blend=blend, metrics=metrics,
                              pop_metrics=pop_metrics, results=results, split=s,
                              holdout_models=FittedModels(hist_tr, pop_tr, cp_tr, als_tr),
-                             holdout_rec=None, ease=ease, ease_settings=ease_settings,
+                             holdout_rec=rec_tr, ease=ease, ease_settings=ease_settings,
                              als_alpha=als_alpha, selection=reasons, holdout=holdout_report,
-                             half_life=None, history_decay=None,
+                             half_life=half_life, history_decay=decay,
                              # The substitutes' basket co-counts come from Spark
                              # (data.basket_pairs): the period holds no order rows here.
-                             period=TrainingPeriod(data, hist))
+                             period=TrainingPeriod(data, hist), fresh_holdout=fresh_holdout)
 
     def _fit_models(self, data, lines, config: dict, iterations: int) -> tuple:
         """(co-purchase, ALS) on ``lines``."""
