@@ -150,3 +150,32 @@ def test_large_ease_gram_matches_local(spark, both, half_life, size_exponent,
                            {"min_buyers": 2, "head_items": 8, "tail_neighbours": 0},
                            half_life, size_exponent, customer_weight)
     assert len(got.tail) == 0 and got.g_tail.shape == (0, 8)
+
+
+def test_large_ease_fit_matches_local(spark, both):
+    """The trainer's fit_ease with the Gram from Spark picks the large-catalogue model above
+    ease.dense_items kept items, as the local engine does, with the same weights."""
+    from recsys.models.ease_large import LargeEASEModel
+    from training.blend_search import fit_ease
+    from training.config import load_config
+    from training.settings import EASESetting
+    from training.spark.engine import _Period
+
+    local, _, remote, _ = both
+    cfg = load_config(None, {"ease": {"max_items": 8, "dense_items": 8,
+                                      "tail_neighbours": 3}})
+    chosen = {"basket": EASESetting(50.0, 0.0, 30.0, 0.5, 0.0)}
+    want = fit_ease(local, cfg, settings_by_kind=chosen)[0]["basket"]
+    hist = local.customer_items()
+    buyers = np.bincount(hist.indices, minlength=hist.shape[1])
+
+    def gram(half_life, size_exponent, settings):
+        return models.ease_gram(spark, remote.lines, buyers, settings, half_life,
+                                size_exponent, float(settings.get("customer_weight", 0.0)))
+
+    got = fit_ease(_Period(remote.lines, remote.timestamp, remote.customer_is_order), cfg,
+                   settings_by_kind=chosen, customer_items=hist, gram_fn=gram)[0]["basket"]
+    assert isinstance(want, LargeEASEModel) and isinstance(got, LargeEASEModel)
+    assert got.n_tail_ == want.n_tail_ > 0
+    np.testing.assert_allclose(got.similarity_.toarray(), want.similarity_.toarray(),
+                               rtol=1e-3, atol=1e-5)

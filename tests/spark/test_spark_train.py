@@ -247,3 +247,29 @@ def _config_file(tmp_path) -> str:
     path = tmp_path / "small.json"
     path.write_text(json.dumps(SMALL))
     return str(path)
+
+
+def _children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (Linux /proc)."""
+    import os
+
+    out = []
+    for name in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{name}/stat") as fh:
+                if int(fh.read().rsplit(")", 1)[1].split()[1]) == pid:
+                    out.append(int(name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
+def test_executors_run_no_python(spark, trained):
+    """Everything the engine hands to Spark travels as Arrow or Spark SQL: after the
+    trainings above (same session) the JVM has started no Python worker, which Python
+    rows (``createDataFrame`` of tuples) or a Python UDF would have."""
+    jvm = spark.sparkContext._gateway.proc.pid
+    assert _children(jvm) == []
+    # The check can fail: Python rows start one.
+    spark.createDataFrame([(1,)], "i int").count()
+    assert _children(jvm) != []

@@ -52,7 +52,7 @@ from training.train import (
 )
 
 from . import models
-from .frames import collect_arrays, to_csr
+from .frames import collect_arrays, local_frame, to_csr
 from .reader import read_frame, read_orders_spark
 from .session import spark_errors, start_session
 
@@ -417,9 +417,8 @@ def _last_visits(tagged, timed: bool, min_queries: int):
         chosen = np.random.default_rng(0).choice(eligible, want, replace=False)
         pick = np.searchsorted(eligible, chosen)
     spark = tagged.sparkSession
-    chosen_df = spark.createDataFrame(
-        [(int(c), int(v)) for c, v in zip(eligible[pick], last[pick], strict=True)],
-        "c int, last long")
+    chosen_df = local_frame(spark, c=eligible[pick].astype(np.int32),
+                            last=last[pick].astype(np.int64))
     tagged = (tagged.join(F.broadcast(chosen_df), "c", "left")
               .withColumn("test", F.col("test") | (F.col("visit") == F.col("last")))
               .fillna(False, subset=["test"]).drop("last", "visit"))
@@ -446,8 +445,8 @@ def holdout_queries(spark, data, train, test, hist: sp.csr_matrix, max_queries):
         active = np.sort(got["c"].astype(np.int64))
 
     def new_rows(customers: np.ndarray) -> sp.csr_matrix:
-        chosen = spark.createDataFrame([(int(c), n) for n, c in enumerate(customers)],
-                                       "c int, row int")
+        chosen = local_frame(spark, c=np.asarray(customers, dtype=np.int32),
+                             row=np.arange(len(customers), dtype=np.int32))
         got = collect_arrays(new.join(F.broadcast(chosen), "c").withColumn("v", F.lit(1.0)),
                              ["row", "i", "v"], "next-best truths (sampled)")
         return to_csr(got, "row", "i", "v", (len(customers), n_items), np.float32)
@@ -461,7 +460,7 @@ def holdout_queries(spark, data, train, test, hist: sp.csr_matrix, max_queries):
     def order_items(chosen: np.ndarray) -> list[np.ndarray]:
         if not len(chosen):
             return []
-        wanted = spark.createDataFrame([(int(o),) for o in chosen], "o long")
+        wanted = local_frame(spark, o=np.asarray(chosen, dtype=np.int64))
         got = collect_arrays(baskets.join(F.broadcast(wanted), "o"), ["o", "i"],
                              "basket queries (sampled)")
         o, i = got["o"].astype(np.int64), got["i"].astype(np.int64)

@@ -30,7 +30,7 @@ import scipy.sparse as sp
 from recsys.models import ALSModel, CoPurchaseModel
 from recsys.models.recency import DAY
 
-from .frames import collect_arrays, factors, to_csr
+from .frames import collect_arrays, factors, local_frame, to_csr
 from .session import spark_errors
 
 log = logging.getLogger(__name__)
@@ -122,9 +122,9 @@ def copurchase(spark, lines, n_items: int, customer_is_order: bool, params: dict
             np.add.at(pop, got["i"].astype(np.int64), got["p"].astype(np.float64))
         left = np.power(np.maximum(pop, 1e-12), 1.0 - model.alpha)
         right = np.power(np.maximum(pop, 1e-12), model.alpha)
-        sides = spark.createDataFrame(
-            [(int(i), float(left[i]), float(right[i])) for i in np.flatnonzero(pop > 0)],
-            "i int, left double, right double")
+        bought = np.flatnonzero(pop > 0)
+        sides = local_frame(spark, i=bought.astype(np.int32), left=left[bought],
+                            right=right[bought])
         scored = (pairs.where(F.col("support") >= model.min_support)
                   .join(F.broadcast(sides.select("i", "left")), "i")
                   .join(F.broadcast(sides.select(F.col("i").alias("j"), "right")), "j")
@@ -209,7 +209,8 @@ def ease_gram(spark, lines, buyers: np.ndarray, cfg: dict, half_life: float,
         n_head = len(keep)
     if n_head < 2:
         return None
-    position = spark.createDataFrame([(int(i), n) for n, i in enumerate(keep)], "i int, k int")
+    position = local_frame(spark, i=keep.astype(np.int32),
+                           k=np.arange(len(keep), dtype=np.int32))
 
     def pair_sums(rows, weight, what: str) -> dict:
         """(k, l, g): the sum of ``weight`` over the rows (orders or customers) holding
