@@ -57,7 +57,8 @@ def tree_sample(pid: int) -> tuple[int, dict[int, float]]:
     return total, seen
 
 
-def measured(args: list[str], env: dict) -> tuple[float, float, float, str, str]:
+def measured(args: list[str], env: dict, log: str | None = None
+             ) -> tuple[float, float, float, str, str]:
     """(wall s, peak tree RSS GiB, tree CPU s, stdout, stderr) of one command.
 
     CPU seconds are the last sample of each process of the tree (every 0.5 s), so a
@@ -65,8 +66,10 @@ def measured(args: list[str], env: dict) -> tuple[float, float, float, str, str]
     than the wall time."""
     full_env = dict(os.environ, OPENBLAS_NUM_THREADS="1", PYTHONPATH=REPO, **env)
     start = time.perf_counter()
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=full_env,
-                            cwd=REPO, text=True)
+    # stderr to ``log`` when given: the trainer's progress is visible while it runs.
+    err_file = open(log, "w", encoding="utf-8") if log else None
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err_file or subprocess.PIPE,
+                            env=full_env, cwd=REPO, text=True)
     peak = [0]
     cpu: dict[int, float] = {}
 
@@ -83,24 +86,30 @@ def measured(args: list[str], env: dict) -> tuple[float, float, float, str, str]
     out, err = proc.communicate()
     wall = time.perf_counter() - start
     sampler.join()
+    if err_file:
+        err_file.close()
+        with open(log, encoding="utf-8") as fh:
+            err = fh.read()
     if proc.returncode != 0:
         sys.stderr.write(err[-4000:])
         raise SystemExit(f"command failed ({proc.returncode}): {' '.join(args)}")
     return wall, peak[0] / 2 ** 30, sum(cpu.values()), out, err
 
 
-def run_pair(name: str, orders: str, columns: str | None, config: str, master: str) -> dict:
-    base = ["train", "--orders", orders, "--config", config]
+def run_pair(name: str, orders: str, columns: str | None, config: str, master: str,
+             engines=("local", "spark"), log_dir: str | None = None) -> dict:
+    base = ["-v", "train", "--orders", orders, "--config", config]
     if columns:
         base += ["--columns", columns]
     out = {"data": name}
-    for engine in ("local", "spark"):
+    for engine in engines:
         with tempfile.TemporaryDirectory() as models, tempfile.TemporaryDirectory() as tmp:
             report_path = os.path.join(tmp, "spark.json")
             extra = ["--engine", engine] + (["--spark-master", master] if engine == "spark"
                                             else [])
+            log = os.path.join(log_dir, f"{engine}.log") if log_dir else None
             wall, peak, cpu, stdout, _ = measured(xsell_args(*base, "--models", models, *extra),
-                                             {"XSELL_SPARK_REPORT": report_path})
+                                                  {"XSELL_SPARK_REPORT": report_path}, log)
             summary = json.loads(stdout.strip().splitlines()[-1])
             out[engine] = {"wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
                            "peak_gib": round(peak, 2), "load_after": os.getloadavg()[0],
@@ -109,10 +118,15 @@ def run_pair(name: str, orders: str, columns: str | None, config: str, master: s
             if engine == "spark" and os.path.exists(report_path):
                 with open(report_path, encoding="utf-8") as fh:
                     out[engine]["engine"] = json.load(fh)
+            e = out[engine]
+            print(f"  [{name}] {engine}: {e['wall_s']}s wall, {e['cpu_s']}s CPU, "
+                  f"peak {e['peak_gib']} GiB, load {e['load_after']:.1f}", flush=True)
     return out
 
 
 def show(r: dict) -> None:
+    if "local" not in r or "spark" not in r:
+        return
     local, spark = r["local"], r["spark"]
     print(f"\n== {r['data']}: {local['lines']:,} lines")
     for engine in ("local", "spark"):
@@ -153,6 +167,10 @@ def main() -> None:
                              "~30,000) the local engine fits the large-catalogue EASE and the "
                              "Spark engine none, so the two would not fit the same models.")
     parser.add_argument("--driver-memory", default="4g")
+    parser.add_argument("--engines", default="local,spark",
+                        help="Which engines to run (one size's pair may not fit one run).")
+    parser.add_argument("--log-dir", default=None,
+                        help="Write each engine's progress (xsell -v) here while it runs.")
     parser.add_argument("--shuffle-partitions", default="8")
     args = parser.parse_args()
 
@@ -170,22 +188,31 @@ def main() -> None:
             json.dump(settings, fh)
         if not args.skip_instacart and os.path.exists(INSTACART):
             results.append(run_pair("Instacart (order_products__train)", INSTACART,
-                                    "item_id=product_id", config, args.master))
+                                    "item_id=product_id", config, args.master,
+                                    args.engines.split(","), args.log_dir))
             show(results[-1])
+            save(results, args.json)
         for n in [int(x) for x in args.synthetic.split(",") if x]:
             path = os.path.join(tmp, f"synth_{n}.parquet")
             generate(path, n, customers=max(1000, n // 20), items=max(500, n // 200))
-            results.append(run_pair(f"synthetic {n:,} lines", path, None, config, args.master))
+            results.append(run_pair(f"synthetic {n:,} lines", path, None, config, args.master,
+                                    args.engines.split(","), args.log_dir))
             show(results[-1])
+            save(results, args.json)
             os.remove(path)
     if len(results) > 1 and all("synthetic" in r["data"] for r in results[-2:]):
         a, b = results[-2], results[-1]
-        grow = b["local"]["lines"] / a["local"]["lines"]
-        for key in ("wall_s", "cpu_s"):
-            print(f"\n{grow:.1f}x the lines: local {b['local'][key] / a['local'][key]:.1f}x "
-                  f"the {key[:-2]} time, spark {b['spark'][key] / a['spark'][key]:.1f}x")
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
+        for engine in ("local", "spark"):
+            if engine in a and engine in b:
+                grow = b[engine]["lines"] / a[engine]["lines"]
+                print(f"\n{grow:.1f}x the lines: {engine} "
+                      f"{b[engine]['wall_s'] / a[engine]['wall_s']:.1f}x the wall time, "
+                      f"{b[engine]['cpu_s'] / a[engine]['cpu_s']:.1f}x the CPU time")
+
+
+def save(results: list, path: str | None) -> None:
+    if path:
+        with open(path, "w", encoding="utf-8") as fh:
             json.dump(results, fh, indent=1)
 
 
