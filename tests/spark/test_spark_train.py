@@ -207,7 +207,7 @@ def test_gate_compares_with_the_current_version_on_fresh_orders(spark, planted, 
     assert gate["current_value"] != first["metrics"][gate["protocol"]][gate["metric"]]
     assert not refused["published"] and current_version(models_dir) == first["version"]
     assert read_manifest(models_dir, first["version"])["data"]["time_range"][1] < \
-        refused["data"]["time_range"][1]
+        read_manifest(models_dir, refused["version"])["data"]["time_range"][1]
 
 
 @pytest.mark.parametrize("recent_truth", [True, False])
