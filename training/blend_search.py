@@ -395,12 +395,14 @@ def fit_ease(period, config: dict, holdout_data=None, rec_factory=None, k: int =
     model_class = EASEModel
     buyers = np.bincount(customer_items.tocsr().indices, minlength=customer_items.shape[1])
     limit = min(cfg.get("dense_items", 5000), cfg.get("max_items", 12000))
-    # A Gram from gram_fn (the Spark engine) is the dense EASEModel's: it stays dense
-    # (training/spark caps it at ease.max_items).
-    if gram_fn is None and (buyers >= cfg.get("min_buyers", 2)).sum() > limit:
+    gram_cfg = cfg
+    if (buyers >= cfg.get("min_buyers", 2)).sum() > limit:
         model_class = partial(LargeEASEModel, head_items=cfg.get("max_items", 12000),
                               tail_neighbours=tail_neighbours)
         cfg["k"] = head_k or cfg.get("max_items", 12000)
+        # gram_fn (the Spark engine) then returns the LargeEASEGram of that split.
+        gram_cfg = dict(cfg, head_items=cfg.get("max_items", 12000),
+                        tail_neighbours=tail_neighbours)
     if period.inter.timestamp is None:
         half_lives = [0.0]
     # Orders are the rows the decay weighs. When every order is its own customer, the
@@ -418,7 +420,7 @@ def fit_ease(period, config: dict, holdout_data=None, rec_factory=None, k: int =
         key = (half_life, size_exponent)
         if key not in held and gram_fn is not None:
             held.clear()
-            held[key] = gram_fn(half_life, size_exponent, cfg)
+            held[key] = gram_fn(half_life, size_exponent, gram_cfg)
         if key not in held:
             weights = None
             if half_life > 0:

@@ -58,21 +58,31 @@ def compare_with_current(inter, product: FittedProduct, models_dir: str,
     if not newest or not product.split.method.startswith("temporal") \
             or product.holdout_rec is None:
         return None
-    times = inter.order_times()
-    fresh = product.split.test & (times[inter.order_idx] > int(newest[1]))
-    if not fresh.any():
+    fresh_holdout = product.fresh_holdout or (
+        lambda since, max_queries: _fresh_holdout(inter, product.split, since, max_queries))
+    got = fresh_holdout(int(newest[1]), config["train"]["max_eval_queries"])
+    if got is None:
         return None
+    fresh_lines, data = got
     try:
         current_rec = Recommender.load(load_version(models_dir, current["version"]))
     except (OSError, ValueError, XsellError) as exc:
         log.warning("current version unreadable, gate uses its stored metrics: %s", exc)
         return None
-    data = build_eval_data(inter.subset(product.split.train), inter.subset(fresh),
-                           max_queries=config["train"]["max_eval_queries"])
     ours = evaluate(RecommenderScorer(product.holdout_rec), data, k)
     theirs = evaluate(VersionScorer(current_rec, inter.items, inter.customers), data, k)
-    return {"since": int(newest[1]), "fresh_lines": int(fresh.sum()), "new": ours,
+    return {"since": int(newest[1]), "fresh_lines": int(fresh_lines), "new": ours,
             "current": theirs}
+
+
+def _fresh_holdout(inter, split, since: int, max_queries):
+    """(fresh lines, EvalData) of the holdout orders placed after ``since``; None if none."""
+    times = inter.order_times()
+    fresh = split.test & (times[inter.order_idx] > since)
+    if not fresh.any():
+        return None
+    return int(fresh.sum()), build_eval_data(inter.subset(split.train), inter.subset(fresh),
+                                             max_queries=max_queries)
 
 
 class VersionScorer:

@@ -141,6 +141,10 @@ class FittedProduct:
     holdout: dict = field(default_factory=dict)
     # The matrices the components were fitted on (the shipped-only ones are fitted on them).
     period: TrainingPeriod | None = field(repr=False, default=None)
+    # The gate's fresh holdout from another engine (training/spark):
+    # ``fresh_holdout(since, max_queries)`` -> (fresh lines, EvalData) of the holdout
+    # orders placed after ``since``, or None; without it the gate builds them from the lines.
+    fresh_holdout: object = field(repr=False, default=None)
 
     def __post_init__(self):
         self.components = _fitted(self.components)

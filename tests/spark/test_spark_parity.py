@@ -106,3 +106,76 @@ def test_ease_gram_matches_local(spark, both, half_life, size_exponent):
                                      half_life, size_exponent)
     assert np.array_equal(got_keep, keep)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_recency_ages_identical(spark, both):
+    """train.recency_half_lives: the ages of the history pairs, taken in Spark."""
+    from recsys.models.recency import last_purchase_age
+
+    local, _, remote, _ = both
+    hist = local.customer_items()
+    want = last_purchase_age(local, hist)
+    got = models.last_purchase_age(remote.lines, hist)
+    assert want.nnz > 0 and (want.data > 0).any() and (want.data == 0).any()
+    assert np.array_equal(got.indptr, want.indptr) and np.array_equal(got.indices, want.indices)
+    np.testing.assert_array_equal(got.data, want.data)
+
+
+@pytest.mark.parametrize("half_life,size_exponent,customer_weight",
+                         [(0.0, 0.0, 0.0), (30.0, 0.5, 0.5)])
+def test_large_ease_gram_matches_local(spark, both, half_life, size_exponent,
+                                       customer_weight):
+    """The large-catalogue split (ease.max_items head items, the rest a regression
+    tail): the head's Gram and the tail x head co-counts from Spark, as the local model
+    builds them."""
+    from recsys.models.ease_large import LargeEASEModel
+
+    local, _, remote, _ = both
+    hist = local.customer_items()
+    weights = order_decay(local, half_life) if half_life else None
+    model = LargeEASEModel(head_items=8, tail_neighbours=3, size_exponent=size_exponent,
+                           customer_weight=customer_weight)
+    want = model.gram(hist, local.order_items(), weights)
+    buyers = np.bincount(hist.indices, minlength=hist.shape[1])
+    got = models.ease_gram(spark, remote.lines, buyers,
+                           {"min_buyers": 2, "head_items": 8, "tail_neighbours": 3},
+                           half_life, size_exponent, customer_weight)
+    assert len(want.tail) > 0 and want.g_tail.nnz > 0
+    assert np.array_equal(got.head, want.head) and np.array_equal(got.tail, want.tail)
+    np.testing.assert_allclose(got.g_head, want.g_head, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got.g_tail.toarray(), want.g_tail.toarray(), rtol=1e-5,
+                               atol=1e-5)
+    # No tail regressors: EASE on the head alone, the tail left out.
+    got = models.ease_gram(spark, remote.lines, buyers,
+                           {"min_buyers": 2, "head_items": 8, "tail_neighbours": 0},
+                           half_life, size_exponent, customer_weight)
+    assert len(got.tail) == 0 and got.g_tail.shape == (0, 8)
+
+
+def test_large_ease_fit_matches_local(spark, both):
+    """The trainer's fit_ease with the Gram from Spark picks the large-catalogue model above
+    ease.dense_items kept items, as the local engine does, with the same weights."""
+    from recsys.models.ease_large import LargeEASEModel
+    from training.blend_search import fit_ease
+    from training.config import load_config
+    from training.settings import EASESetting
+    from training.spark.engine import _Period
+
+    local, _, remote, _ = both
+    cfg = load_config(None, {"ease": {"max_items": 8, "dense_items": 8,
+                                      "tail_neighbours": 3}})
+    chosen = {"basket": EASESetting(50.0, 0.0, 30.0, 0.5, 0.0)}
+    want = fit_ease(local, cfg, settings_by_kind=chosen)[0]["basket"]
+    hist = local.customer_items()
+    buyers = np.bincount(hist.indices, minlength=hist.shape[1])
+
+    def gram(half_life, size_exponent, settings):
+        return models.ease_gram(spark, remote.lines, buyers, settings, half_life,
+                                size_exponent, float(settings.get("customer_weight", 0.0)))
+
+    got = fit_ease(_Period(remote.lines, remote.timestamp, remote.customer_is_order), cfg,
+                   settings_by_kind=chosen, customer_items=hist, gram_fn=gram)[0]["basket"]
+    assert isinstance(want, LargeEASEModel) and isinstance(got, LargeEASEModel)
+    assert got.n_tail_ == want.n_tail_ > 0
+    np.testing.assert_allclose(got.similarity_.toarray(), want.similarity_.toarray(),
+                               rtol=1e-3, atol=1e-5)

@@ -176,6 +176,67 @@ def test_nightly_with_the_spark_engine(spark, planted, tmp_path):
     assert record["status"] == "published" and record["engine"] == "spark"
 
 
+def test_gate_compares_with_the_current_version_on_fresh_orders(spark, planted, tmp_path):
+    """As the local gate (tests/training/test_gate_current.py): the holdout orders newer
+    than the current version's data, drawn in Spark, scored for both versions."""
+    import csv
+
+    from recsys.artifacts import read_manifest
+
+    path = planted[0]
+    with open(path, newline="") as fh:
+        rows = list(csv.reader(fh))
+    ts = rows[0].index("timestamp")
+    days = sorted({r[ts][:10] for r in rows[1:]})
+    early = tmp_path / "early.csv"
+    with open(early, "w", newline="") as out:
+        csv.writer(out).writerows([rows[0]] + [r for r in rows[1:]
+                                               if r[ts][:10] <= days[int(len(days) * 0.9)]])
+    models_dir = str(tmp_path / "models")
+    first = train(str(early), models_dir, small_config())
+    assert first["published"]
+    strict = load_config(None, {**SMALL, "gate": {"max_drop_vs_current": -0.5}})
+    engine = SparkEngine(strict)
+    try:
+        refused = train(path, models_dir, strict, engine=engine)
+    finally:
+        engine.close()
+    gate = refused["gate"]
+    assert gate["compared_on"].startswith("new holdout orders"), gate
+    assert gate["same_queries"] >= 30 and 0 < gate["current_value"] <= 1
+    assert gate["current_value"] != first["metrics"][gate["protocol"]][gate["metric"]]
+    assert not refused["published"] and current_version(models_dir) == first["version"]
+    assert read_manifest(models_dir, first["version"])["data"]["time_range"][1] < \
+        read_manifest(models_dir, refused["version"])["data"]["time_range"][1]
+
+
+@pytest.mark.parametrize("recent_truth", [True, False])
+def test_recency_half_lives_as_the_local_engine(spark, tmp_path, recent_truth):
+    """train.recency_half_lives is no longer refused. On tests/training's drift data the
+    next purchase follows the latest order (planted) or not: the Spark engine adopts the
+    30-day half-life exactly where the local engine does, and ships its factors."""
+    from recsys.artifacts import read_manifest
+    from tests.training.test_selection import write_drift
+
+    path = write_drift(tmp_path / "o.csv", recent_truth)
+    cfg = {"als": {"factors": 8, "iterations": 4},
+           "train": {"recency_half_lives": [0, 30, 365]}}
+    chosen = []
+    for engine in (None, SparkEngine(load_config(None, cfg))):
+        models_dir = str(tmp_path / ("spark" if engine else "local"))
+        try:
+            out = train(path, models_dir, load_config(None, cfg), engine=engine)
+        finally:
+            if engine:
+                engine.close()
+        half_life = read_manifest(models_dir, out["version"])["parameters"]["recency"][
+            "half_life_days"]
+        loaded = Recommender.load(load_version(models_dir, out["version"]))
+        assert (loaded.history_decay is not None) == (half_life is not None)
+        chosen.append(half_life)
+    assert chosen == ([30.0, 30.0] if recent_truth else [None, None])
+
+
 def test_spark_master_needs_the_spark_engine(planted, tmp_path):
     res = run_cli("--orders", planted[0], "--models", str(tmp_path / "m"),
                   "--spark-master", "local[1]")
@@ -186,3 +247,29 @@ def _config_file(tmp_path) -> str:
     path = tmp_path / "small.json"
     path.write_text(json.dumps(SMALL))
     return str(path)
+
+
+def _children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (Linux /proc)."""
+    import os
+
+    out = []
+    for name in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{name}/stat") as fh:
+                if int(fh.read().rsplit(")", 1)[1].split()[1]) == pid:
+                    out.append(int(name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
+def test_executors_run_no_python(spark, trained):
+    """Everything the engine hands to Spark travels as Arrow or Spark SQL: after the
+    trainings above (same session) the JVM has started no Python worker, which Python
+    rows (``createDataFrame`` of tuples) or a Python UDF would have."""
+    jvm = spark.sparkContext._gateway.proc.pid
+    assert _children(jvm) == []
+    # The check can fail: Python rows start one.
+    spark.createDataFrame([(1,)], "i int").count()
+    assert _children(jvm) != []

@@ -12,10 +12,13 @@
   same queries: :func:`recsys.evaluation.sample_eval_data`), EASE's dense
   inverses, the substitutes, the gate and the version (the local code).
 
-Not carried over (said so, not dropped silently): ``train.recency_half_lives``
-(refused), the gate's comparison with the current version on fresh holdout
-orders (the gate compares stored metrics instead), ALS warm starts (the
-final ALS runs all ``als.iterations``), and the random split of data without
+Also as the local engine: ``train.recency_half_lives`` (the ages of the history
+pairs taken in Spark, :func:`models.last_purchase_age`) and the gate's
+comparison with the current version on the holdout orders it never saw (the
+fresh queries drawn in Spark, the scoring on the driver).
+
+Not carried over (said so, not dropped silently): ALS warm starts (the final
+ALS runs all ``als.iterations``), and the random split of data without
 timestamps (a seeded hash of the order id instead of the local draw).
 """
 
@@ -32,12 +35,18 @@ import scipy.sparse as sp
 from recsys.data import read_catalog
 from recsys.evaluation import sample_eval_data
 from recsys.exceptions import ConfigError
-from recsys.models import EASEByKind, PopularityModel
+from recsys.models import EASEByKind, PopularityModel, RecencyWeights
 from recsys.period import TrainingPeriod
 from recsys.recommender import Recommender
 from recsys.rules import build_item_meta
 from training import selection
-from training.blend_search import choose_als_alpha, evaluate_blends, fit_ease, has_weights
+from training.blend_search import (
+    choose_als_alpha,
+    choose_recency,
+    evaluate_blends,
+    fit_ease,
+    has_weights,
+)
 from training.settings import FittedModels
 from training.train import (
     FittedProduct,
@@ -47,7 +56,7 @@ from training.train import (
 )
 
 from . import models
-from .frames import collect_arrays, to_csr
+from .frames import collect_arrays, local_frame, to_csr
 from .reader import read_frame, read_orders_spark
 from .session import spark_errors, start_session
 
@@ -63,6 +72,19 @@ class _Period:
         self.lines = lines
         self.timestamp = timestamp
         self.customer_is_order = customer_is_order
+
+
+class _SparkPeriod(TrainingPeriod):
+    """A :class:`TrainingPeriod` whose lines stay in Spark: the recency ages come from there."""
+
+    @property
+    def ages(self) -> sp.csr_matrix | None:
+        with self._lock:
+            if not self._ages_done:
+                self._ages = None if self.inter.timestamp is None else \
+                    models.last_purchase_age(self.inter.lines, self.customer_items)
+                self._ages_done = True
+            return self._ages
 
 
 class SparkSplit:
@@ -86,9 +108,8 @@ class SparkEngine:
         self.owned = False
         # Where the engine's time goes, finer than train()'s stages (bench/spark_bench.py).
         self.steps = Timer()
-        if (config.get("train") or {}).get("recency_half_lives"):
-            raise ConfigError("train.recency_half_lives is not available with --engine spark "
-                              "yet; leave it empty or train with --engine local")
+        # The split's lines, held until close(): the gate draws its fresh queries from them.
+        self._held: list = []
 
     def session(self):
         if self.spark is None:
@@ -112,6 +133,9 @@ class SparkEngine:
         if path:
             with open(path, "w", encoding="utf-8") as fh:
                 json.dump(self.report(), fh, indent=1)
+        for frame in self._held:
+            frame.unpersist()
+        self._held = []
         if self.spark is not None:
             try:
                 if self.owned:
@@ -210,8 +234,12 @@ class SparkEngine:
         with timer.stage("evaluate"):
             rec_tr = make_rec(ease_tr)
             levels = [float(w) for w in train_cfg["blend_grid"]]
-            results = evaluate_blends(rec_tr, eval_data, levels, k,
-                                      train_cfg.get("popularity_grid", [0.0]))
+            pop_levels = train_cfg.get("popularity_grid", [0.0])
+            results = evaluate_blends(rec_tr, eval_data, levels, k, pop_levels)
+            with step("recency half-lives on the holdout"):
+                half_life, results = choose_recency(
+                    rec_tr, _SparkPeriod(train_part, hist_tr), eval_data, results, levels, k,
+                    pop_levels, train_cfg.get("recency_half_lives", []))
             blend, metrics, reasons, pop_metrics = selection.ship(
                 rec_tr, results, k, train_cfg, eval_data, pop_tr.counts_)
 
@@ -233,22 +261,45 @@ class SparkEngine:
                 hist = hist_tr
                 fitted = FittedModels(hist_tr, pop_tr, cp_tr, als_tr)
                 ease = {kind: ease_tr[kind] for kind in ease_settings}
-        train_lines.unpersist()
-        test_lines.unpersist()
-        # holdout_rec None: the gate compares the current version's stored metrics.
+            recency = None
+            if half_life is not None:
+                with step("recency ages"):
+                    recency = RecencyWeights(half_life).fit(
+                        _SparkPeriod(_Period(data.lines if refit else train_lines,
+                                             data.timestamp, data.customer_is_order),
+                                     hist).ages)
+        self._held += [train_lines, test_lines]
+
+        def fresh_holdout(since: int, max_queries):
+            """The gate's queries: holdout orders placed after ``since`` (None: none)."""
+            from pyspark.sql import functions as F
+
+            with self.steps.stage("gate's fresh holdout"), \
+                    spark_errors("comparing with the current version"):
+                newer = (test_lines.groupBy("o").agg(F.min("t").alias("ot"))
+                         .where(F.col("ot") > F.lit(int(since))).select("o"))
+                fresh = test_lines.join(newer, "o")
+                n = fresh.count()
+                if not n:
+                    return None
+                return n, holdout_queries(spark, data, train_lines, fresh, hist_tr,
+                                          max_queries)
+
         # Components by registry name, with the settings their parameters record.
         return FittedProduct(components={"popularity": fitted.popularity,
                                          "copurchase": fitted.copurchase, "als": fitted.als,
-                                         "ease": EASEByKind(ease)},
-                             settings={"als": als_alpha, "ease": ease_settings},
+                                         "ease": EASEByKind(ease), "recency": recency},
+                             settings={"als": als_alpha, "ease": ease_settings,
+                                       "recency": half_life},
                              blend=blend, metrics=metrics,
                              pop_metrics=pop_metrics, results=results, split=s,
                              holdout_components={"popularity": pop_tr, "copurchase": cp_tr,
-                                                 "als": als_tr, "ease": EASEByKind(ease_tr)},
-                             holdout_rec=None, selection=reasons, holdout=holdout_report,
+                                                 "als": als_tr, "ease": EASEByKind(ease_tr),
+                                                 "recency": rec_tr.components.get("recency")},
+                             holdout_rec=rec_tr, selection=reasons, holdout=holdout_report,
                              # The substitutes' basket co-counts come from Spark
                              # (data.basket_pairs): the period holds no order rows here.
-                             period=TrainingPeriod(data, hist))
+                             period=TrainingPeriod(data, hist), fresh_holdout=fresh_holdout)
 
     def _fit_models(self, data, lines, config: dict, iterations: int) -> tuple:
         """(co-purchase, ALS) on ``lines``."""
@@ -376,9 +427,8 @@ def _last_visits(tagged, timed: bool, min_queries: int):
         chosen = np.random.default_rng(0).choice(eligible, want, replace=False)
         pick = np.searchsorted(eligible, chosen)
     spark = tagged.sparkSession
-    chosen_df = spark.createDataFrame(
-        [(int(c), int(v)) for c, v in zip(eligible[pick], last[pick], strict=True)],
-        "c int, last long")
+    chosen_df = local_frame(spark, c=eligible[pick].astype(np.int32),
+                            last=last[pick].astype(np.int64))
     tagged = (tagged.join(F.broadcast(chosen_df), "c", "left")
               .withColumn("test", F.col("test") | (F.col("visit") == F.col("last")))
               .fillna(False, subset=["test"]).drop("last", "visit"))
@@ -405,8 +455,8 @@ def holdout_queries(spark, data, train, test, hist: sp.csr_matrix, max_queries):
         active = np.sort(got["c"].astype(np.int64))
 
     def new_rows(customers: np.ndarray) -> sp.csr_matrix:
-        chosen = spark.createDataFrame([(int(c), n) for n, c in enumerate(customers)],
-                                       "c int, row int")
+        chosen = local_frame(spark, c=np.asarray(customers, dtype=np.int32),
+                             row=np.arange(len(customers), dtype=np.int32))
         got = collect_arrays(new.join(F.broadcast(chosen), "c").withColumn("v", F.lit(1.0)),
                              ["row", "i", "v"], "next-best truths (sampled)")
         return to_csr(got, "row", "i", "v", (len(customers), n_items), np.float32)
@@ -420,7 +470,7 @@ def holdout_queries(spark, data, train, test, hist: sp.csr_matrix, max_queries):
     def order_items(chosen: np.ndarray) -> list[np.ndarray]:
         if not len(chosen):
             return []
-        wanted = spark.createDataFrame([(int(o),) for o in chosen], "o long")
+        wanted = local_frame(spark, o=np.asarray(chosen, dtype=np.int64))
         got = collect_arrays(baskets.join(F.broadcast(wanted), "o"), ["o", "i"],
                              "basket queries (sampled)")
         o, i = got["o"].astype(np.int64), got["i"].astype(np.int64)

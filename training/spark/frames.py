@@ -29,6 +29,28 @@ def collect_arrays(df, columns: list[str], what: str) -> dict[str, np.ndarray]:
     return out
 
 
+def local_frame(spark, **columns):
+    """A DataFrame of driver-side arrays (name=values; numpy int32 -> int, int64 -> long,
+    float64 -> double, str -> string), handed over as Arrow.
+
+    ``spark.createDataFrame`` of Python rows pickles them through Python worker
+    processes on the executors; through Arrow the JVM reads the batches itself, so the
+    executors run no Python at all."""
+    import pyarrow as pa
+    from pyspark.sql import DataFrame
+
+    def column(values):
+        values = np.asarray(values)
+        if values.dtype.kind in "UO":
+            return pa.array(values.tolist(), type=pa.string())
+        return pa.array(values)
+
+    table = pa.table({name: column(values) for name, values in columns.items()})
+    if hasattr(DataFrame, "toArrow"):  # Spark 4 takes Arrow tables
+        return spark.createDataFrame(table)
+    return spark.createDataFrame(table.to_pandas())  # Spark 3.5: pandas, through Arrow
+
+
 def _nbytes(values: np.ndarray) -> int:
     if values.dtype == object:
         return sum(np.asarray(v).nbytes if v is not None else 0 for v in values) + 8 * len(values)

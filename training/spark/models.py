@@ -30,7 +30,7 @@ import scipy.sparse as sp
 from recsys.models import ALSModel, CoPurchaseModel
 from recsys.models.recency import DAY
 
-from .frames import collect_arrays, factors, to_csr
+from .frames import collect_arrays, factors, local_frame, to_csr
 from .session import spark_errors
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,31 @@ def _pair_counts(rows, key: str, name: str):
     b = rows.select(F.col(key).alias("k"), F.col("i").alias("j"))
     return (a.join(b, "k").where(F.col("i") != F.col("j"))
             .groupBy("i", "j").agg(F.count(F.lit(1)).alias(name)))
+
+
+def last_purchase_age(lines, history: sp.csr_matrix) -> sp.csr_matrix:
+    """:func:`recsys.models.recency.last_purchase_age` with the maxima taken in Spark:
+    days from each history pair's last purchase to the customer's last purchase, on
+    ``history``'s sparsity pattern (checked)."""
+    from pyspark.sql import functions as F
+
+    day = F.col("t").cast("double") / F.lit(DAY)
+    with spark_errors("computing the recency ages"):
+        known = lines.where(F.col("c") >= 0)
+        pair = known.groupBy("c", "i").agg(F.max(day).alias("ti"))
+        last = known.groupBy("c").agg(F.max(day).alias("tc"))
+        got = collect_arrays(pair.join(last, "c").select(
+            "c", "i", (F.col("tc") - F.col("ti")).alias("age")), ["c", "i", "age"],
+            "recency ages")
+    # The local function's float64 days, then float32 ages.
+    got["age"] = np.asarray(got["age"], dtype=np.float64).astype(np.float32)
+    out = to_csr(got, "c", "i", "age", history.shape, np.float32)
+    hist = history.tocsr()
+    hist.sort_indices()
+    if out.nnz != hist.nnz or not np.array_equal(out.indptr, hist.indptr) or \
+            not np.array_equal(out.indices, hist.indices):
+        raise ValueError("recency: the order lines do not match the history matrix")
+    return out
 
 
 def copurchase(spark, lines, n_items: int, customer_is_order: bool, params: dict
@@ -97,9 +122,9 @@ def copurchase(spark, lines, n_items: int, customer_is_order: bool, params: dict
             np.add.at(pop, got["i"].astype(np.int64), got["p"].astype(np.float64))
         left = np.power(np.maximum(pop, 1e-12), 1.0 - model.alpha)
         right = np.power(np.maximum(pop, 1e-12), model.alpha)
-        sides = spark.createDataFrame(
-            [(int(i), float(left[i]), float(right[i])) for i in np.flatnonzero(pop > 0)],
-            "i int, left double, right double")
+        bought = np.flatnonzero(pop > 0)
+        sides = local_frame(spark, i=bought.astype(np.int32), left=left[bought],
+                            right=right[bought])
         scored = (pairs.where(F.col("support") >= model.min_support)
                   .join(F.broadcast(sides.select("i", "left")), "i")
                   .join(F.broadcast(sides.select(F.col("i").alias("j"), "right")), "j")
@@ -157,16 +182,45 @@ def als(lines, n_customers: int, n_items: int, params: dict, iterations: int,
 
 def ease_gram(spark, lines, buyers: np.ndarray, cfg: dict, half_life: float,
               size_exponent: float, customer_weight: float = 0.0):
-    """(kept items, X'WX over them) as :meth:`recsys.models.ease.EASEModel.gram` computes
-    it, the pair sums in Spark; None when too many items for a dense inverse."""
+    """What :meth:`recsys.models.ease.EASEModel.gram` returns, the pair sums in Spark:
+    (kept items, X'WX over them); or, when ``cfg`` names ``head_items`` (the trainer's
+    large-catalogue split), what :meth:`recsys.models.ease_large.LargeEASEModel.gram`
+    returns: the head's dense Gram and the tail x head co-counts (tail x tail pairs are
+    never formed). None under 2 items. The inverse and the tail solves run on the driver.
+    """
     from pyspark.sql import functions as F
 
-    keep = np.flatnonzero(buyers >= int(cfg.get("min_buyers", 2)))
-    if len(keep) > int(cfg.get("max_items", 6000)) or len(keep) < 2:
+    from recsys.models.ease_large import LargeEASEGram, split_head
+
+    min_buyers = int(cfg.get("min_buyers", 2))
+    keep = np.flatnonzero(buyers >= min_buyers)
+    large = cfg.get("head_items") is not None
+    if large:
+        head, tail = split_head(buyers, min_buyers, int(cfg["head_items"]))
+        if not int(cfg.get("tail_neighbours") or 0):
+            tail = tail[:0]
+        keep = np.concatenate([head, tail])
+        n_head = len(head)
+    elif len(keep) > int(cfg.get("max_items", 12000)):
         log.info("EASE: %d items with enough buyers (max %s): not fitted", len(keep),
                  cfg.get("max_items"))
         return None
-    position = spark.createDataFrame([(int(i), n) for n, i in enumerate(keep)], "i int, k int")
+    else:
+        n_head = len(keep)
+    if n_head < 2:
+        return None
+    position = local_frame(spark, i=keep.astype(np.int32),
+                           k=np.arange(len(keep), dtype=np.int32))
+
+    def pair_sums(rows, weight, what: str) -> dict:
+        """(k, l, g): the sum of ``weight`` over the rows (orders or customers) holding
+        kept item k and head item l, k <= l within the head (the Gram is symmetric)."""
+        a = rows.select("o", "k", weight.alias("w"))
+        b = rows.where(F.col("k") < F.lit(n_head)).select("o", F.col("k").alias("l"))
+        pairs = a.join(b, "o").where((F.col("k") >= F.lit(n_head)) | (F.col("k") <= F.col("l")))
+        return collect_arrays(pairs.groupBy("k", "l").agg(F.sum("w").alias("g")),
+                              ["k", "l", "g"], what)
+
     with spark_errors("computing EASE's Gram matrix"):
         rows = lines.select("o", "i").distinct().join(F.broadcast(position), "i")
         orders = rows.groupBy("o").agg(F.count(F.lit(1)).cast("double").alias("size"))
@@ -188,19 +242,27 @@ def ease_gram(spark, lines, buyers: np.ndarray, cfg: dict, half_life: float,
                               F.sum(F.col("w") * F.col("size"))).collect()[0]
             if sums[1] > 0:
                 orders = orders.withColumn("w", F.col("w") * F.lit(sums[0] / sums[1]))
-        weighted = rows.join(orders.select("o", "w"), "o")
-        a = weighted.select("o", "k", "w")
-        b = rows.select("o", F.col("k").alias("l"))
-        g_rows = a.join(b, "o").groupBy("k", "l").agg(F.sum("w").alias("g"))
-        got = collect_arrays(g_rows, ["k", "l", "g"], "EASE Gram matrix")
-        g = np.zeros((len(keep), len(keep)), dtype=np.float64)
-        g[got["k"].astype(np.int64), got["l"].astype(np.int64)] = got["g"]
+        parts = [(pair_sums(rows.join(orders.select("o", "w"), "o"), F.col("w"),
+                            "EASE Gram matrix"), 1.0)]
         if customer_weight > 0:
             cust = (lines.where(F.col("c") >= 0).select(F.col("c").alias("o"), "i")
                     .distinct().join(F.broadcast(position), "i"))
-            pairs = (cust.select("o", "k").join(cust.select("o", F.col("k").alias("l")), "o")
-                     .groupBy("k", "l").agg(F.count(F.lit(1)).cast("double").alias("g")))
-            got = collect_arrays(pairs, ["k", "l", "g"], "EASE customer Gram matrix")
-            g[got["k"].astype(np.int64), got["l"].astype(np.int64)] += \
-                customer_weight * got["g"]
-    return keep, g
+            parts.append((pair_sums(cust, F.lit(1.0), "EASE customer Gram matrix"),
+                          float(customer_weight)))
+    g = np.zeros((n_head, n_head), dtype=np.float64)
+    tail_parts = []
+    for got, scale in parts:
+        k, l, v = (got["k"].astype(np.int64), got["l"].astype(np.int64),
+                   scale * got["g"].astype(np.float64))
+        in_head = k < n_head
+        g[k[in_head], l[in_head]] += v[in_head]
+        g[l[in_head], k[in_head]] = g[k[in_head], l[in_head]]
+        tail_parts.append((k[~in_head] - n_head, l[~in_head], v[~in_head]))
+    if not large:
+        return keep, g
+    t, h, v = (np.concatenate(x) for x in zip(*tail_parts, strict=True))
+    g_tail = sp.csr_matrix((v, (t, h)), shape=(len(keep) - n_head, n_head))
+    g_tail.sum_duplicates()
+    log.info("large EASE (Spark): %d head items (dense), %d tail items", n_head,
+             len(keep) - n_head)
+    return LargeEASEGram(head, keep[n_head:], g, g_tail, buyers)

@@ -33,7 +33,7 @@ from recsys.data import (
 from recsys.exceptions import ConfigError, DataError
 from recsys.vocab import Vocab
 
-from .frames import collect_arrays
+from .frames import collect_arrays, local_frame
 from .session import spark_errors
 
 log = logging.getLogger(__name__)
@@ -258,8 +258,7 @@ def read_orders_spark(spark, source: str, columns: dict | None = None,
         items, _ = Vocab.from_unsorted(item_ids[~excluded])
         if excluded.any():
             report.excluded_items = int(excluded.sum())
-            bad_items = spark.createDataFrame([(str(x),) for x in item_ids[excluded]],
-                                              "iid string").withColumn("x", F.lit(True))
+            bad_items = local_frame(spark, iid=item_ids[excluded]).withColumn("x", F.lit(True))
             rows = rows.join(F.broadcast(bad_items), "iid", "left").select(
                 "cid", "oid", "iid", "t", "price",
                 F.when(F.col("reason").isNull() & F.col("x"), F.lit("not_a_product"))
@@ -284,8 +283,8 @@ def read_orders_spark(spark, source: str, columns: dict | None = None,
 
     with spark_errors(f"indexing {source}"):
         good = rows.where(F.col("reason").isNull()).drop("reason")
-        item_map = spark.createDataFrame(
-            [(str(x), i) for i, x in enumerate(items.ids)], "iid string, i int")
+        item_map = local_frame(spark, iid=np.asarray(items.ids, dtype=str),
+                               i=np.arange(len(items), dtype=np.int32))
         customers, customer_map = _sorted_index(spark, good.select("cid").where(
             F.col("cid").isNotNull()).distinct(), "cid", "c", collect=True)
         n_orders, order_map = _sorted_index(spark, good.select("oid").distinct(), "oid", "o")
@@ -329,7 +328,8 @@ def _sorted_index(spark, ids, name: str, index: str, collect: bool = False):
     offsets, total = {}, 0
     for p in sorted(sizes):
         offsets[p], total = total, total + sizes[p]
-    starts = spark.createDataFrame(list(offsets.items()) or [(0, 0)], "_p int, _start long")
+    starts = local_frame(spark, _p=np.asarray(list(offsets) or [0], dtype=np.int32),
+                         _start=np.asarray(list(offsets.values()) or [0], dtype=np.int64))
     within = Window.partitionBy("_p").orderBy(name)
     frame = (ranked.join(F.broadcast(starts), "_p")
              .select(name, (F.col("_start") + F.row_number().over(within) - 1).alias(index)))

@@ -66,6 +66,10 @@ def start_session(config: dict, master: str | None = None):
                .config("spark.sql.ansi.enabled", "false")
                .config("spark.ui.showConsoleProgress", "false")
                .config("spark.ui.enabled", "false")
+               # Driver-side arrays travel as Arrow (frames.local_frame), never as Python
+               # rows through Python workers: the executors run no Python.
+               .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+               .config("spark.sql.execution.arrow.pyspark.fallback.enabled", "false")
                .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={_LOG4J}"))
     for key, value in (cfg.get("conf") or {}).items():
         builder = builder.config(key, str(value))
