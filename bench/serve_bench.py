@@ -222,6 +222,19 @@ def wrk(port: int, script: str, duration: float, connections: int, threads: int)
             "socket_errors": socket_errors.group(1) if socket_errors else ""}
 
 
+def cache_lookups(port: int) -> dict[str, float]:
+    """Answer cache lookups so far, summed over endpoints and workers: {"hit", "miss"}
+    (the service's /metrics, ``xsell_answer_cache_lookups_total``)."""
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/metrics")
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        text = resp.read().decode()
+    out = {"hit": 0.0, "miss": 0.0}
+    for m in re.finditer(r'^xsell_answer_cache_lookups_total\{[^}]*result="(hit|miss)"[^}]*\}'
+                         r" ([0-9.e+]+)$", text, re.M):
+        out[m.group(1)] += float(m.group(2))
+    return out
+
+
 def demo_model(models: str | None, work: str) -> str:
     if models:
         return models
@@ -547,6 +560,7 @@ def main() -> int:
               "with the model's answer computed in advance (everything else as served): the "
               "ceiling of any model-side speed-up.")
         for label, server, script in rows:
+            lookups = cache_lookups(server.port) if script == "mix" else None
             ratio, p99_ratio, cpu_ratio, res, ref, errors = compare(server, script)
             uncached_post = server is uncached and script in ("basket", "next-best-history")
             target = UNCACHED_POST_TARGET if uncached_post else TARGETS[script]
@@ -564,6 +578,11 @@ def main() -> int:
             if errors:
                 line += f"  ERRORS {errors}"
                 ok = False
+            if lookups is not None:  # how much of the mix ran the model
+                after = cache_lookups(server.port)
+                hits, misses = (after[k] - lookups[k] for k in ("hit", "miss"))
+                line += (f"  [answer cache during these runs: {hits / max(hits + misses, 1):.0%}"
+                         f" hits of {hits + misses:.0f} lookups]")
             print(line, flush=True)
         if args.mix_only:
             print("\nall targets met" if ok else "\nSOME TARGETS MISSED")
