@@ -1,7 +1,7 @@
 """Large catalogues: next-best with the ANN index (recsys.ann) against exact scoring.
 
     python bench/ann_bench.py [--items 1000000] [--factors 64] [--customers 100000]
-                              [--queries 500]
+                              [--queries 500] [--index-dir DIR [--build-only]]
 
 Builds a synthetic model in memory: clustered ALS item factors (items around
 topic centres), customers who like one or two topics, five purchases each from
@@ -12,6 +12,12 @@ same customers in-process with the index and with exact scoring (every item),
 in the same run, and prints p50/p99 latency of both, their ratio, recall@10 of
 the answers against exact (with no filter and with a category filter), the
 index's build time and size, and the process's peak memory.
+
+``--index-dir``: keep the built index in DIR and read it from there on a later run with
+the same sizes (the synthetic model is seeded). ``--build-only`` stops after the build.
+On a shared machine: build under ``nice`` (no timing), then time the queries alone,
+e.g. ``python bench/ann_bench.py --index-dir /tmp/ann --build-only`` and then
+``flock bench.lock python bench/ann_bench.py --index-dir /tmp/ann``.
 Targets (issue 20): next-best p99 <= 10 ms with the index; recall@10 >= 0.95.
 """
 
@@ -63,20 +69,33 @@ def main() -> int:
     parser.add_argument("--factors", type=int, default=64)
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=500)
+    parser.add_argument("--index-dir", help="keep the index here and reuse it on later runs")
+    parser.add_argument("--build-only", action="store_true",
+                        help="build the index into --index-dir and stop")
     args = parser.parse_args()
+    if args.build_only and not args.index_dir:
+        parser.error("--build-only needs --index-dir")
     started = time.perf_counter()
     rec = synthetic_recommender(args.items, args.customers, args.factors)
     print(f"synthetic model: {args.items:,} items x {args.factors} factors, "
           f"{args.customers:,} customers ({time.perf_counter() - started:.1f} s)", flush=True)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    with tempfile.TemporaryDirectory(prefix="xsell-ann-") as folder:
-        info = attach_index(rec, folder)
+    with tempfile.TemporaryDirectory(prefix="xsell-ann-") as scratch:
+        folder = scratch
+        if args.index_dir:
+            folder = os.path.join(args.index_dir, f"{args.items}x{args.factors}-"
+                                  f"{args.customers}")
+            os.makedirs(folder, exist_ok=True)
+        info = attach_index(rec, folder, reuse=bool(args.index_dir))
         rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"index: IVF {info['lists']} lists, nprobe {info['nprobe']} (tuned recall@10 "
               f"{info['tune_recall']:.3f} on 300 customers), built in {info['build_s']:.1f} s, "
               f"{info['bytes'] / 2**20:.0f} MiB on disk, read back in "
               f"{info['load_s'] * 1e3:.0f} ms; peak RSS {rss_before:.0f} MiB before the "
-              f"build, {rss_after:.0f} MiB after", flush=True)
+              f"build, {rss_after:.0f} MiB after" + (" (index read from --index-dir; build "
+              "time from its build run)" if info["reused"] else ""), flush=True)
+        if args.build_only:
+            return 0
         rng = np.random.default_rng(7)
         queries = rng.choice(args.customers, size=args.queries, replace=False).tolist()
         index = rec.ann

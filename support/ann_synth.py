@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
@@ -66,27 +67,40 @@ def synthetic_recommender(n_items: int, n_customers: int, factors: int, seed: in
 
 
 def attach_index(rec: Recommender, folder: str, target: float = 0.97,
-                 overfetch: int = 200) -> dict:
-    """Build, tune, write and memory-map the item index as trainer and service do."""
+                 overfetch: int = 200, reuse: bool = False) -> dict:
+    """Build, tune, write and memory-map the item index as trainer and service do.
+
+    ``reuse``: read the index (and its tuning) that an earlier call left in ``folder``
+    for the same synthetic model instead of building it again (``build_s`` is then that
+    build's time)."""
     import faiss
 
-    factors = np.asarray(rec.als.item_factors_)
-    users = np.asarray(rec.als.user_factors_)
-    rng = np.random.default_rng(1)
-    started = time.perf_counter()
-    index = ann.build_index(factors)
-    built = time.perf_counter() - started
-    sample = users[rng.choice(len(users), size=min(300, len(users)), replace=False)]
-    nprobe, recall = ann.tune_nprobe(index, factors, sample, target)
     path = os.path.join(folder, ann.FILES["items"])
-    faiss.write_index(index, path)
-    del index
+    facts_path = path + ".json"
+    reused = reuse and os.path.exists(path) and os.path.exists(facts_path)
+    if reused:
+        with open(facts_path) as fh:
+            built, nprobe, recall = json.load(fh)
+    else:
+        factors = np.asarray(rec.als.item_factors_)
+        users = np.asarray(rec.als.user_factors_)
+        rng = np.random.default_rng(1)
+        started = time.perf_counter()
+        index = ann.build_index(factors)
+        built = time.perf_counter() - started
+        sample = users[rng.choice(len(users), size=min(300, len(users)), replace=False)]
+        nprobe, recall = ann.tune_nprobe(index, factors, sample, target)
+        faiss.write_index(index, path)
+        del index
+        with open(facts_path, "w") as fh:
+            json.dump([built, nprobe, recall], fh)
     started = time.perf_counter()
     faiss.omp_set_num_threads(1)
     loaded = faiss.read_index(path)
     load_s = time.perf_counter() - started
-    rec.ann = ann.AnnIndexes(ann.FactorIndex(loaded, nprobe, len(factors)), None, overfetch)
+    rec.ann = ann.AnnIndexes(ann.FactorIndex(loaded, nprobe, len(rec.items)), None,
+                             overfetch)
     return {"build_s": built, "nprobe": nprobe, "tune_recall": recall, "lists": loaded.nlist,
-            "bytes": os.path.getsize(path), "load_s": load_s}
+            "bytes": os.path.getsize(path), "load_s": load_s, "reused": reused}
 
 

@@ -183,19 +183,36 @@ class ALSModel(Component):
         (:meth:`user_vectors`) on the query items' factors only, with ``Y'Y + reg I``
         computed once per model (:meth:`base_matrix`). None when the confidence is not
         log or raw."""
-        if self.confidence == "log":
-            values = np.log1p(np.ones(len(query), dtype=np.float32))
-        elif self.confidence == "raw":
-            values = np.ones(len(query), dtype=np.float32)
-        else:
+        confidence = self._unit_confidence(len(query))
+        if confidence is None:
             return None
         items = np.asarray(self.item_factors_)
         vector = np.zeros((1, items.shape[1]), dtype=np.float32)
         if len(query):
             y = np.asarray(items[np.asarray(query, dtype=np.int64)], dtype=np.float64)
-            confidence = self.alpha * values.astype(np.float64)
             vector[0] = self.solve_user(y, confidence)
         return vector @ items.T
+
+    def _unit_confidence(self, m: int) -> np.ndarray | None:
+        """The confidences of ``m`` items each bought once, as :meth:`history_row` folds
+        them in (float64, read-only), or None when the confidence is not log or raw. The
+        same arithmetic every time, so it is remembered per length (a few numpy calls
+        less per query)."""
+        if self.confidence not in ("log", "raw"):
+            return None
+        cache = self.__dict__.setdefault("_unit_confidences", {})
+        key = (self.confidence, self.alpha, m)
+        confidence = cache.get(key)
+        if confidence is None:
+            values = np.ones(m, dtype=np.float32)
+            if self.confidence == "log":
+                values = np.log1p(values)
+            confidence = self.alpha * values.astype(np.float64)
+            confidence.flags.writeable = False
+            if len(cache) >= 256:
+                cache.clear()
+            cache[key] = confidence
+        return confidence
 
     def customer_row(self, customer_idx: int, row, decay) -> np.ndarray:
         return np.asarray(self.user_factors_[[customer_idx]]) @ np.asarray(self.item_factors_).T
