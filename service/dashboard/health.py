@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import struct
 import threading
 import time
 from collections import deque
@@ -132,11 +133,21 @@ class HealthHistory:
 
     def _run(self) -> None:
         while True:
-            try:
-                self.sample()
-            except Exception:  # the sampler must never die
-                log.exception("health sampler: cannot read the metrics")
+            self.sample_logged()
             time.sleep(self.interval)
+
+    def sample_logged(self) -> None:
+        """One sample; a failure is logged, never raised (the sampler must never die)."""
+        try:
+            self.sample()
+        except (struct.error, OSError) as exc:
+            # A worker that has just started may have created its metrics file but not
+            # yet written its header (prometheus_client reads 0 bytes): the next
+            # sample reads it. One line, no traceback.
+            log.warning("health sampler: a metrics file is not readable yet (%s); "
+                        "sampling again in %.0f s", exc, self.interval)
+        except Exception:
+            log.exception("health sampler: cannot read the metrics")
 
     def series(self, window: float = WINDOW, now: float | None = None) -> dict:
         """Per endpoint, one point per interval: requests/s, p50 and p99 latency (ms), error

@@ -387,3 +387,27 @@ def test_comparison_counts_what_changed(models, tmp_path):
     assert [row["overlap"] for row in result["rows"]] == pytest.approx(expected)
     assert 0.9 in expected and all("P0" not in row["b"] for row in result["rows"])
     assert result["mean_overlap"] == pytest.approx(sum(expected) / 20)
+
+
+def test_health_sampler_logs_a_half_written_metrics_file_in_one_line(tmp_path, monkeypatch,
+                                                                      caplog):
+    """A worker that has created its prometheus file but not yet written it (0 bytes) is
+    read by the others' health samplers: one warning line, no traceback, no sample; the
+    next sample, once the file is whole, is taken."""
+    import logging
+
+    from service.dashboard.health import HealthHistory
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    half = tmp_path / "counter_12345.db"
+    half.write_bytes(b"")
+    history = HealthHistory()
+    with caplog.at_level(logging.WARNING, logger="service.dashboard.health"):
+        history.sample_logged()
+    assert len(history.samples) == 0
+    [record] = [r for r in caplog.records if "health sampler" in r.getMessage()]
+    assert record.levelno == logging.WARNING and record.exc_info is None
+    assert "not readable yet" in record.getMessage()
+    half.unlink()
+    history.sample_logged()
+    assert len(history.samples) == 1
