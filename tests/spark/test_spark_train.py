@@ -254,14 +254,19 @@ def _config_file(tmp_path) -> str:
 
 
 def _children(pid: int) -> list[int]:
-    """Processes whose parent is ``pid`` (Linux /proc)."""
+    """Python workers whose parent is ``pid`` (Linux /proc). Other children are left out:
+    the JVM also runs short shell commands (Hadoop's local file system does), which are
+    not Python workers."""
     import os
 
     out = []
     for name in os.listdir("/proc"):
         try:
             with open(f"/proc/{name}/stat") as fh:
-                if int(fh.read().rsplit(")", 1)[1].split()[1]) == pid:
+                if int(fh.read().rsplit(")", 1)[1].split()[1]) != pid:
+                    continue
+            with open(f"/proc/{name}/cmdline", "rb") as fh:
+                if b"pyspark" in fh.read():
                     out.append(int(name))
         except (OSError, ValueError, IndexError):
             continue
