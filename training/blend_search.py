@@ -36,13 +36,9 @@ import scipy.sparse as sp
 from recsys.evaluation import PRIMARY, evaluate_variants
 from recsys.models import REGISTRY, ALSModel
 from recsys.models.base import top_indices_rows
-from recsys.models.ease import EASEByKind, EASEModel
-from recsys.models.ease_large import LargeEASEModel
-from recsys.models.recency import decay_weights
-from recsys.period import TrainingPeriod
-from recsys.recommender import DEFAULT_BLEND, Recommender
-from recsys.sparse import rows_matrix
-from training.config import (
+from recsys.models.ease import (
+    EASEByKind,
+    EASEModel,
     ease_dense_items,
     ease_dropouts,
     ease_exponents,
@@ -50,6 +46,11 @@ from training.config import (
     ease_head_k,
     ease_tail_neighbours,
 )
+from recsys.models.ease_large import LargeEASEModel
+from recsys.models.recency import decay_weights
+from recsys.period import TrainingPeriod
+from recsys.recommender import DEFAULT_BLEND, Recommender
+from recsys.sparse import rows_matrix
 from training.settings import EASESetting, FittedModels
 
 log = logging.getLogger(__name__)

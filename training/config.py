@@ -16,14 +16,6 @@ import tomllib
 from recsys.ann import DEFAULTS as ANN_DEFAULTS
 from recsys.exceptions import ConfigError
 from recsys.models import REGISTRY
-from recsys.models.ease import (  # noqa: F401 (the ease validators, where they were)
-    ease_dense_items,
-    ease_dropouts,
-    ease_exponents,
-    ease_half_lives,
-    ease_head_k,
-    ease_tail_neighbours,
-)
 from recsys.models.substitutes import SERVING_RULES
 
 DEFAULTS: dict = {
