@@ -73,6 +73,23 @@ def _world_usable(path: str) -> bool:
     return True
 
 
+def _open_traverse(paths) -> list:
+    """Let every user pass through the folders above ``paths`` (search bit only), as a
+    container image's layout does; returns what was changed, to be restored. A clone in a
+    ``mktemp -d`` folder (mode 0700) would otherwise hide this venv's site-packages from
+    the other user, and the served process could not import its dependencies."""
+    changed = []
+    for path in paths:
+        folder = os.path.realpath(path)
+        while folder != "/":
+            mode = stat.S_IMODE(os.stat(folder).st_mode)
+            if not mode & stat.S_IXOTH and (folder, mode) not in changed:
+                os.chmod(folder, mode | stat.S_IXOTH)
+                changed.append((folder, mode))
+            folder = os.path.dirname(folder)
+    return changed
+
+
 def _interpreter() -> str:
     """This Python, or the system's of the same minor version when this one lies where
     another user cannot reach it (e.g. under /root): the dependencies' wheels serve both."""
@@ -111,11 +128,14 @@ def installed():
                    check=True, capture_output=True, cwd=base)
     with open(os.path.join(target, "_xsell_test_deps.pth"), "w", encoding="utf-8") as fh:
         fh.write("\n".join(site.getsitepackages()) + "\n")
+    opened = _open_traverse(site.getsitepackages())
     home = os.path.join(base, "home")
     os.makedirs(home)
     os.chown(home, user.pw_uid, user.pw_gid)
     _readable(venv)
     yield {"python": python, "site": target, "base": base, "home": home, "user": user}
+    for folder, mode in reversed(opened):
+        os.chmod(folder, mode)
     for root, dirs, _ in os.walk(base):
         for name in dirs:
             _chmod(os.path.join(root, name), lambda m: m | 0o700)
