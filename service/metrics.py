@@ -116,12 +116,33 @@ class ModelCollector:
         yield since
 
 
+def worker_files_collector(registry=None):
+    """prometheus_client's multiprocess collector over the workers' files, less any file a
+    worker has created but not yet given its 8-byte header (it holds no value yet; read as
+    is, prometheus_client raises ``struct.error`` and ``/metrics`` would answer 500 while a
+    worker starts)."""
+    import glob
+
+    from prometheus_client import multiprocess as mp
+
+    class _WrittenFiles(mp.MultiProcessCollector):
+        def collect(self):
+            files = []
+            for name in glob.glob(os.path.join(self._path, "*.db")):
+                try:
+                    if os.path.getsize(name) >= 8:
+                        files.append(name)
+                except OSError:  # a dead worker's file removed since the glob
+                    continue
+            return self.merge(files, accumulate=True)
+
+    return _WrittenFiles(registry)
+
+
 def render(store) -> bytes:
     registry = CollectorRegistry()
     if multiprocess():
-        from prometheus_client import multiprocess as mp
-
-        mp.MultiProcessCollector(registry)
+        worker_files_collector(registry)
     else:
         for metric in _OWN:
             registry.register(metric)

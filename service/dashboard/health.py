@@ -31,10 +31,7 @@ _ANSWERS = "xsell_recommendations"
 
 def _families():
     if metrics.multiprocess():
-        from prometheus_client import CollectorRegistry
-        from prometheus_client import multiprocess as mp
-
-        return mp.MultiProcessCollector(CollectorRegistry()).collect()
+        return metrics.worker_files_collector().collect()
     return [family for metric in (metrics.REQUESTS, metrics.LATENCY, metrics.ANSWERS)
             for family in metric.collect()]
 

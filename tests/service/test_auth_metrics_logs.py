@@ -212,3 +212,23 @@ def test_master_warm_up_answers_everything_without_accounting(planted_models):
     assert _metric(after, count) == _metric(before, count)
     # Warm-up bypassed auth only while it ran.
     assert client.get("/v1/items/A0/also-bought").status_code == 401
+
+
+def test_metrics_skip_a_worker_file_not_yet_written(client, tmp_path, monkeypatch):
+    """Under gunicorn a starting worker creates its prometheus file before writing its
+    header; ``/metrics`` read meanwhile must still answer 200 with the other workers'
+    values (prometheus_client alone raises struct.error on the 0-byte file: a 500)."""
+    from prometheus_client.mmap_dict import MmapedDict, mmap_key
+
+    from service import metrics
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    written = MmapedDict(str(tmp_path / "counter_111.db"))
+    written.write_value(mmap_key("xsell_planted", "xsell_planted_total", [], [], "planted"),
+                        7.0, 0.0)
+    written.close()
+    (tmp_path / "counter_222.db").write_bytes(b"")
+    text = metrics.render(client.application.extensions["xsell"].store).decode()
+    assert _metric(text, "xsell_planted_total") == 7.0
+    r = client.get("/metrics")
+    assert r.status_code == 200 and "xsell_planted_total 7.0" in r.get_data(as_text=True)

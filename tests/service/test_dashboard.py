@@ -389,25 +389,30 @@ def test_comparison_counts_what_changed(models, tmp_path):
     assert result["mean_overlap"] == pytest.approx(sum(expected) / 20)
 
 
-def test_health_sampler_logs_a_half_written_metrics_file_in_one_line(tmp_path, monkeypatch,
-                                                                      caplog):
-    """A worker that has created its prometheus file but not yet written it (0 bytes) is
-    read by the others' health samplers: one warning line, no traceback, no sample; the
-    next sample, once the file is whole, is taken."""
+def test_health_sampler_logs_an_unreadable_metrics_file_in_one_line(tmp_path, monkeypatch,
+                                                                    caplog):
+    """A worker's prometheus file that cannot be read (here: truncated inside its header)
+    gives one warning line, no traceback, no sample; the next sample, once the file is
+    whole, is taken. A file not yet written at all (0 bytes: a worker starting) is skipped
+    and the sample is taken."""
     import logging
 
     from service.dashboard.health import HealthHistory
 
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
-    half = tmp_path / "counter_12345.db"
-    half.write_bytes(b"")
+    starting = tmp_path / "counter_12344.db"
+    starting.write_bytes(b"")
     history = HealthHistory()
+    history.sample_logged()
+    assert len(history.samples) == 1
+    half = tmp_path / "counter_12345.db"
+    half.write_bytes(b"\x40\x00\x00\x00\x08\x00\x00\x00\x05")  # claims 64 bytes used
     with caplog.at_level(logging.WARNING, logger="service.dashboard.health"):
         history.sample_logged()
-    assert len(history.samples) == 0
+    assert len(history.samples) == 1
     [record] = [r for r in caplog.records if "health sampler" in r.getMessage()]
     assert record.levelno == logging.WARNING and record.exc_info is None
     assert "not readable yet" in record.getMessage()
     half.unlink()
     history.sample_logged()
-    assert len(history.samples) == 1
+    assert len(history.samples) == 2
