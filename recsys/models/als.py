@@ -215,7 +215,10 @@ class ALSModel(Component):
         return confidence
 
     def customer_row(self, customer_idx: int, row, decay) -> np.ndarray:
-        return np.asarray(self.user_factors_[[customer_idx]]) @ np.asarray(self.item_factors_).T
+        # The stored factor (a 1 x f view, read through the plain array: indexing the
+        # memory map runs Python code), times the item factors.
+        user = np.asarray(self.user_factors_)[customer_idx:customer_idx + 1]
+        return user @ np.asarray(self.item_factors_).T
 
     def _similar_row(self, query: np.ndarray) -> np.ndarray:
         """``score_similar_rows`` of one binary query row: the normalised factors of the

@@ -13,7 +13,7 @@ import numpy as np
 from .. import ann
 from ..models.base import top_indices
 from ..rules import Filters, item_info
-from ..sparse import DIRECT_ROWS, BinaryRow, csr_row, row_indices, segments, sorted_distinct
+from ..sparse import DIRECT_ROWS, BinaryRow, count_row, row_indices, segments, sorted_distinct
 from .selection import Answer
 
 # Upsell: 1.1x-3x the item's price. Downsell: the mirror image (1/3 to 1/1.1 = 0.909x), so
@@ -59,12 +59,16 @@ class QueryKinds:
             answer = ann.next_best(self, customer_idx, limit, filters)
             if answer is not None:
                 return answer
-        row = csr_row(self.history, customer_idx)
+        row = count_row(self.history, customer_idx)
         weights = self._weights("next_best")
-        if row.nnz <= DIRECT_ROWS:
+        if row.nnz <= DIRECT_ROWS or self.compiled:
+            # One customer's parts from the model arrays (a customer_row per component),
+            # the same sums in the same order as the sparse products below; compiled, any
+            # history length (a customer's stored ALS factor: no fold-in). Without numba
+            # the rows are added in Python, so long histories take the sparse products.
             # The recency factors of the row, when the version has them.
             decay = None if self.history_decay is None else np.asarray(
-                csr_row(self.history_decay, customer_idx).data, dtype=np.float32)
+                count_row(self.history_decay, customer_idx).data, dtype=np.float32)
             parts = {}
             for name in weights:
                 part = self.components[name].customer_row(customer_idx, row, decay)
