@@ -561,6 +561,73 @@ def normalise_row(row):
         row[j] = row[j] / top
 
 
+@_compiled
+def woodbury_solve(y, confidence, inverse):
+    """``(B + Y'(C - I)Y)^-1 Y'c`` for ``m`` items (``y``: their factors, m x f float64,
+    ``confidence``: c) with ``inverse`` = B^-1, by the Woodbury identity
+    (``ALSModel.solve_user``): B^-1 b - W x, with b = Y'c, W = B^-1 Y' and x solving the
+    m x m system (I + (C - I) Y W) x = (C - I) W'b, by Gaussian elimination with partial
+    pivoting (LAPACK's gesv algorithm). Float64 throughout, in one call instead of a
+    dozen numpy and LAPACK calls. Returns (the vector, False) when a pivot is zero (the
+    caller falls back to numpy, which raises as before)."""
+    m, f = y.shape
+    b = np.zeros(f)
+    for i in range(m):
+        for k in range(f):
+            b[k] += y[i, k] * confidence[i]
+    w = np.zeros((f, m))  # B^-1 Y'
+    for k in range(f):
+        for i in range(m):
+            acc = 0.0
+            for j in range(f):
+                acc += inverse[k, j] * y[i, j]
+            w[k, i] = acc
+    a = np.zeros((m, m))
+    rhs = np.zeros(m)
+    for i in range(m):
+        scale = confidence[i] - 1.0
+        for j in range(m):
+            acc = 0.0
+            for k in range(f):
+                acc += y[i, k] * w[k, j]
+            a[i, j] = scale * acc + (1.0 if i == j else 0.0)
+        acc = 0.0
+        for k in range(f):
+            acc += w[k, i] * b[k]
+        rhs[i] = scale * acc
+    out = np.zeros(f)
+    for col in range(m):  # elimination, partial pivoting
+        pivot = col
+        for r in range(col + 1, m):
+            if abs(a[r, col]) > abs(a[pivot, col]):
+                pivot = r
+        if a[pivot, col] == 0.0:
+            return out, False
+        if pivot != col:
+            for j in range(m):
+                a[col, j], a[pivot, j] = a[pivot, j], a[col, j]
+            rhs[col], rhs[pivot] = rhs[pivot], rhs[col]
+        for r in range(col + 1, m):
+            factor = a[r, col] / a[col, col]
+            for j in range(col, m):
+                a[r, j] -= factor * a[col, j]
+            rhs[r] -= factor * rhs[col]
+    x = np.zeros(m)
+    for i in range(m - 1, -1, -1):
+        acc = rhs[i]
+        for j in range(i + 1, m):
+            acc -= a[i, j] * x[j]
+        x[i] = acc / a[i, i]
+    for k in range(f):
+        acc = 0.0
+        for j in range(f):
+            acc += inverse[k, j] * b[j]
+        for i in range(m):
+            acc -= w[k, i] * x[i]
+        out[k] = acc
+    return out, True
+
+
 def readonly(array) -> np.ndarray:
     """A plain, read-only view (of a memory-mapped array too): the model arrays always
     reach :func:`select` with one type, so one compiled version serves them all."""
@@ -601,3 +668,4 @@ def warm() -> None:
     copy_row(readonly(np.ones(3, dtype=np.bool_)))
     sum_dense_rows(readonly(np.ones((3, 3), dtype=np.float32)),
                    np.asarray([0, 2], dtype=np.int64), np.ones(2, dtype=np.float32))
+    woodbury_solve(np.ones((2, 3)), np.ones(2), readonly(np.eye(3)))

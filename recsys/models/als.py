@@ -16,6 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.linalg.lapack import dpotrf, dpotrs
 
+from .. import fastpath
 from ..exceptions import ConfigError
 from ..sparse import as_csr
 from .base import Component, check_fitted
@@ -275,7 +276,15 @@ class ALSModel(Component):
             return np.linalg.solve(self.base_matrix() + (y.T * (confidence - 1.0)) @ y, b)
         inverse = self._base_inverse
         if inverse is None:
-            inverse = self._base_inverse = np.linalg.inv(self.base_matrix())
+            inverse = np.linalg.inv(self.base_matrix())
+            inverse.flags.writeable = False
+            self._base_inverse = inverse
+        if fastpath.available():  # the same arithmetic in one compiled call
+            vector, ok = fastpath.woodbury_solve(
+                fastpath.readonly(np.asarray(y, dtype=np.float64)),
+                fastpath.readonly(np.asarray(confidence, dtype=np.float64)), inverse)
+            if ok:
+                return vector
         w = inverse @ y.T  # B^-1 Y'
         scale = confidence - 1.0
         small = np.eye(m) + scale[:, None] * (y @ w)  # I + (C - I) Y B^-1 Y'

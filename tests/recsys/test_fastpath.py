@@ -256,3 +256,28 @@ def test_counting_from_the_evidence_side_gives_the_same_answer(min_support):
     for got, want in zip(*answers, strict=True):
         np.testing.assert_array_equal(got, want)
     assert len(answers[0][0])  # some candidates pass the floor
+
+
+def test_woodbury_solve_is_the_least_squares_and_stops_on_a_zero_pivot():
+    """The compiled Woodbury fold-in equals the direct solve of (B + Y'(C - I)Y) u = Y'c
+    (to float64 rounding; float32 vectors equal), and reports a zero pivot instead of
+    dividing by it."""
+    rng = np.random.default_rng(3)
+    f = 8
+    base = rng.normal(size=(40, f))
+    b_matrix = base.T @ base + 0.05 * np.eye(f)
+    inverse = fastpath.readonly(np.linalg.inv(b_matrix))
+    for m in (1, 2, 5, 7):
+        y = rng.normal(size=(m, f))
+        confidence = rng.uniform(2.0, 12.0, size=m)
+        want = np.linalg.solve(b_matrix + (y.T * (confidence - 1.0)) @ y, y.T @ confidence)
+        got, ok = fastpath.woodbury_solve(fastpath.readonly(y), fastpath.readonly(confidence),
+                                          inverse)
+        assert ok
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+        assert np.array_equal(got.astype(np.float32), want.astype(np.float32))
+    # C - I = -1 on both items and Y B^-1 Y' = I: the m x m system is all zeros.
+    y = np.eye(2, f)
+    _, ok = fastpath.woodbury_solve(fastpath.readonly(y), fastpath.readonly(np.zeros(2)),
+                                    fastpath.readonly(np.eye(f)))
+    assert not ok
