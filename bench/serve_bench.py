@@ -44,8 +44,13 @@ UNCACHED_POST_TARGET = 0.6
 MIX_P99_TARGET = 2.0
 # The storefront mix (issue 20): share of requests per kind.
 MIX = {"also-bought": 0.60, "basket": 0.25, "next-best": 0.10, "next-best-history": 0.05}
-MIX_REQUESTS = 20_000  # the wrk script's cycle
-MIX_CARTS = 4_000  # distinct carts the basket POSTs draw from (Zipf over them)
+# The mix is one stream of requests: a warm-up prefix played once, in order, before the
+# measured runs, which then go on through the rest of the stream, each run where the
+# last stopped (none replays a request it measured: wrk cycling over one short list
+# would make every request a cache hit).
+MIX_WARMUP = 20_000
+MIX_WINDOW = 80_000  # more than the measured runs of one server take
+CART_REPEAT = 0.73  # share of basket POSTs repeating an earlier cart (Simon's model)
 ZIPF_S = 1.0
 FILTERED_TARGET = 0.8  # filtered also-bought vs the same endpoint unfiltered (issue 5)
 # The issue's targets name also-bought, basket and next-best; next-best-history (the POST
@@ -182,8 +187,11 @@ class Gunicorn:
         self.log.close()
 
 
-def lua_script(path: str, requests: list[tuple[str, str, str | None]], headers: dict) -> None:
-    """A wrk script cycling through (method, path, body) requests."""
+def lua_script(path: str, requests: list[tuple[str, str, str | None]], headers: dict,
+               stream: bool = False) -> None:
+    """A wrk script cycling through (method, path, body) requests, from a random point;
+    with ``stream``, in order from the position given as wrk's script argument
+    (``-- START``)."""
     lines = ["local reqs = {}"]
     for method, url, body in requests:
         hdrs = dict(headers)
@@ -193,23 +201,34 @@ def lua_script(path: str, requests: list[tuple[str, str, str | None]], headers: 
         lua_body = "nil" if body is None else json.dumps(body)
         lines.append(f"reqs[#reqs + 1] = wrk.format({json.dumps(method)}, {json.dumps(url)}, "
                      f"{{{lua_headers}}}, {lua_body})")
+    if stream:
+        lines += [
+            "local n = 0",
+            "init = function(args)",
+            "  n = tonumber(args[1] or 0)",
+            "end",
+        ]
+    else:
+        lines += [
+            # Each wrk run starts at a random point of the cycle (runs are shorter than it).
+            "math.randomseed(os.time() * 1000 + math.floor(os.clock() * 1e6))",
+            "local n = math.random(0, #reqs - 1)",
+        ]
     lines += [
-        # Each wrk run starts at a random point of the cycle (runs are shorter than it).
-        "math.randomseed(os.time() * 1000 + math.floor(os.clock() * 1e6))",
-        "local n = math.random(0, #reqs - 1)",
         "request = function()",
         "  n = n + 1",
-        "  return reqs[(n % #reqs) + 1]",
+        "  return reqs[((n - 1) % #reqs) + 1]",
         "end",
     ]
     with open(path, "w") as fh:
         fh.write("\n".join(lines) + "\n")
 
 
-def wrk(port: int, script: str, duration: float, connections: int, threads: int) -> dict:
+def wrk(port: int, script: str, duration: float, connections: int, threads: int,
+        args=()) -> dict:
     out = subprocess.run(
         ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency",
-         "-s", script, f"http://127.0.0.1:{port}"],
+         "-s", script, f"http://127.0.0.1:{port}", *(["--", *map(str, args)] if args else [])],
         capture_output=True, text=True, timeout=duration + 60, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     total = int(re.search(r"(\d+) requests in", out).group(1))
@@ -220,6 +239,40 @@ def wrk(port: int, script: str, duration: float, connections: int, threads: int)
     return {"rps": rps, "requests": total, "p99_ms": float(p99.group(1)) * scale,
             "non_2xx": int(errors.group(1)) if errors else 0,
             "socket_errors": socket_errors.group(1) if socket_errors else ""}
+
+
+def play(port: int, requests: list[tuple[str, str, str | None]], connections: int) -> int:
+    """Send ``requests`` once, in order, over ``connections`` keep-alive connections (a
+    warm-up: wrk cannot stop after a number of requests). Returns the non-2xx count."""
+    import http.client
+    import threading
+
+    lock, position, errors = threading.Lock(), [0], [0]
+
+    def client():
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        while True:
+            with lock:
+                k = position[0]
+                position[0] += 1
+            if k >= len(requests):
+                break
+            method, path, body = requests[k]
+            conn.request(method, path, body=body, headers={"Content-Type": "application/json"}
+                         if body is not None else {})
+            resp = conn.getresponse()
+            resp.read()
+            if resp.status >= 300:
+                with lock:
+                    errors[0] += 1
+        conn.close()
+
+    threads = [threading.Thread(target=client) for _ in range(connections)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors[0]
 
 
 def cache_lookups(port: int) -> dict[str, float]:
@@ -323,12 +376,25 @@ def zipf_weights(n: int, s: float = ZIPF_S):
     return weights / weights.sum()
 
 
-def storefront_mix(models: str, seed: int = 0) -> tuple[list, dict]:
-    """The storefront mix: 60% also-bought GETs over items drawn Zipf by popularity rank,
-    25% basket POSTs over carts drawn Zipf from a pool (cart items themselves Zipf-popular,
-    given in shuffled order, sometimes with a repeat: the cache keys on the canonical
-    cart), 10% next-best GETs over customers, 5% history POSTs (customers' real
-    histories, uniform). Returns the requests (one wrk cycle) and their facts."""
+def storefront_mix(models: str, seed: int = 0) -> tuple[list, list, dict]:
+    """The storefront mix as one stream of MIX_WARMUP + MIX_WINDOW requests: 60%
+    also-bought GETs over items drawn Zipf by popularity rank, 25% basket POSTs, 10%
+    next-best GETs over known customers, 5% history POSTs (customers' real histories).
+
+    Carts follow Simon's model: a basket POST repeats an earlier one's cart (picked
+    uniformly among the earlier basket POSTs, so in proportion to how often each cart
+    came so far: a Zipf-like popularity) with probability CART_REPEAT, else it brings a
+    new cart of 1-4 Zipf-popular items. So the share of repeated carts is CART_REPEAT in
+    every part of the stream, however long the service has run; a fixed pool of carts
+    would instead make every cart a repeat after enough traffic. Cart items come in
+    shuffled order, sometimes with a repeat (the cache keys on the canonical cart).
+    Customers (next-best GETs and history POSTs) each come once, in a seeded random
+    order, before any comes back: no known customer returns within the bench's traffic
+    (the hardest case for the cache). Items are the catalogue's, so product pages do
+    repeat more the longer the stream runs, as on a real shop.
+
+    Returns the requests, each request's answer-cache key (what the service keys on:
+    the item, the canonical cart or history, the customer) and the stream's facts."""
     import numpy as np
 
     from recsys.artifacts import load_version
@@ -341,46 +407,93 @@ def storefront_mix(models: str, seed: int = 0) -> tuple[list, dict]:
     ranked = ranked[counts[ranked] > 0]
     ids = [rec.items.id_of(int(i)) for i in ranked]
     item_p = zipf_weights(len(ids))
-    pool = []
-    for _ in range(MIX_CARTS):
-        size = int(rng.integers(1, 5))
-        pool.append(sorted(set(rng.choice(len(ids), size=size, p=item_p).tolist())))
-    cart_p = zipf_weights(len(pool))
-    kinds = rng.choice(list(MIX), size=MIX_REQUESTS, p=list(MIX.values()))
-    reqs, seen_carts, repeats, n_carts = [], set(), 0, 0
-    seen_items, item_repeats, n_items = set(), 0, 0
-    for kind in kinds:
+    n = MIX_WARMUP + MIX_WINDOW
+    kinds = rng.choice(list(MIX), size=n, p=list(MIX.values()))
+    items = rng.choice(len(ids), size=n, p=item_p)  # the also-bought GETs' items
+    next_best_order = rng.permutation(len(rec.customers))
+    history_order = rng.permutation(len(rec.customers))
+    reqs, keys, carts, cart_keys = [], [], [], set()
+    n_next_best = n_history = 0
+    for k, kind in enumerate(kinds):
         if kind == "also-bought":
-            item = ids[int(rng.choice(len(ids), p=item_p))]
-            item_repeats += item in seen_items
-            seen_items.add(item)
-            n_items += 1
+            item = ids[int(items[k])]
+            key = ("also-bought", item)
             reqs.append(("GET", f"/v1/items/{quote(item)}/also-bought", None))
         elif kind == "basket":
-            c = int(rng.choice(len(pool), p=cart_p))
-            repeats += c in seen_carts
-            seen_carts.add(c)
-            n_carts += 1
-            cart = [ids[i] for i in pool[c]]
-            rng.shuffle(cart)
-            if len(cart) > 1 and rng.random() < 0.2:
-                cart.append(cart[0])  # the same product added twice
-            reqs.append(("POST", "/v1/recommendations/basket", json.dumps({"items": cart})))
+            if carts and rng.random() < CART_REPEAT:
+                cart = carts[int(rng.integers(len(carts)))]
+            else:
+                while True:  # a cart no one brought before
+                    cart = tuple(sorted(set(rng.choice(len(ids), size=int(rng.integers(1, 5)),
+                                                       p=item_p).tolist())))
+                    if cart not in cart_keys:
+                        break
+                cart_keys.add(cart)
+            carts.append(cart)
+            key = ("basket", cart)
+            body = [ids[i] for i in cart]
+            rng.shuffle(body)
+            if len(body) > 1 and rng.random() < 0.2:
+                body.append(body[0])  # the same product added twice
+            reqs.append(("POST", "/v1/recommendations/basket", json.dumps({"items": body})))
         elif kind == "next-best":
-            c = int(rng.integers(len(rec.customers)))
+            c = int(next_best_order[n_next_best % len(next_best_order)])
+            n_next_best += 1
+            key = ("next-best", c)
             reqs.append(("GET", f"/v1/customers/{quote(rec.customers.id_of(c))}"
                                 "/next-best-products", None))
         else:
-            c = int(rng.integers(len(rec.customers)))
+            c = int(history_order[n_history % len(history_order)])
+            n_history += 1
             row = rec.history.indices[rec.history.indptr[c]:rec.history.indptr[c + 1]]
             history = [rec.items.id_of(int(i)) for i in row[:20]]
+            key = ("history", tuple(sorted(set(history))))
             reqs.append(("POST", "/v1/recommendations/next-best",
                          json.dumps({"history": history})))
-    facts = {"requests": len(reqs), "items": len(ids), "carts": len(pool),
-             "cart_repeat_share": repeats / max(n_carts, 1),
-             "item_repeat_share": item_repeats / max(n_items, 1),
+        keys.append(key)
+    facts = {"requests": len(reqs), "items": len(ids), "customers": len(rec.customers),
              "shares": {k: float(np.mean(kinds == k)) for k in MIX}}
-    return reqs, facts
+    return reqs, keys, facts
+
+
+def repeat_shares(keys: list, start: int, end: int) -> dict[str, float]:
+    """Per request kind and in all: the share of requests ``start:end`` of the stream
+    whose answer-cache key came earlier in the stream (what one shared, unbounded cache
+    would hit)."""
+    seen = set(keys[:start])
+    repeats, totals = {}, {}
+    for key in keys[start:end]:
+        kind = key[0]
+        totals[kind] = totals.get(kind, 0) + 1
+        repeats[kind] = repeats.get(kind, 0) + (key in seen)
+        seen.add(key)
+    out = {kind: repeats[kind] / totals[kind] for kind in totals}
+    out["all"] = sum(repeats.values()) / max(sum(totals.values()), 1)
+    return out
+
+
+def simulated_hits(keys: list, start: int, end: int, workers: int, capacity: int,
+                   seed: int = 0) -> float:
+    """The hit share expected on requests ``start:end`` with one least-recently-used
+    cache of ``capacity`` entries per gunicorn worker, each request of the stream (the
+    warm-up included) going to a worker at random (wrk's connections are spread over
+    the workers)."""
+    import random
+    from collections import OrderedDict
+
+    pick = random.Random(seed)
+    caches = [OrderedDict() for _ in range(workers)]
+    hits = 0
+    for k, key in enumerate(keys[:end]):
+        cache = caches[pick.randrange(workers)]
+        if key in cache:
+            cache.move_to_end(key)
+            hits += k >= start
+        else:
+            cache[key] = None
+            if len(cache) > capacity:
+                cache.popitem(last=False)
+    return hits / max(end - start, 1)
 
 
 def measure_swap(models: str, log: str) -> dict:
@@ -486,14 +599,27 @@ def main() -> int:
         keyed = start("service.wsgi:app", {**base_env, "XSELL_ACCESS_LOG": "false",
                                            "XSELL_API_KEYS": keys})
         fixed = start("serve_bench:precomputed_app()", base_env)
+        # The storefront mix's own service and fixed app: they get the mix's stream and
+        # nothing else (no other row's requests in their answer caches).
+        mix_service = start("service.wsgi:app", base_env)
+        mix_fixed = start("serve_bench:precomputed_app()", base_env)
         reqs = endpoint_requests(items, customers, baskets, categories)
-        reqs["mix"], mix_facts = storefront_mix(models)
-        print(f"storefront mix: {mix_facts['requests']} requests per cycle, shares "
+        stream, stream_keys, mix_facts = storefront_mix(models)
+        reqs["mix"] = stream[MIX_WARMUP:]  # the constant app cycles over the window
+        from service.config import DEFAULTS  # (query_ids put the repository on the path)
+
+        cache_size = int(DEFAULTS["ANSWER_CACHE"])  # entries per worker, as the servers run
+        warm_shares = repeat_shares(stream_keys, 0, MIX_WARMUP)
+        print(f"storefront mix: one stream of {mix_facts['requests']} requests, shares "
               + ", ".join(f"{k} {v:.0%}" for k, v in mix_facts["shares"].items())
-              + f"; Zipf (s={ZIPF_S:g}) over {mix_facts['items']} items by popularity and "
-              f"{mix_facts['carts']} carts; {mix_facts['cart_repeat_share']:.0%} of basket "
-              f"POSTs repeat an earlier cart, {mix_facts['item_repeat_share']:.0%} of "
-              "also-bought GETs an earlier item", flush=True)
+              + f"; also-bought Zipf (s={ZIPF_S:g}) over {mix_facts['items']} items by "
+              f"popularity; carts: Simon's model, {CART_REPEAT:.0%} of basket POSTs repeat an "
+              f"earlier cart; {mix_facts['customers']} customers, each once before any "
+              f"returns. Warm-up: the first {MIX_WARMUP} requests played once, in order, to "
+              "each mix server before its measured runs (repeats within the warm-up: "
+              + ", ".join(f"{k} {v:.0%}" for k, v in warm_shares.items()) + "); the "
+              "measured runs go on through the rest of the stream, never replaying a "
+              "request", flush=True)
         scripts = {}
         # The constant app gets the very requests of the endpoint it is compared with
         # (same method, path and body; it ignores them), so both pay the same HTTP work.
@@ -503,13 +629,22 @@ def main() -> int:
             lua_script(scripts[name], rs, {})
         scripts["keyed"] = os.path.join(work, "keyed.lua")
         lua_script(scripts["keyed"], reqs["also-bought"], {"X-API-Key": "bench-key-1"})
+        scripts["mix"] = os.path.join(work, "mix-stream.lua")
+        lua_script(scripts["mix"], stream, {}, stream=True)
+        # Where each mix server is in the stream: after the warm-up, each measured run
+        # starts where the last stopped (skipping the requests wrk may have had in flight).
+        cursor = {}
 
         def measure(server, script):
             """wrk's figures plus the server's CPU time per request (master + workers):
             less sensitive than throughput to other work on the machine."""
             cpu = server.cpu_seconds()
-            res = wrk(server.port, script, args.duration, args.connections, args.wrk_threads)
+            stream_args = (cursor[server.port],) if script == scripts["mix"] else ()
+            res = wrk(server.port, script, args.duration, args.connections, args.wrk_threads,
+                      stream_args)
             res["cpu_ms"] = (server.cpu_seconds() - cpu) / max(res["requests"], 1) * 1e3
+            if stream_args:
+                cursor[server.port] += res["requests"] + args.connections
             return res
 
         for server, script in [(const, "constant"), (service, "also-bought"),
@@ -517,10 +652,19 @@ def main() -> int:
                                (keyed, "keyed")]:
             wrk(server.port, scripts[script], 1.0, args.connections, args.wrk_threads)
         for name in reqs:  # warm every endpoint (caches, lazily built parts)
-            wrk(service.port, scripts[name], 1.0, args.connections, args.wrk_threads)
-            wrk(uncached.port, scripts[name], 1.0, args.connections, args.wrk_threads)
-        for name in ("basket", "next-best-history", "mix"):
+            if name != "mix":
+                wrk(service.port, scripts[name], 1.0, args.connections, args.wrk_threads)
+                wrk(uncached.port, scripts[name], 1.0, args.connections, args.wrk_threads)
+        for name in ("basket", "next-best-history"):
             wrk(fixed.port, scripts[name], 1.0, args.connections, args.wrk_threads)
+        for server in (mix_service, mix_fixed):  # the mix's warm-up prefix, once, in order
+            start_time = time.perf_counter()
+            failed = play(server.port, stream[:MIX_WARMUP], args.connections)
+            if failed:
+                raise RuntimeError(f"the mix warm-up had {failed} failed requests")
+            cursor[server.port] = MIX_WARMUP
+            print(f"mix warm-up: {MIX_WARMUP} requests in "
+                  f"{time.perf_counter() - start_time:.1f} s", flush=True)
 
         def compare(server, script):
             """Median over rounds of (rps, p99, CPU per request) relative to the constant
@@ -542,8 +686,8 @@ def main() -> int:
         print()
         # Each issue-20 row with its ceiling ('fixed': the same requests to the service
         # whose model answers are computed in advance, everything else as served).
-        rows = [("storefront mix", service, "mix"),
-                ("storefront mix, fixed", fixed, "mix"),
+        rows = [("storefront mix", mix_service, "mix"),
+                ("storefront mix, fixed", mix_fixed, "mix"),
                 ("basket, cache off", uncached, "basket"),
                 ("basket, answer fixed", fixed, "basket"),
                 ("next-best-history, cache off", uncached, "next-best-history"),
@@ -561,10 +705,12 @@ def main() -> int:
               "ceiling of any model-side speed-up.")
         for label, server, script in rows:
             lookups = cache_lookups(server.port) if script == "mix" else None
+            begin = cursor.get(server.port)
             ratio, p99_ratio, cpu_ratio, res, ref, errors = compare(server, script)
             uncached_post = server is uncached and script in ("basket", "next-best-history")
             target = UNCACHED_POST_TARGET if uncached_post else TARGETS[script]
-            diagnostic = ("cache off" in label and not uncached_post) or server is fixed
+            diagnostic = ("cache off" in label and not uncached_post) or \
+                server in (fixed, mix_fixed)
             line = (f"{label:<26} {res['rps']:7.0f} req/s  p99 {res['p99_ms']:7.2f} ms "
                     f"cpu {res['cpu_ms']:.3f} ms | constant {ref['rps']:7.0f} req/s  p99 "
                     f"{ref['p99_ms']:6.2f} ms cpu {ref['cpu_ms']:.3f} ms | throughput "
@@ -581,8 +727,20 @@ def main() -> int:
             if lookups is not None:  # how much of the mix ran the model
                 after = cache_lookups(server.port)
                 hits, misses = (after[k] - lookups[k] for k in ("hit", "miss"))
-                line += (f"  [answer cache during these runs: {hits / max(hits + misses, 1):.0%}"
-                         f" hits of {hits + misses:.0f} lookups]")
+                end = cursor[server.port]
+                if end > len(stream):
+                    line += "  STREAM WRAPPED (raise MIX_WINDOW)"
+                    ok = False
+                end = min(end, len(stream))
+                shares = repeat_shares(stream_keys, begin, end)
+                expected = simulated_hits(stream_keys, begin, end, workers, cache_size)
+                line += (f"\n    answer cache during these runs: {hits / max(hits + misses, 1):.0%}"
+                         f" hits of {hits + misses:.0f} lookups; expected {expected:.0%} "
+                         f"(simulated: {workers} workers, each its own LRU cache of "
+                         f"{cache_size}, requests spread at random), {shares['all']:.0%} "
+                         f"with one shared cache. Stream requests {begin}-{end}; repeats "
+                         "of an earlier request: " + ", ".join(
+                             f"{k} {v:.0%}" for k, v in shares.items() if k != "all"))
             print(line, flush=True)
         if args.mix_only:
             print("\nall targets met" if ok else "\nSOME TARGETS MISSED")
