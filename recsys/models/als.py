@@ -271,9 +271,9 @@ class ALSModel(Component):
         so they agree to the bit.
         """
         m, f = y.shape
-        b = y.T @ confidence
         if m >= f:
-            return np.linalg.solve(self.base_matrix() + (y.T * (confidence - 1.0)) @ y, b)
+            return np.linalg.solve(self.base_matrix() + (y.T * (confidence - 1.0)) @ y,
+                                   y.T @ confidence)
         inverse = self._base_inverse
         if inverse is None:
             inverse = np.linalg.inv(self.base_matrix())
@@ -285,6 +285,7 @@ class ALSModel(Component):
                 fastpath.readonly(np.asarray(confidence, dtype=np.float64)), inverse)
             if ok:
                 return vector
+        b = y.T @ confidence
         w = inverse @ y.T  # B^-1 Y'
         scale = confidence - 1.0
         small = np.eye(m) + scale[:, None] * (y @ w)  # I + (C - I) Y B^-1 Y'

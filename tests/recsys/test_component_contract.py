@@ -36,7 +36,7 @@ from recsys.models import (
     SubstituteModel,
 )
 from recsys.models.base import FULL, HOLDOUT, NEEDS, Component, FitContext
-from recsys.sparse import binary, rows_matrix
+from recsys.sparse import binary, count_row, rows_matrix
 
 N_PAIRS, N_ITEMS, N_CUSTOMERS = 6, 12, 72
 BEST_SELLER = 10
@@ -270,16 +270,22 @@ def test_one_query_forms_equal_the_batch_forms(name, fitted, data):
             np.testing.assert_array_equal(
                 np.broadcast_to(one, (1, N_ITEMS)),
                 np.broadcast_to(raw.toarray() if sp.issparse(raw) else raw, (1, N_ITEMS)))
-    for c in (0, 7):
-        row = customer_items[c]
-        for d in (None, decay):
-            one = component.customer_row(c, row, None if d is None else
-                                         np.asarray(d[c].data, dtype=np.float32))
-            raw = component.customer_scores(np.asarray([c]), customer_items, d)
-            if one is not None:
-                np.testing.assert_array_equal(
-                    np.broadcast_to(one, (1, N_ITEMS)),
-                    np.broadcast_to(raw.toarray() if sp.issparse(raw) else raw, (1, N_ITEMS)))
+    # Known customers: the row as a CSR matrix and as the recommender's light CountRow;
+    # and a full history, every item with counts 1-3 (next-best takes customer_row for
+    # any history length when compiled).
+    long = sp.csr_matrix(np.tile(np.arange(1, N_ITEMS + 1, dtype=np.float32) % 3 + 1,
+                                 (customer_items.shape[0], 1)))
+    for history, c in ((customer_items, 0), (customer_items, 7), (long, 7)):
+        for row in (history[c], count_row(history, c)):
+            for d in (None, decay if history is customer_items else None):
+                one = component.customer_row(c, row, None if d is None else
+                                             np.asarray(d[c].data, dtype=np.float32))
+                raw = component.customer_scores(np.asarray([c]), history, d)
+                if one is not None:
+                    np.testing.assert_array_equal(
+                        np.broadcast_to(one, (1, N_ITEMS)),
+                        np.broadcast_to(raw.toarray() if sp.issparse(raw) else raw,
+                                        (1, N_ITEMS)))
 
 
 def _is_memory_mapped(array: np.ndarray) -> bool:
