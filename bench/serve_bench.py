@@ -562,6 +562,11 @@ def main() -> int:
                         help="only the issue-20 rows: the storefront mix and the uncached "
                              "basket and history POSTs")
     args = parser.parse_args()
+    if args.wrk_threads != 1:
+        # Each wrk thread would play the mix's stream from the same position (repeats).
+        print("--wrk-threads: the storefront mix's stream is played by one wrk thread",
+              file=sys.stderr)
+        return 2
     if shutil.which("wrk") is None:
         print("wrk is not installed: run scripts/bench-deps.sh", file=sys.stderr)
         return 2
