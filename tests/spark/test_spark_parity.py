@@ -94,6 +94,41 @@ def test_copurchase_every_order_its_own_customer(spark, planted, tmp_path):
     assert np.array_equal(got.support_.data, want.support_.data)
 
 
+def test_substitutes_from_spark_basket_pairs_identical(spark, both):
+    """Substitutes fitted from Spark's basket pairs, counted for the pairs they score
+    only (one category, priced items), are those fitted from the orders (local)."""
+    from recsys.models.substitutes import SubstituteModel
+
+    local, _, remote, _ = both
+    n = len(local.items)
+    rng = np.random.default_rng(0)
+    category = rng.integers(-1, 3, n)  # three categories, and items without one
+    price = local.item_prices().astype(np.float64)
+    price[rng.random(n) < 0.2] = np.nan
+    params = {"als_weight": 0.0, "min_similarity": 0.0, "max_basket_share": 1.0}
+    want = SubstituteModel(**params).fit(local.customer_items(), local.order_items(), None,
+                                         category, price)
+    asked = []
+
+    def baskets(groups):
+        asked.append(groups)
+        return models.basket_pairs(remote.lines, n, groups)
+
+    got = SubstituteModel(**params).fit(local.customer_items(), None, None, category, price,
+                                        basket_counts=baskets)
+    assert want.similarity_.nnz > 0 and want.basket_support_.data.max() > 0
+    for name in ("similarity_", "support_", "basket_support_"):
+        a, b = getattr(got, name), getattr(want, name)
+        assert np.array_equal(a.indptr, b.indptr) and np.array_equal(a.indices, b.indices)
+        np.testing.assert_array_equal(a.data, b.data)
+    # Only pairs within one scored group crossed to the driver, fewer than all of them.
+    (groups,) = asked
+    counted = models.basket_pairs(remote.lines, n, groups)
+    i, j = counted.nonzero()
+    assert (groups[i] >= 0).all() and (groups[i] == groups[j]).all()
+    assert 0 < counted.nnz < models.basket_pairs(remote.lines, n).nnz
+
+
 @pytest.mark.parametrize("half_life,size_exponent", [(0.0, 0.0), (30.0, 0.5)])
 def test_ease_gram_matches_local(spark, both, half_life, size_exponent):
     local, _, remote, _ = both

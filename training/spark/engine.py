@@ -160,9 +160,9 @@ class SparkEngine:
                 table = frame.toArrow() if hasattr(frame, "toArrow") else _arrow(frame)
             # Item metadata is catalogue-sized: validated by the local reader's rules.
             cat, cat_report = read_catalog(catalog, catalog_columns, strict=strict, table=table)
-        def basket_pairs():
+        def basket_pairs(groups=None):
             with self.steps.stage("substitutes' basket pairs"), spark_errors("training"):
-                return models.basket_pairs(data.lines, len(data.items))
+                return models.basket_pairs(data.lines, len(data.items), groups)
 
         data.basket_pairs = basket_pairs
         return data, report, cat, cat_report
