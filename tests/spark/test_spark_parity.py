@@ -11,6 +11,7 @@ from recsys.models.ease import EASEModel
 from recsys.models.recency import order_decay
 from training.spark import models
 from training.spark.engine import holdout_queries, split_lines
+from training.spark.frames import collect_arrays
 from training.spark.reader import read_orders_spark
 
 
@@ -38,6 +39,24 @@ def test_report_and_vocabularies_match(both):
 
 def test_split_and_holdout_queries_match(spark, both):
     local, _, remote, _ = both
+    _assert_split_and_queries_match(spark, local, remote)
+
+
+def test_random_split_without_timestamps_matches(spark, planted, tmp_path):
+    """No timestamps: the local engine's seeded draw of orders, not another random 20%."""
+    import pyarrow.csv as pacsv
+
+    table = pacsv.read_csv(planted[0]).drop(["timestamp"])
+    path = str(tmp_path / "no_timestamps.csv")
+    pacsv.write_csv(table, path)
+    local, _ = read_orders(path)
+    remote, _ = read_orders_spark(spark, path)
+    assert local.timestamp is None and remote.timestamp is None
+    s = _assert_split_and_queries_match(spark, local, remote)
+    assert s.method == "random" and 0.15 < s.test.mean() < 0.25
+
+
+def _assert_split_and_queries_match(spark, local, remote):
     s = split(local)
     ss, train, test = split_lines(remote, 0.15)
     assert (ss.method, ss.cutoff) == (s.method, s.cutoff)
@@ -56,6 +75,10 @@ def test_split_and_holdout_queries_match(spark, both):
         for a, b in zip(got.basket_queries, want.basket_queries, strict=True):
             assert np.array_equal(a, b)
         assert len(want.nb_customers) > 0
+    test_orders = np.unique(local.order_idx[s.test])
+    got_orders = np.sort(collect_arrays(test.select("o").distinct(), ["o"], "test orders")["o"])
+    assert np.array_equal(got_orders, test_orders)
+    return s
 
 
 @pytest.mark.parametrize("params", [
