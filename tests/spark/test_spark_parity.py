@@ -10,9 +10,10 @@ from recsys.models import CoPurchaseModel
 from recsys.models.ease import EASEModel
 from recsys.models.recency import order_decay
 from training.spark import models
-from training.spark.engine import holdout_queries, split_lines
+from training.spark.engine import holdout_queries, holdout_summary, split_lines
 from training.spark.frames import collect_arrays
 from training.spark.reader import read_orders_spark
+from training.validation import holdout_split
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +76,11 @@ def _assert_split_and_queries_match(spark, local, remote):
         for a, b in zip(got.basket_queries, want.basket_queries, strict=True):
             assert np.array_equal(a, b)
         assert len(want.nb_customers) > 0
+        # The manifest's holdout report counts the queries before the sample, as local.
+        report = holdout_summary(ss, got, 0)
+        _, _, local_report = holdout_split(local, 0.15, min_queries=0)
+        for key in ("next_best_customers", "item_query_baskets", "train_lines", "test_lines"):
+            assert report[key] == local_report[key], key
     test_orders = np.unique(local.order_idx[s.test])
     got_orders = np.sort(collect_arrays(test.select("o").distinct(), ["o"], "test orders")["o"])
     assert np.array_equal(got_orders, test_orders)

@@ -332,7 +332,7 @@ def holdout_summary(s: SparkSplit, eval_data, min_queries: int) -> dict:
     queries of a kind (leave-last-out, held-out lines grouped into visits,
     line-by-line exports regrouped into visits) are not carried over: the
     report says so instead."""
-    nb, n_item = int(len(eval_data.nb_customers)), int(len(eval_data.basket_targets))
+    nb, n_item = (int(n) for n in eval_data.candidates)  # before the sample, as local
     scheme = "; ".join(s.scheme)
     if n_item < min_queries:
         scheme += (f" ({n_item} item queries, fewer than {min_queries}: the local engine's "
