@@ -105,6 +105,9 @@ class EvalData:
     # (recsys.exposure); None: no exposure measures.
     head: np.ndarray | None = None
     sellers: np.ndarray | None = None
+    # Queries of each kind before the max_queries sample: (next-best customers, orders
+    # of two or more items); the holdout report counts these.
+    candidates: tuple[int, int] = (0, 0)
 
     def next_best_only(self) -> EvalData:
         """The same split with the next-best queries only (item queries dropped)."""
@@ -157,6 +160,7 @@ def sample_eval_data(hist: sp.csr_matrix, active: np.ndarray | None, new_rows, o
 
     nb_customers = np.zeros(0, dtype=np.int64)
     nb_truth = sp.csr_matrix((0, hist.shape[1]), dtype=np.float32)
+    candidates = (0 if active is None else len(active), len(order_rows))
     if active is not None:
         nb_customers = np.asarray(active, dtype=np.int64)
         if max_queries and len(nb_customers) > max_queries:
@@ -189,7 +193,7 @@ def sample_eval_data(hist: sp.csr_matrix, active: np.ndarray | None, new_rows, o
         nb_truth=nb_truth, basket_queries=basket_queries, basket_targets=targets,
         also_queries=also, unknown_targets=int((~known[targets]).sum()) if len(targets) else 0,
         catalogue_queries=catalogue if len(rows) else np.zeros(0, dtype=np.int64),
-        head=head_items(buyers), sellers=best_sellers(buyers),
+        head=head_items(buyers), sellers=best_sellers(buyers), candidates=candidates,
     )
 
 

@@ -14,13 +14,16 @@ python3 -m venv .venv
 export OPENBLAS_NUM_THREADS=1
 # Debian packages the tests drive: nginx (tests/reliability runs the shipped
 # reverse-proxy config), chromium + its chromedriver (the dashboard's browser tests)
-# and a Java runtime (the Spark engine's tests), in one apt-get step.
+# a Java runtime and a native BLAS (the Spark engine's tests), in one apt-get step.
 # shellcheck source=scripts/ci-java.sh
 source scripts/ci-java.sh
 missing=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+# A native BLAS (libblas.so.3) for Spark MLlib's ALS, which falls back to Java's without.
+{ ldconfig -p || /sbin/ldconfig -p; } 2>/dev/null | grep 'libblas\.so\.3 ' >/dev/null ||
+    missing+=(libopenblas0-pthread)
 need_java=""
 xsell_has_java || need_java=1
 if ((${#missing[@]})) || [ -n "$need_java" ]; then

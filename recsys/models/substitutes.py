@@ -64,7 +64,8 @@ class SubstituteModel(Component):
     def fit_period(cls, ctx) -> SubstituteModel:
         """From the period's counts, the shipped ALS's item factors and the item metadata
         (``ctx.meta``). An engine whose orders stay elsewhere (training/spark) hands over
-        their basket co-counts (``period.inter.basket_pairs``)."""
+        their basket co-counts (``period.inter.basket_pairs``), asked for the pairs
+        scored only."""
         period, meta = ctx.period, ctx.meta
         popularity, als = ctx.fitted["popularity"], ctx.fitted.get("als")
         baskets = getattr(period.inter, "basket_pairs", None)
@@ -73,7 +74,7 @@ class SubstituteModel(Component):
         return cls(**cls.parameters(ctx.section(cls), None)).fit(
             period.customer_items, order_items, None if als is None else als.item_factors_,
             meta.category, meta.price, candidates=candidates,
-            basket_counts=baskets() if baskets and not period.customer_is_order else None)
+            basket_counts=baskets if baskets and not period.customer_is_order else None)
 
     @classmethod
     def parameters(cls, section: dict, setting) -> dict:
@@ -102,7 +103,8 @@ class SubstituteModel(Component):
         catalog categories); ``price`` the training-time price (NaN: unknown);
         ``candidates`` the items that may be proposed at all. ``basket_counts``:
         items x items orders holding both, in place of ``order_items`` (an engine
-        whose orders stay elsewhere, training/spark, counts them there).
+        whose orders stay elsewhere, training/spark, counts them there), or a function
+        of :func:`scored_groups` returning them for the pairs scored (within a group).
         """
         n_items = customer_items.shape[1]
         price = np.asarray(price, dtype=np.float64)
@@ -115,6 +117,8 @@ class SubstituteModel(Component):
         order_t = None if order_items is None else _binary(order_items).T.tocsr()
         pairs = order_t is None and basket_counts is not None
         if pairs:
+            if callable(basket_counts):
+                basket_counts = basket_counts(scored_groups(category, ok))
             order_t = basket_counts.tocsr()
         unit = None
         if item_factors is not None and self.als_weight > 0:
@@ -245,6 +249,15 @@ def _groups(category: np.ndarray | None, ok: np.ndarray):
         if e - s > 1:
             members = order[s:e]
             yield members, members
+
+
+def scored_groups(category: np.ndarray | None, ok: np.ndarray) -> np.ndarray:
+    """Each item's group in :func:`_groups` (-1: never scored): the substitutes score
+    pairs of items within one group only, so only those pairs' counts are needed."""
+    out = np.full(len(ok), -1, dtype=np.int32)
+    for g, (rows, _) in enumerate(_groups(category, ok)):
+        out[rows] = g
+    return out
 
 
 def _binary(m: sp.csr_matrix) -> sp.csr_matrix:

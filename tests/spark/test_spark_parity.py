@@ -10,8 +10,10 @@ from recsys.models import CoPurchaseModel
 from recsys.models.ease import EASEModel
 from recsys.models.recency import order_decay
 from training.spark import models
-from training.spark.engine import holdout_queries, split_lines
+from training.spark.engine import holdout_queries, holdout_summary, split_lines
+from training.spark.frames import collect_arrays
 from training.spark.reader import read_orders_spark
+from training.validation import holdout_split
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +40,24 @@ def test_report_and_vocabularies_match(both):
 
 def test_split_and_holdout_queries_match(spark, both):
     local, _, remote, _ = both
+    _assert_split_and_queries_match(spark, local, remote)
+
+
+def test_random_split_without_timestamps_matches(spark, planted, tmp_path):
+    """No timestamps: the local engine's seeded draw of orders, not another random 20%."""
+    import pyarrow.csv as pacsv
+
+    table = pacsv.read_csv(planted[0]).drop(["timestamp"])
+    path = str(tmp_path / "no_timestamps.csv")
+    pacsv.write_csv(table, path)
+    local, _ = read_orders(path)
+    remote, _ = read_orders_spark(spark, path)
+    assert local.timestamp is None and remote.timestamp is None
+    s = _assert_split_and_queries_match(spark, local, remote)
+    assert s.method == "random" and 0.15 < s.test.mean() < 0.25
+
+
+def _assert_split_and_queries_match(spark, local, remote):
     s = split(local)
     ss, train, test = split_lines(remote, 0.15)
     assert (ss.method, ss.cutoff) == (s.method, s.cutoff)
@@ -56,6 +76,15 @@ def test_split_and_holdout_queries_match(spark, both):
         for a, b in zip(got.basket_queries, want.basket_queries, strict=True):
             assert np.array_equal(a, b)
         assert len(want.nb_customers) > 0
+        # The manifest's holdout report counts the queries before the sample, as local.
+        report = holdout_summary(ss, got, 0)
+        _, _, local_report = holdout_split(local, 0.15, min_queries=0)
+        for key in ("next_best_customers", "item_query_baskets", "train_lines", "test_lines"):
+            assert report[key] == local_report[key], key
+    test_orders = np.unique(local.order_idx[s.test])
+    got_orders = np.sort(collect_arrays(test.select("o").distinct(), ["o"], "test orders")["o"])
+    assert np.array_equal(got_orders, test_orders)
+    return s
 
 
 @pytest.mark.parametrize("params", [
@@ -92,6 +121,41 @@ def test_copurchase_every_order_its_own_customer(spark, planted, tmp_path):
                              if not k.endswith("_")})
     assert np.array_equal(got.similarity_.indices, want.similarity_.indices)
     assert np.array_equal(got.support_.data, want.support_.data)
+
+
+def test_substitutes_from_spark_basket_pairs_identical(spark, both):
+    """Substitutes fitted from Spark's basket pairs, counted for the pairs they score
+    only (one category, priced items), are those fitted from the orders (local)."""
+    from recsys.models.substitutes import SubstituteModel
+
+    local, _, remote, _ = both
+    n = len(local.items)
+    rng = np.random.default_rng(0)
+    category = rng.integers(-1, 3, n)  # three categories, and items without one
+    price = local.item_prices().astype(np.float64)
+    price[rng.random(n) < 0.2] = np.nan
+    params = {"als_weight": 0.0, "min_similarity": 0.0, "max_basket_share": 1.0}
+    want = SubstituteModel(**params).fit(local.customer_items(), local.order_items(), None,
+                                         category, price)
+    asked = []
+
+    def baskets(groups):
+        asked.append(groups)
+        return models.basket_pairs(remote.lines, n, groups)
+
+    got = SubstituteModel(**params).fit(local.customer_items(), None, None, category, price,
+                                        basket_counts=baskets)
+    assert want.similarity_.nnz > 0 and want.basket_support_.data.max() > 0
+    for name in ("similarity_", "support_", "basket_support_"):
+        a, b = getattr(got, name), getattr(want, name)
+        assert np.array_equal(a.indptr, b.indptr) and np.array_equal(a.indices, b.indices)
+        np.testing.assert_array_equal(a.data, b.data)
+    # Only pairs within one scored group crossed to the driver, fewer than all of them.
+    (groups,) = asked
+    counted = models.basket_pairs(remote.lines, n, groups)
+    i, j = counted.nonzero()
+    assert (groups[i] >= 0).all() and (groups[i] == groups[j]).all()
+    assert 0 < counted.nnz < models.basket_pairs(remote.lines, n).nnz
 
 
 @pytest.mark.parametrize("half_life,size_exponent", [(0.0, 0.0), (30.0, 0.5)])

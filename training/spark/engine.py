@@ -18,8 +18,7 @@ comparison with the current version on the holdout orders it never saw (the
 fresh queries drawn in Spark, the scoring on the driver).
 
 Not carried over (said so, not dropped silently): ALS warm starts (the final
-ALS runs all ``als.iterations``), and the random split of data without
-timestamps (a seeded hash of the order id instead of the local draw).
+ALS runs all ``als.iterations``).
 """
 
 from __future__ import annotations
@@ -33,7 +32,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recsys.data import read_catalog
-from recsys.evaluation import sample_eval_data
+from recsys.evaluation import RANDOM_TEST_FRACTION, sample_eval_data
 from recsys.exceptions import ConfigError
 from recsys.models import EASEByKind, PopularityModel, RecencyWeights
 from recsys.period import TrainingPeriod
@@ -61,8 +60,6 @@ from .reader import read_frame, read_orders_spark
 from .session import spark_errors, start_session
 
 log = logging.getLogger(__name__)
-
-_HASH_RANGE = 2 ** 31
 
 
 class _Period:
@@ -160,9 +157,9 @@ class SparkEngine:
                 table = frame.toArrow() if hasattr(frame, "toArrow") else _arrow(frame)
             # Item metadata is catalogue-sized: validated by the local reader's rules.
             cat, cat_report = read_catalog(catalog, catalog_columns, strict=strict, table=table)
-        def basket_pairs():
+        def basket_pairs(groups=None):
             with self.steps.stage("substitutes' basket pairs"), spark_errors("training"):
-                return models.basket_pairs(data.lines, len(data.items))
+                return models.basket_pairs(data.lines, len(data.items), groups)
 
         data.basket_pairs = basket_pairs
         return data, report, cat, cat_report
@@ -335,7 +332,7 @@ def holdout_summary(s: SparkSplit, eval_data, min_queries: int) -> dict:
     queries of a kind (leave-last-out, held-out lines grouped into visits,
     line-by-line exports regrouped into visits) are not carried over: the
     report says so instead."""
-    nb, n_item = int(len(eval_data.nb_customers)), int(len(eval_data.basket_targets))
+    nb, n_item = (int(n) for n in eval_data.candidates)  # before the sample, as local
     scheme = "; ".join(s.scheme)
     if n_item < min_queries:
         scheme += (f" ({n_item} item queries, fewer than {min_queries}: the local engine's "
@@ -347,17 +344,26 @@ def holdout_summary(s: SparkSplit, eval_data, min_queries: int) -> dict:
             "min_queries": min_queries, "engine": "spark"}
 
 
+def random_test_orders(n_orders: int, chunk: int = 10_000_000) -> np.ndarray:
+    """The orders :func:`recsys.evaluation.split` holds out of data without timestamps
+    (seed 0, one uniform draw per order index): drawn in chunks, the same stream."""
+    rng, out = np.random.default_rng(0), []
+    for start in range(0, n_orders, chunk):
+        draws = rng.random(min(chunk, n_orders - start))
+        out.append(np.flatnonzero(draws < RANDOM_TEST_FRACTION).astype(np.int64) + start)
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+
+
 def split_lines(data, test_fraction: float, min_queries: int | None = None):
     """(SparkSplit, training lines, test lines): :func:`recsys.evaluation.split` in Spark.
 
     Temporal: the last ``test_fraction`` of orders by their earliest line, the
     cutoff the local split computes (the order at position floor(n * (1 - f))).
-    Without timestamps: 20% of orders by a seeded hash of the order index.
+    Without timestamps: the local engine's seeded draw of 20% of orders, made on the
+    driver (one draw per order, in chunks: orders, not lines) and joined to the lines.
     """
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
-
-    from recsys.evaluation import RANDOM_TEST_FRACTION
 
     lines = data.lines
     if data.timestamp is not None:
@@ -368,8 +374,11 @@ def split_lines(data, test_fraction: float, min_queries: int | None = None):
         tagged = lines.join(times, "o").withColumn("test", F.col("ot") >= F.lit(int(cutoff)))
         method = "temporal"
     else:
-        draw = F.pmod(F.xxhash64(F.col("o"), F.lit(0)), F.lit(_HASH_RANGE)) / F.lit(_HASH_RANGE)
-        tagged = lines.withColumn("test", draw < F.lit(RANDOM_TEST_FRACTION))
+        held_out = random_test_orders(len(data.orders))
+        held = local_frame(lines.sparkSession, o=held_out,
+                           test=np.ones(len(held_out), dtype=bool))
+        tagged = (lines.join(held, "o", "left")
+                  .withColumn("test", F.coalesce(F.col("test"), F.lit(False))))
         cutoff, method = None, "random"
     scheme = [f"{method} cut"]
     if min_queries is not None and not data.customer_is_order:

@@ -51,13 +51,15 @@ def customer_items(lines, n_customers: int, n_items: int, what: str) -> sp.csr_m
     return to_csr(arrays, "c", "i", "n", (n_customers, n_items), np.float32)
 
 
-def _pair_counts(rows, key: str, name: str):
-    """(i, j, name): rows of ``rows`` (key, i) holding both i and j, i != j."""
+def _pair_counts(rows, key: str, name: str, same: str | None = None):
+    """(i, j, name): rows of ``rows`` (key, i) holding both i and j, i != j (and, with
+    ``same``, both of one ``same`` value)."""
     from pyspark.sql import functions as F
 
-    a = rows.select(F.col(key).alias("k"), F.col("i"))
-    b = rows.select(F.col(key).alias("k"), F.col("i").alias("j"))
-    return (a.join(b, "k").where(F.col("i") != F.col("j"))
+    keys = ["k"] + ([same] if same else [])
+    a = rows.select(F.col(key).alias("k"), *keys[1:], F.col("i"))
+    b = rows.select(F.col(key).alias("k"), *keys[1:], F.col("i").alias("j"))
+    return (a.join(b, keys).where(F.col("i") != F.col("j"))
             .groupBy("i", "j").agg(F.count(F.lit(1)).alias(name)))
 
 
@@ -143,12 +145,27 @@ def copurchase(spark, lines, n_items: int, customer_is_order: bool, params: dict
     return model
 
 
-def basket_pairs(lines, n_items: int) -> sp.csr_matrix:
-    """Items x items: orders holding both (every order; the substitutes' basket share)."""
+def basket_pairs(lines, n_items: int, groups: np.ndarray | None = None) -> sp.csr_matrix:
+    """Items x items: orders holding both (every order; the substitutes' basket share).
+
+    With ``groups`` (each item's group, -1: none; :func:`recsys.models.substitutes.
+    scored_groups`) only pairs within one group are counted and collected: the pairs
+    the substitutes score, not every co-bought pair (items^2-bounded)."""
+    from pyspark.sql import functions as F
+
+    shape = (n_items, n_items)
     with spark_errors("counting basket pairs"):
-        got = collect_arrays(_pair_counts(lines.select("o", "i").distinct(), "o", "n"),
-                             ["i", "j", "n"], "basket pairs")
-    return to_csr(got, "i", "j", "n", (n_items, n_items), np.float32)
+        rows, same = lines.select("o", "i").distinct(), None
+        if groups is not None:
+            scored = np.flatnonzero(np.asarray(groups) >= 0)
+            if not len(scored):
+                return sp.csr_matrix(shape, dtype=np.float32)
+            side = local_frame(lines.sparkSession, i=scored.astype(np.int32),
+                               g=np.asarray(groups)[scored].astype(np.int32))
+            rows, same = rows.join(F.broadcast(side), "i"), "g"
+        got = collect_arrays(_pair_counts(rows, "o", "n", same), ["i", "j", "n"],
+                             "basket pairs")
+    return to_csr(got, "i", "j", "n", shape, np.float32)
 
 
 def als(lines, n_customers: int, n_items: int, params: dict, iterations: int,

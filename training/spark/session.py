@@ -70,6 +70,9 @@ def start_session(config: dict, master: str | None = None):
                # rows through Python workers: the executors run no Python.
                .config("spark.sql.execution.arrow.pyspark.enabled", "true")
                .config("spark.sql.execution.arrow.pyspark.fallback.enabled", "false")
+               # MLlib's ALS calls a native BLAS where the machine has one (libblas.so.3):
+               # one thread per task, as Spark already runs a task per core.
+               .config("spark.executorEnv.OPENBLAS_NUM_THREADS", "1")
                .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={_LOG4J}"))
     for key, value in (cfg.get("conf") or {}).items():
         builder = builder.config(key, str(value))
