@@ -37,3 +37,18 @@ def spark():
     session = start_session(config)
     yield session
     session.stop()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _cached_frames_released():
+    """One 1g session serves every module: the frames a module's reads and splits
+    cached (MEMORY_AND_DISK) are released at its end, or they squeeze the memory left
+    to later modules' aggregations (seen: AGGREGATE_OUT_OF_MEMORY in EASE's Gram)."""
+    yield
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        return
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        active.catalog.clearCache()

@@ -45,16 +45,21 @@ def test_split_and_holdout_queries_match(spark, both):
 
 def test_random_split_without_timestamps_matches(spark, planted, tmp_path):
     """No timestamps: the local engine's seeded draw of orders, not another random 20%."""
-    import pyarrow.csv as pacsv
-
-    table = pacsv.read_csv(planted[0]).drop(["timestamp"])
-    path = str(tmp_path / "no_timestamps.csv")
-    pacsv.write_csv(table, path)
-    local, _ = read_orders(path)
-    remote, _ = read_orders_spark(spark, path)
+    local, remote, _ = _both_without(spark, planted, tmp_path, "timestamp")
     assert local.timestamp is None and remote.timestamp is None
     s = _assert_split_and_queries_match(spark, local, remote)
     assert s.method == "random" and 0.15 < s.test.mean() < 0.25
+
+
+def _both_without(spark, planted, tmp_path, column: str):
+    """The planted lines without ``column``, read by both engines: (local, remote, its report)."""
+    import pyarrow.csv as pacsv
+
+    path = str(tmp_path / f"no_{column}.csv")
+    pacsv.write_csv(pacsv.read_csv(planted[0]).drop([column]), path)
+    local, _ = read_orders(path)
+    remote, report = read_orders_spark(spark, path)
+    return local, remote, report
 
 
 def _assert_split_and_queries_match(spark, local, remote):
@@ -107,13 +112,7 @@ def test_copurchase_neighbours_and_supports_identical(spark, both, params):
 
 
 def test_copurchase_every_order_its_own_customer(spark, planted, tmp_path):
-    import pyarrow.csv as pacsv
-
-    table = pacsv.read_csv(planted[0]).drop(["customer_id"])
-    path = str(tmp_path / "no_customers.csv")
-    pacsv.write_csv(table, path)
-    local, _ = read_orders(path)
-    remote, report = read_orders_spark(spark, path)
+    local, remote, report = _both_without(spark, planted, tmp_path, "customer_id")
     assert remote.customer_is_order and report.notes
     want = CoPurchaseModel().fit(local.customer_items(), None)
     got = models.copurchase(spark, remote.lines, len(remote.items), True,
