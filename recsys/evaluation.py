@@ -55,10 +55,9 @@ def split(inter: Interactions, test_fraction: float = TEST_FRACTION,
     present[inter.order_idx] = True
     times = inter.order_times()
     if times is None:
-        rng = np.random.default_rng(seed)
-        draws = rng.random(int(present.sum()))
         test_orders = np.zeros(len(inter.orders), dtype=bool)
-        test_orders[np.flatnonzero(present)] = draws < random_fraction
+        test_orders[np.flatnonzero(present)[
+            random_test_orders(int(present.sum()), random_fraction, seed)]] = True
         test = test_orders[inter.order_idx]
         return Split(train=~test, test=test, method="random")
     ordered = np.sort(times[present])
@@ -67,6 +66,18 @@ def split(inter: Interactions, test_fraction: float = TEST_FRACTION,
     # An order belongs wholly to one side: its earliest line decides.
     test = times[inter.order_idx] >= cutoff
     return Split(train=~test, test=test, method="temporal", cutoff=cutoff)
+
+
+def random_test_orders(n_orders: int, fraction: float = RANDOM_TEST_FRACTION, seed: int = 0,
+                       chunk: int = 10_000_000) -> np.ndarray:
+    """Positions (0..n_orders-1) of the orders held out without timestamps: one seeded
+    uniform draw per order, below ``fraction``. Drawn in chunks (the same stream), so an
+    engine that keeps its lines elsewhere (training/spark) holds memory per chunk."""
+    rng, out = np.random.default_rng(seed), []
+    for start in range(0, n_orders, chunk):
+        draws = rng.random(min(chunk, n_orders - start))
+        out.append(np.flatnonzero(draws < fraction).astype(np.int64) + start)
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
 
 def validation_split(train: Interactions, test_fraction: float = TEST_FRACTION,

@@ -32,7 +32,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recsys.data import read_catalog
-from recsys.evaluation import RANDOM_TEST_FRACTION, sample_eval_data
+from recsys.evaluation import random_test_orders, sample_eval_data
 from recsys.exceptions import ConfigError
 from recsys.models import EASEByKind, PopularityModel, RecencyWeights
 from recsys.period import TrainingPeriod
@@ -342,16 +342,6 @@ def holdout_summary(s: SparkSplit, eval_data, min_queries: int) -> dict:
             "train_lines": int(s.train.sum()), "test_lines": int(s.test.sum()),
             "next_best_customers": nb, "item_query_baskets": n_item,
             "min_queries": min_queries, "engine": "spark"}
-
-
-def random_test_orders(n_orders: int, chunk: int = 10_000_000) -> np.ndarray:
-    """The orders :func:`recsys.evaluation.split` holds out of data without timestamps
-    (seed 0, one uniform draw per order index): drawn in chunks, the same stream."""
-    rng, out = np.random.default_rng(0), []
-    for start in range(0, n_orders, chunk):
-        draws = rng.random(min(chunk, n_orders - start))
-        out.append(np.flatnonzero(draws < RANDOM_TEST_FRACTION).astype(np.int64) + start)
-    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
 
 def split_lines(data, test_fraction: float, min_queries: int | None = None):
