@@ -7,11 +7,13 @@ merges every worker's values (prometheus_client's multiprocess mode).
 
 from __future__ import annotations
 
+import glob
 import os
 import time
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import multiprocess as mp
 from prometheus_client.core import GaugeMetricFamily
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -116,26 +118,25 @@ class ModelCollector:
         yield since
 
 
-def worker_files_collector(registry=None):
+class _WrittenFiles(mp.MultiProcessCollector):
     """prometheus_client's multiprocess collector over the workers' files, less any file a
     worker has created but not yet given its 8-byte header (it holds no value yet; read as
     is, prometheus_client raises ``struct.error`` and ``/metrics`` would answer 500 while a
     worker starts)."""
-    import glob
 
-    from prometheus_client import multiprocess as mp
+    def collect(self):
+        files = []
+        for name in glob.glob(os.path.join(self._path, "*.db")):
+            try:
+                if os.path.getsize(name) >= 8:
+                    files.append(name)
+            except OSError:  # a dead worker's file removed since the glob
+                continue
+        return self.merge(files, accumulate=True)
 
-    class _WrittenFiles(mp.MultiProcessCollector):
-        def collect(self):
-            files = []
-            for name in glob.glob(os.path.join(self._path, "*.db")):
-                try:
-                    if os.path.getsize(name) >= 8:
-                        files.append(name)
-                except OSError:  # a dead worker's file removed since the glob
-                    continue
-            return self.merge(files, accumulate=True)
 
+def worker_files_collector(registry=None) -> _WrittenFiles:
+    """The workers' metrics (:class:`_WrittenFiles`), registered in ``registry`` if given."""
     return _WrittenFiles(registry)
 
 
